@@ -1,0 +1,3 @@
+"""runjob: a job runner for scheduled jobs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from runjob.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""The typer app: option parsing only; the work lives in runjob.commands."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from runjob import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Run registered jobs with a run id, an overlap lock, a timeout, retries and JSON logs.\n\n"
+    "The crontab form `runjob NAME [key=value ...]` is `runjob run NAME [key=value ...]`.",
+)
+state: dict[str, Optional[str]] = {"config": None}
+
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="registry file (default: search path)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of a table (always, off a terminal)")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"runjob {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    config: ConfigOpt = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    state["config"] = config
+
+
+def _json(flag: bool) -> bool:
+    return flag or not sys.stdout.isatty()
+
+
+def _done(code: int) -> None:
+    raise typer.Exit(code)
+
+
+@app.command(context_settings={"ignore_unknown_options": False})
+def run(
+    name: Annotated[str, typer.Argument(help="job name")],
+    params: Annotated[Optional[list[str]], typer.Argument(help="key=value params")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="key=value (repeatable)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; lock and run nothing")] = False,
+    timeout: Annotated[Optional[str], typer.Option(help="override the timeout, e.g. 90s")] = None,
+    no_retry: Annotated[bool, typer.Option("--no-retry", help="one attempt only")] = False,
+    output: Annotated[Optional[str], typer.Option(help="json | passthrough | discard")] = None,
+    log_file: Annotated[Optional[str], typer.Option("--log-file", help='records to this file ("" = stdout)')] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto | json | pretty")] = "auto",
+) -> None:
+    """Run one job (the crontab form `runjob NAME` does the same)."""
+    from runjob.commands.run import run_job
+
+    _done(run_job(state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt))
+
+
+@app.command("list")
+def list_(as_json: JsonOpt = False) -> None:
+    """Jobs with schedule, next run, lock key, timeout and owners."""
+    from runjob.commands.inspect import list_jobs
+
+    _done(list_jobs(state["config"], _json(as_json)))
+
+
+@app.command()
+def show(name: str, as_json: JsonOpt = False) -> None:
+    """One job, fully resolved ([defaults] merged in)."""
+    from runjob.commands.inspect import show_job
+
+    _done(show_job(state["config"], name, _json(as_json)))
+
+
+@app.command()
+def validate(as_json: JsonOpt = False) -> None:
+    """Check the registry: exit 0, or 78 with every error and its key path."""
+    from runjob.commands.inspect import validate as check
+
+    _done(check(state["config"], as_json))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of jobs.toml."""
+    from runjob.commands.inspect import print_schema
+
+    _done(print_schema())
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the app; its usage errors exit 2, our RunjobErrors propagate to main()."""
+    try:
+        typer.main.get_command(app).main(args=args, prog_name="runjob", standalone_mode=True)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0

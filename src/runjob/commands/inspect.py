@@ -1,0 +1,82 @@
+"""`runjob list`, `show`, `validate` and `schema`: look at the registry, change nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from runjob import config, cron, schema
+from runjob.errors import ConfigError, EXIT_CONFIG, EXIT_OK
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+NEXT_TIMES = 3
+
+
+def summary(job: config.Job, now: datetime) -> dict[str, Any]:
+    return {
+        "name": job.name,
+        "description": job.description,
+        "schedule": job.schedule,
+        "next": [t.isoformat() for t in next_times(job, now)],
+        "lock_key": job.lock_key,
+        "timeout_s": job.timeout,
+        "owners": job.owners,
+        "params": sorted(job.params),
+    }
+
+
+def next_times(job: config.Job, now: datetime, count: int = NEXT_TIMES) -> list[datetime]:
+    return cron.next_times(job.schedule, job.timezone, now, count) if job.schedule else []
+
+
+def list_jobs(config_path: str | None, as_json: bool) -> int:
+    registry = config.load(config_path, check_schedules=True)
+    now = datetime.now(timezone.utc)
+    rows = [summary(job, now) for job in registry.jobs.values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        from runjob.pretty import job_table
+
+        job_table(rows)
+    return EXIT_OK
+
+
+def show_job(config_path: str | None, name: str, as_json: bool) -> int:
+    registry = config.load(config_path, check_schedules=True)
+    job = registry.job(name)
+    shown = job.as_dict() | {"next": [t.isoformat() for t in next_times(job, datetime.now(timezone.utc), 5)]}
+    shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    else:
+        from runjob.pretty import job_detail
+
+        job_detail(shown)
+    return EXIT_OK
+
+
+def validate(config_path: str | None, as_json: bool) -> int:
+    try:
+        registry = config.load(config_path, check_schedules=True)
+    except ConfigError as e:
+        if not as_json:
+            raise
+        print(json.dumps({"valid": False, "path": e.path, "errors": e.lines()}, indent=2))
+        return EXIT_CONFIG
+    result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs)}
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        from runjob.pretty import say
+
+        say(f"[green]OK[/green] {registry.path}: {len(registry.jobs)} jobs, {len(registry.owners)} owners")
+    return EXIT_OK
+
+
+def print_schema() -> int:
+    print(json.dumps(schema.json_schema(), indent=2))
+    return EXIT_OK

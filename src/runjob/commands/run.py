@@ -1,0 +1,95 @@
+"""`runjob run NAME` and the crontab form `runjob NAME`: build the plan, pick sinks, run."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from runjob import config, plan
+from runjob.errors import ConfigError, UsageError
+from runjob.logs import JsonSink, Records, new_run_id
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from runjob.logs import Sink
+    from runjob.runner import Observer
+
+FORMATS = ("auto", "json", "pretty")
+
+
+def run_job(
+    config_path: str | None,
+    name: str,
+    words: list[str],
+    extra_params: list[str] = (),  # type: ignore[assignment]
+    dry_run: bool = False,
+    timeout: str | None = None,
+    no_retry: bool = False,
+    output: str | None = None,
+    log_file: str | None = None,
+    fmt: str = "auto",
+) -> int:
+    pretty = _pretty(fmt)
+    try:
+        registry = config.load(config_path)
+    except ConfigError as e:
+        if not pretty:
+            _config_error_record(name, e)
+        raise
+    given = plan.parse_params(list(words) + list(extra_params))
+    the_plan = plan.build(registry, name, given, _timeout(timeout), no_retry, output, log_file)
+    if dry_run:
+        from runjob.commands.dry_run import show_plan
+
+        return show_plan(the_plan, pretty)
+    from runjob.runner import execute
+
+    sink = _sink(the_plan, pretty)
+    try:
+        return execute(the_plan, sink, observers(registry))
+    finally:
+        sink.close()
+
+
+def observers(registry: config.Registry) -> list[Observer]:
+    """The after-run steps; history, notify, ping and metrics plug in here."""
+    return []
+
+
+def _pretty(fmt: str) -> bool:
+    if fmt not in FORMATS:
+        raise UsageError(f'--format must be one of {", ".join(FORMATS)}, got "{fmt}"')
+    return fmt == "pretty" or (fmt == "auto" and sys.stdout.isatty())
+
+
+def _timeout(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from runjob.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"--timeout: {e}") from None
+
+
+def _sink(the_plan: plan.Plan, pretty: bool) -> Sink:
+    json_sink = JsonSink(the_plan.log_file) if (the_plan.log_file or not pretty) else None
+    if not pretty:
+        assert json_sink is not None
+        return json_sink
+    from runjob.logs import TeeSink
+    from runjob.pretty import PrettySink
+
+    terminal = PrettySink()
+    return TeeSink(json_sink, terminal) if json_sink else terminal
+
+
+def _config_error_record(name: str, e: ConfigError) -> None:
+    """The config.error record, on stdout: the log aggregator must see why nothing ran."""
+    fields: dict[str, Any] = {"errors": e.lines()}
+    Records(JsonSink(), name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")).emit(
+        "config.error", f"{name}: not run, the registry has {len(e.errors)} error(s)", level="error", **fields
+    )

@@ -1,0 +1,399 @@
+"""Find, parse and validate `jobs.toml` into a `Registry` of `Job`s (SPEC section 1).
+
+Every problem in the file is collected with its dotted key path and reported together
+as one ConfigError (exit 78). Schedules are checked only when asked (`check_schedules`):
+they need the cron library, which the crontab hot path (`runjob NAME`) does not load
+because a schedule never changes what a run does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from runjob import schema
+from runjob.durations import parse_duration
+from runjob.errors import ConfigError
+from runjob.schema import REQUIRED, Key
+from runjob.templating import placeholders
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_JOB_NAME = re.compile(schema.JOB_NAME)
+_LOCK_KEY = re.compile(schema.LOCK_KEY)
+_PARAM_NAME = re.compile(schema.PARAM_NAME)
+_TEMPLATED = ("lock_key", "log_file", "cwd")
+BUILTIN_PLACEHOLDERS = frozenset({"job"})
+MAX_LOCK_KEY = 200  # a lock key names a file: stay well inside NAME_MAX (255)
+
+
+class Job:
+    """One registry entry, [defaults] merged in, values converted (durations in seconds)."""
+
+    name: str
+    description: str
+    command: list[str]
+    schedule: str | None
+    timezone: str | None
+    catch_up: float | None
+    lock_key: str
+    timeout: float
+    kill_grace: float
+    cwd: str | None
+    env: dict[str, str]
+    secrets: list[str]
+    owners: dict[str, str | None]
+    idempotency: str
+    max_age: float | None
+    expected_duration: dict[str, float | None]
+    ping_url: str
+    retry: dict[str, Any]
+    transient: dict[str, list[Any]]
+    params: dict[str, dict[str, Any]]
+    log_file: str
+    output: str
+    on_busy: str
+    wait: float
+    lock_backend: str
+    lock_password_env: str | None
+    on_lock_lost: str
+    lock_unavailable: str
+
+    def __init__(self, name: str, values: dict[str, Any]) -> None:
+        self.name = name
+        for key, value in values.items():
+            setattr(self, key, value)
+        if self.lock_key is None:
+            self.lock_key = name
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name} | {k: getattr(self, k) for k in schema.JOB}
+
+
+class Registry:
+    """The whole file: settings from [defaults], owners, and jobs by name."""
+
+    def __init__(self, path: str, defaults: dict[str, Any], owners: dict[str, Any], jobs: dict[str, Job]):
+        self.path = path
+        self.owners = owners
+        self.jobs = jobs
+        self.state_dir: str = defaults.get("state_dir") or default_state_dir()
+        self.metrics_file: str = defaults.get("metrics_file", "")
+        self.history_keep: float = defaults.get("history_keep", schema.DEFAULTS_ONLY["history_keep"].default)
+
+    def job(self, name: str) -> Job:
+        from runjob.errors import UsageError
+
+        if name not in self.jobs:
+            raise UsageError(f'unknown job "{name}" in {self.path} (see `runjob list`)')
+        return self.jobs[name]
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "runjob")
+
+
+def find_config(explicit: str | None = None) -> str:
+    """The registry path: --config, $RUNJOB_CONFIG, ./jobs.toml, XDG config, /etc."""
+    if explicit:
+        return explicit
+    if os.environ.get("RUNJOB_CONFIG"):
+        return os.environ["RUNJOB_CONFIG"]
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    candidates = ["jobs.toml", os.path.join(xdg, "runjob", "jobs.toml"), "/etc/runjob/jobs.toml"]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise ConfigError([f"no registry found (looked at {', '.join(candidates)}; use --config or $RUNJOB_CONFIG)"])
+
+
+def load(explicit: str | None = None, check_schedules: bool = False) -> Registry:
+    path = find_config(explicit)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError([f"cannot read: {e.strerror}"], path) from None
+    return parse_bytes(data, path, check_schedules)
+
+
+def parse_bytes(data: bytes, path: str = "<string>", check_schedules: bool = True) -> Registry:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not UTF-8 (byte {e.start})"], path) from None
+    return parse_string(text, path, check_schedules)
+
+
+def parse_string(text: str, path: str = "<string>", check_schedules: bool = True) -> Registry:
+    import tomllib
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([_syntax_error(str(e))], path) from None
+    errors: list[str] = []
+    registry = _build(raw, path, errors)
+    if check_schedules:
+        _check_schedules(registry, errors)
+    if errors:
+        raise ConfigError(errors, path)
+    return registry
+
+
+def _syntax_error(message: str) -> str:
+    m = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if m is None:
+        return f"TOML syntax error: {message}"
+    what = message[: m.start()].strip()
+    return f"line {m.group(1)}, column {m.group(2)}: TOML syntax error: {what}"
+
+
+def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
+    _unknown_keys(raw, schema.TOP, "", errors)
+    defaults = _table(raw.get("defaults", {}), schema.DEFAULTS, "defaults", errors)
+    owners = _owners(raw.get("owners", {}), errors)
+    jobs_raw = raw.get("jobs", {})
+    if not isinstance(jobs_raw, dict):
+        errors.append(f"jobs: expected a table, got {_type_name(jobs_raw)}")
+        jobs_raw = {}
+    jobs = {}
+    for name, body in jobs_raw.items():
+        job = _job(name, body, defaults, owners, errors)
+        if job is not None:
+            jobs[name] = job
+    return Registry(path, defaults, owners, jobs)
+
+
+def _job(name: str, body: Any, defaults: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> Job | None:
+    where = f"jobs.{name}"
+    if not _JOB_NAME.fullmatch(name):
+        errors.append(f"{where}: bad job name (must match {schema.JOB_NAME})")
+    elif name in schema.SUBCOMMANDS:
+        errors.append(f'{where}: "{name}" is a runjob subcommand and cannot name a job')
+    values = _table(body, schema.JOB, where, errors)
+    if "command" not in values:
+        return None
+    merged = _merge(defaults, values)
+    _check_job(name, merged, owners, errors)
+    return Job(name, merged)
+
+
+def _merge(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Built-in defaults <- [defaults] <- the job; tables and env merge key by key."""
+    merged: dict[str, Any] = {}
+    for name, key in schema.JOB.items():
+        if key.kind == "table":
+            merged[name] = _builtin(key.table or {}) | defaults.get(name, {}) | values.get(name, {})
+        elif key.kind == "str_map":
+            merged[name] = defaults.get(name, {}) | values.get(name, {})
+        elif name == "secrets":
+            merged[name] = sorted(set(defaults.get(name, [])) | set(values.get(name, [])))
+        else:
+            merged[name] = values.get(name, defaults.get(name, key.default))
+    return merged
+
+
+def _builtin(table: dict[str, Key]) -> dict[str, Any]:
+    return {name: key.default for name, key in table.items()}
+
+
+def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> None:
+    where = f"jobs.{name}"
+    known = set(job["params"]) | BUILTIN_PLACEHOLDERS
+    fields = [(f"command[{i}]", arg) for i, arg in enumerate(job["command"])]
+    fields += [(k, job[k]) for k in _TEMPLATED if job[k]]
+    fields += [(f"env.{k}", v) for k, v in job["env"].items()]
+    for field, template in fields:
+        try:
+            missing = [p for p in placeholders(template) if p not in known]
+        except ValueError as e:
+            errors.append(f"{where}.{field}: {e}")
+            continue
+        for p in missing:
+            errors.append(f'{where}.{field}: placeholder "{{{p}}}" has no param (declare [{where}.params.{p}])')
+    if job["lock_key"] is not None:
+        _check_lock_template(job["lock_key"], f"{where}.lock_key", errors)
+    for role, owner in job["owners"].items():
+        if owner is not None and owner not in owners:
+            errors.append(f'{where}.owners.{role}: owner "{owner}" is not declared in [owners]')
+    bounds = job["expected_duration"]
+    if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
+        errors.append(f"{where}.expected_duration: min is greater than max")
+
+
+def _check_lock_template(template: str, where: str, errors: list[str]) -> None:
+    try:
+        sample = template.replace("{{", "").replace("}}", "")
+        for p in placeholders(template):
+            sample = sample.replace("{" + p + "}", "x")
+    except ValueError:
+        return  # already reported as a placeholder error
+    problem = lock_key_problem(sample)
+    if problem:
+        errors.append(f"{where}: {problem}")
+
+
+def lock_key_problem(key: str) -> str | None:
+    """Why `key` cannot name a lock file, or None."""
+    if not _LOCK_KEY.fullmatch(key) or ".." in key:
+        return f'bad lock key "{key}" (must match {schema.LOCK_KEY}, no "..")'
+    if len(key) > MAX_LOCK_KEY:
+        return f"lock key longer than {MAX_LOCK_KEY} characters"
+    return None
+
+
+def _owners(raw: Any, errors: list[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        errors.append(f"owners: expected a table, got {_type_name(raw)}")
+        return {}
+    owners = {}
+    for name, body in raw.items():
+        where = f"owners.{name}"
+        if not _JOB_NAME.fullmatch(name):
+            errors.append(f"{where}: bad owner name (must match {schema.JOB_NAME})")
+        values = _table(body, schema.OWNER, where, errors)
+        if isinstance(body, dict) and not values.get("command") and not values.get("webhook"):
+            errors.append(f"{where}: give a command or a webhook (or both)")
+        owners[name] = _builtin(schema.OWNER) | values
+    return owners
+
+
+def _params(raw: Any, where: str, errors: list[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: expected a table, got {_type_name(raw)}")
+        return {}
+    params = {}
+    for name, body in raw.items():
+        at = f"{where}.{name}"
+        if not _PARAM_NAME.fullmatch(name) or name in BUILTIN_PLACEHOLDERS:
+            errors.append(f"{at}: bad param name (must match {schema.PARAM_NAME}, not 'job')")
+        values = _builtin(schema.PARAM) | _table(body, schema.PARAM, at, errors)
+        default = values["default"]
+        if default is not None and isinstance(values["pattern"], str):
+            if re.fullmatch(values["pattern"], default) is None:
+                errors.append(f'{at}.default: "{default}" does not match the pattern {values["pattern"]}')
+        params[name] = values
+    return params
+
+
+def _table(raw: Any, keys: dict[str, Key], where: str, errors: list[str]) -> dict[str, Any]:
+    """Check the keys of one table; returns the converted values of the keys present."""
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: expected a table, got {_type_name(raw)}")
+        return {}
+    _unknown_keys(raw, keys, where, errors)
+    out: dict[str, Any] = {}
+    for name, key in keys.items():
+        at = f"{where}.{name}" if where else name
+        if name not in raw:
+            if key.default is REQUIRED:
+                errors.append(f"{at}: required")
+            continue
+        if key.kind == "table":
+            out[name] = _table(raw[name], key.table or {}, at, errors)
+        elif key.kind == "params":
+            out[name] = _params(raw[name], at, errors)
+        elif key.kind in ("owners", "jobs"):
+            continue  # handled by _build
+        else:
+            try:
+                out[name] = convert(key, raw[name])
+            except ValueError as e:
+                errors.append(f"{at}: {e}")
+    return out
+
+
+def _unknown_keys(raw: dict[str, Any], keys: dict[str, Key], where: str, errors: list[str]) -> None:
+    for name in raw:
+        if name not in keys:
+            at = f"{where}.{name}" if where else name
+            errors.append(f"{at}: unknown key (known: {', '.join(sorted(keys))})")
+
+
+def convert(key: Key, value: Any) -> Any:
+    """`value` checked against `key.kind` and converted; ValueError says what is wrong."""
+    kind = key.kind
+    if kind == "duration":
+        return parse_duration(value)
+    if kind == "argv":
+        return _argv(value)
+    if kind in ("str", "cron"):
+        return _expect(value, str, "a string")
+    if kind == "regex":
+        return _regex(_expect(value, str, "a string"))
+    if kind == "bool":
+        return _expect(value, bool, "true or false")
+    if kind == "int":
+        return _int(value, key.minimum)
+    if kind == "enum":
+        if value not in key.choices:
+            raise ValueError(f"expected one of {', '.join(key.choices)}, got {value!r}")
+        return value
+    if kind in ("str_list", "regex_list"):
+        items = [_expect(v, str, "a list of strings") for v in _expect(value, list, "a list")]
+        return [_regex(v) for v in items] if kind == "regex_list" else items
+    if kind == "int_list":
+        return [_int(v, 0) for v in _expect(value, list, "a list of integers")]
+    if kind == "str_map":
+        table = _expect(value, dict, "a table of strings")
+        return {k: _expect(v, str, f"a string for {k}") for k, v in table.items()}
+    raise AssertionError(f"unknown kind {kind}")
+
+
+def _argv(value: Any) -> list[str]:
+    if isinstance(value, str):
+        import shlex
+
+        try:
+            value = shlex.split(value)
+        except ValueError as e:
+            raise ValueError(f"cannot split command string: {e}") from None
+    argv = _expect(value, list, "a list of strings or a string")
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise ValueError("expected a non-empty list of strings")
+    if not argv[0]:
+        raise ValueError("the program (first element) is empty")
+    return argv
+
+
+def _expect(value: Any, typ: type, what: str) -> Any:
+    if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
+        raise ValueError(f"expected {what}, got {_type_name(value)} {value!r}"[:200])
+    return value
+
+
+def _int(value: Any, minimum: int | None) -> int:
+    number: int = _expect(value, int, "an integer")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"must be at least {minimum}, got {number}")
+    return number
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"bad regex {pattern!r}: {e}") from None
+    return pattern
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "table", list: "array", str: "string", bool: "boolean"}.get(type(value), type(value).__name__)
+
+
+def _check_schedules(registry: Registry, errors: list[str]) -> None:
+    from runjob import cron
+
+    for name, job in registry.jobs.items():
+        if job.schedule is not None:
+            problem = cron.problem(job.schedule)
+            if problem:
+                errors.append(f"jobs.{name}.schedule: {problem}")
+        if job.timezone is not None:
+            problem = cron.timezone_problem(job.timezone)
+            if problem:
+                errors.append(f"jobs.{name}.timezone: {problem}")

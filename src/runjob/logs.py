@@ -1,0 +1,162 @@
+"""JSON log records (SPEC section 4): one object per line, common fields first.
+
+Records are encoded here with the standard json module, in the exact form
+python-json-logger's JsonFormatter gives them (same field order, separators and
+escaping): tests/test_logs.py formats the same records through JsonFormatter and
+checks the bytes are identical. We do not call JsonFormatter at run time because
+importing it (with logging, dataclasses, inspect, typing) costs about 70 ms on these
+hosts, several times runjob's whole start-up.
+
+Output lines of the child are the hot path (millions of lines): `encode_output` builds
+them from a per-stream prefix and json's C string escaper, one list comprehension per
+chunk read, with the same bytes as `encode`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C escaper json.dumps uses
+
+from runjob.errors import InternalError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class Sink(Protocol):
+        def record(self, fields: dict[str, Any]) -> None: ...
+        def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None: ...
+        def close(self) -> None: ...
+
+
+COMMON = ("timestamp", "level", "event", "message", "job", "run_id", "correlation_id", "host", "pid")
+MAX_LINE = 64 * 1024
+
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def timestamp(t: float | None = None) -> str:
+    """RFC 3339, UTC, milliseconds: 2026-11-23T15:40:00.123Z."""
+    t = time.time() if t is None else t
+    ms = int(t * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % ms
+
+
+def encode(fields: dict[str, Any]) -> str:
+    return _dumps(fields)
+
+
+def new_run_id() -> str:
+    """A UUID4 string, from os.urandom (the uuid module costs ~4 ms to import)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Records:
+    """Builds the records of one run: common fields, then the event's own."""
+
+    def __init__(self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None) -> None:
+        self.sink = sink
+        self.common = {
+            "job": job,
+            "run_id": run_id,
+            "correlation_id": correlation_id or run_id,
+            "host": os.uname().nodename,
+            "pid": os.getpid(),
+        }
+
+    def emit(self, event: str, message: str, level: str = "info", **extra: Any) -> dict[str, Any]:
+        fields = {"timestamp": timestamp(), "level": level, "event": event, "message": message}
+        fields.update(self.common)
+        fields.update(extra)
+        self.sink.record(fields)
+        return fields
+
+
+def output_pieces(common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
+    """The constant text around timestamp, message and line of one stream's run.output records."""
+    mid = "".join(f", {_dumps(k)}: {_dumps(common[k])}" for k in COMMON[4:])
+    return (
+        ', "level": "info", "event": "run.output", "message": ',
+        mid + f', "stream": "{stream}", "line": ',
+        f', "attempt": {attempt}}}',
+    )
+
+
+def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str) -> str:
+    """run.output records for plain text lines, newline-terminated, ready to write."""
+    head = '{"timestamp": "' + ts + '"' + pieces[0]
+    mid, tail = pieces[1], pieces[2]
+    return "".join([head + q + mid + q + tail + "\n" for q in map(encode_basestring, lines)])
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until everything is written (pipes take partial writes)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class JsonSink:
+    """JSON lines to stdout or to a file opened with O_APPEND (whole lines per write)."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path or "<stdout>"
+        self.fd = 1
+        self.failed: str | None = None
+        self.pieces: dict[tuple[str, int], tuple[str, str, str]] = {}
+        if path:
+            try:
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                raise InternalError(f"cannot open log file {path}: {e.strerror}") from None
+
+    def record(self, fields: dict[str, Any]) -> None:
+        self.write(encode(fields) + "\n")
+
+    def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
+        key = (stream, attempt)
+        if key not in self.pieces:  # one sink serves one run, so `common` never changes under the key
+            self.pieces[key] = output_pieces(common, stream, attempt)
+        self.write(encode_output(self.pieces[key], lines, timestamp()))
+
+    def write(self, text: str) -> None:
+        if self.failed:
+            return
+        try:
+            write_all(self.fd, text.encode("utf-8", "surrogateescape"))
+        except OSError as e:
+            # The job goes on and its exit code stays true; we say once that records are lost.
+            self.failed = f"runjob: cannot write records to {self.path}: {e.strerror}; further records are lost"
+            os.write(2, (self.failed + "\n").encode())
+
+    def close(self) -> None:
+        if self.fd > 2:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class TeeSink:
+    """Several sinks at once (JSON to a log file and the terminal view, say)."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = sinks
+
+    def record(self, fields: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.record(fields)
+
+    def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
+        for s in self.sinks:
+            s.output(common, stream, lines, attempt)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()

@@ -1,0 +1,174 @@
+"""The child's output, a chunk at a time, in bounded memory whatever it prints.
+
+`LineSplitter` cuts bytes into lines of at most 64 KiB (the rest of a longer line is
+dropped and the line marked truncated). `StreamHandler` turns lines into run.output
+records (or passes bytes through), keeps the stderr tail and notes whether a transient
+stderr pattern was seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from runjob.logs import MAX_LINE, Records, write_all
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runjob.logs import Sink
+
+TAIL_BYTES = 4096
+
+
+class LineSplitter:
+    def __init__(self) -> None:
+        self.partial = b""
+        self.skipping = False  # inside the dropped rest of a truncated line
+
+    def feed(self, chunk: bytes) -> tuple[bytes | None, list[bytes]]:
+        """(complete lines joined by b"\\n" or None if there is none, truncated lines)."""
+        data = self.partial + chunk if self.partial else chunk
+        if self.skipping:
+            first = data.find(b"\n")
+            if first < 0:
+                self.partial = b""
+                return None, []
+            data, self.skipping = data[first + 1 :], False
+        cut = data.rfind(b"\n")
+        block: bytes | None = None
+        if cut < 0:
+            self.partial = data
+        else:
+            block, self.partial = data[:cut], data[cut + 1 :]
+        truncated: list[bytes] = []
+        if block is not None and len(block) > MAX_LINE:
+            block, truncated = self._cut_long(block)
+        if len(self.partial) > MAX_LINE:
+            truncated.append(self.partial[:MAX_LINE])
+            self.partial, self.skipping = b"", True
+        return block, truncated
+
+    @staticmethod
+    def _cut_long(block: bytes) -> tuple[bytes | None, list[bytes]]:
+        lines = block.split(b"\n")
+        long = [line[:MAX_LINE] for line in lines if len(line) > MAX_LINE]
+        short = [line for line in lines if len(line) <= MAX_LINE]
+        return (b"\n".join(short) if short else None), long
+
+    def finish(self) -> bytes:
+        rest, self.partial = self.partial, b""
+        return rest
+
+
+class StreamHandler:
+    """One of the child's streams (stdout or stderr) in one attempt."""
+
+    def __init__(
+        self,
+        stream: str,
+        mode: str,
+        sink: Sink,
+        records: Records,
+        attempt: int,
+        secrets: list[str],
+        patterns: list[re.Pattern[str]] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.mode = mode  # json: records; passthrough: bytes to our fd; discard: nothing
+        self.sink = sink
+        self.records = records
+        self.attempt = attempt
+        self.secrets = secrets
+        self.patterns = patterns or []
+        self.matched = False
+        self.tail = bytearray() if stream == "stderr" else None
+        self.splitter = LineSplitter()
+        self.fd_out = 1 if stream == "stdout" else 2
+
+    def feed(self, chunk: bytes) -> None:
+        if self.tail is not None:
+            self.tail += chunk
+            if len(self.tail) > 2 * TAIL_BYTES:
+                del self.tail[:-TAIL_BYTES]
+        if self.mode == "passthrough":
+            write_all(self.fd_out, chunk)
+        if self.mode == "json" or self.patterns:
+            block, truncated = self.splitter.feed(chunk)
+            self._lines(block, truncated)
+
+    def finish(self) -> None:
+        if self.mode == "json" or self.patterns:
+            rest = self.splitter.finish()
+            if rest:  # a last line without its newline
+                self._lines(rest, [])
+
+    def tail_text(self) -> str:
+        text = bytes((self.tail or b"")[-TAIL_BYTES:]).decode("utf-8", "replace")
+        return self._scrub(text)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _lines(self, block: bytes | None, truncated: list[bytes]) -> None:
+        if block is not None:
+            text = self._scrub(block.decode("utf-8", "replace").replace("\r\n", "\n"))
+            self._match(text)
+            if self.mode == "json":
+                self._emit(text)
+        for line in truncated:
+            text = self._scrub(line.decode("utf-8", "replace"))
+            self._match(text)
+            if self.mode == "json":
+                self.records.emit(
+                    "run.output", text, stream=self.stream, line=text, attempt=self.attempt, truncated=True
+                )
+
+    def _match(self, text: str) -> None:
+        if self.patterns and not self.matched:
+            self.matched = any(p.search(text) for p in self.patterns)
+
+    def _emit(self, text: str) -> None:
+        lines = text.split("\n")
+        if not (text.startswith("{") or "\n{" in text):  # C-speed test for the common case
+            self.sink.output(self.records.common, self.stream, lines, self.attempt)
+            return
+        batch: list[str] = []
+        for line in lines:
+            data = _json_object(line)
+            if data is None:
+                batch.append(line)
+                continue
+            if batch:
+                self.sink.output(self.records.common, self.stream, batch, self.attempt)
+                batch = []
+            message = data.get("message", data.get("msg", ""))
+            self.records.emit(
+                "run.output",
+                message if isinstance(message, str) else "",
+                stream=self.stream,
+                data=data,
+                attempt=self.attempt,
+            )
+        if batch:
+            self.sink.output(self.records.common, self.stream, batch, self.attempt)
+
+
+def _json_object(line: str) -> dict[str, object] | None:
+    """The line as a dict if it is one JSON object, else None."""
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_chunk(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""

@@ -1,0 +1,132 @@
+"""A job plus its params, resolved: exactly what a run will do. `--dry-run` prints it.
+
+Params are checked here (unknown, missing, not matching their pattern: usage errors,
+exit 2) and substituted into each argv element, the lock key, the log file, cwd and
+env values separately, so a value can never become a second argument.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from runjob.config import Job, Registry, lock_key_problem
+from runjob.errors import UsageError
+from runjob.templating import substitute
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+OUTPUT_MODES = ("json", "passthrough", "discard")
+
+
+class Plan:
+    """Everything a run needs, with no templates left. Treated as frozen."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+    job: Job
+    name: str
+    params: dict[str, str]
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]  # what the job adds to the inherited environment
+    secret_values: list[str]
+    lock_key: str
+    lock_file: str
+    state_dir: str
+    log_file: str  # "" = stdout
+    output: str
+    timeout: float
+    kill_grace: float
+    retry: dict[str, Any]
+    registry_path: str
+
+    def redact(self, text: str) -> str:
+        for secret in self.secret_values:
+            text = text.replace(secret, "***")
+        return text
+
+    def shown_env(self) -> dict[str, str]:
+        return {k: "***" if k in self.job.secrets else self.redact(v) for k, v in self.env.items()}
+
+
+def parse_params(args: list[str]) -> dict[str, str]:
+    """`key=value` words into a dict; anything else is a usage error."""
+    params: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise UsageError(f'bad param "{arg}": expected key=value')
+        if key in params:
+            raise UsageError(f'param "{key}" given twice')
+        params[key] = value
+    return params
+
+
+def resolve_params(job: Job, given: dict[str, str]) -> dict[str, str]:
+    unknown = sorted(set(given) - set(job.params))
+    if unknown:
+        known = ", ".join(sorted(job.params)) or "none"
+        raise UsageError(f'unknown param "{unknown[0]}" for job "{job.name}" (known: {known})')
+    values = {}
+    for name, spec in job.params.items():
+        value = given.get(name, spec["default"])
+        if value is None:
+            raise UsageError(f'job "{job.name}" needs param "{name}" ({name}=VALUE, pattern {spec["pattern"]})')
+        if "\0" in value or re.fullmatch(spec["pattern"], value) is None:
+            shown = value.replace("\0", "\\0")[:100]
+            raise UsageError(f'param {name}="{shown}" does not match its pattern {spec["pattern"]}')
+        values[name] = value
+    return values
+
+
+def build(
+    registry: Registry,
+    name: str,
+    given: dict[str, str],
+    timeout: float | None = None,
+    no_retry: bool = False,
+    output: str | None = None,
+    log_file: str | None = None,
+) -> Plan:
+    job = registry.job(name)
+    params = resolve_params(job, given)
+    values = params | {"job": name}
+    base = os.path.dirname(os.path.abspath(registry.path))
+    lock_key = substitute(job.lock_key, values)
+    problem = lock_key_problem(lock_key)
+    if problem:
+        raise UsageError(f"{problem}, made from the params {params}")
+    state_dir = os.path.join(base, os.path.expanduser(registry.state_dir))
+    env = {k: substitute(v, values) for k, v in job.env.items()}
+    if output is not None and output not in OUTPUT_MODES:
+        raise UsageError(f'--output must be one of {", ".join(OUTPUT_MODES)}, got "{output}"')
+    log = substitute(job.log_file, values) if log_file is None else log_file
+    retry = dict(job.retry) | ({"attempts": 1} if no_retry else {})
+    return Plan(
+        job=job,
+        name=name,
+        params=params,
+        argv=[substitute(arg, values) for arg in job.command],
+        cwd=os.path.join(base, os.path.expanduser(substitute(job.cwd, values))) if job.cwd else base,
+        env=env,
+        secret_values=_secret_values(job.secrets, env),
+        lock_key=lock_key,
+        lock_file=os.path.join(state_dir, "locks", lock_key + ".lock"),
+        state_dir=state_dir,
+        log_file=os.path.join(base, os.path.expanduser(log)) if log else "",
+        output=output or job.output,
+        timeout=job.timeout if timeout is None else timeout,
+        kill_grace=job.kill_grace,
+        retry=retry,
+        registry_path=registry.path,
+    )
+
+
+def _secret_values(names: list[str], env: dict[str, str]) -> list[str]:
+    """Values to scrub from records: long ones first, so a secret containing another is fully hidden."""
+    values = {env.get(n, os.environ.get(n, "")) for n in names}
+    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)

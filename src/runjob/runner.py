@@ -1,0 +1,246 @@
+"""A run, start to end: lock, attempts with retries, records, and the after-run steps.
+
+After-run steps (history, notifications, pings, metrics) are observers: objects with
+`start(run)`, `skipped(run, holder)` and `end(run, outcome)`. `start` runs before the
+child does, so an observer that cannot work (history store unwritable) stops the run
+with exit 125 before anything is executed; failures in `end` never change the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+from runjob import lock as locks
+from runjob import process
+from runjob.errors import EXIT_BUSY, RunjobError
+from runjob.logs import Records, new_run_id, timestamp
+from runjob.output import StreamHandler
+from runjob.retry import RetryState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    from runjob.logs import Sink
+    from runjob.plan import Plan
+
+    class Observer(Protocol):
+        def start(self, run: Run) -> None: ...
+        def skipped(self, run: Run, holder: dict[str, Any]) -> None: ...
+        def end(self, run: Run, outcome: Outcome) -> None: ...
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+LEVELS = {"success": "info", "transient": "warning"}
+
+
+class Run:
+    """What observers see of the run in progress."""
+
+    def __init__(self, plan: Plan, records: Records) -> None:
+        self.plan = plan
+        self.records = records
+        self.run_id: str = records.common["run_id"]
+        self.correlation_id: str = records.common["correlation_id"]
+        self.started = time.time()
+        self.started_at = timestamp(self.started)
+
+
+class Outcome:
+    """How the run ended: the fields of the run.end record."""
+
+    def __init__(self, status: str, exit_code: int, attempts: int, started: float, stderr_tail: str,
+                 max_rss_kb: int, error: str = "") -> None:  # fmt: skip
+        self.status = status
+        self.exit_code = exit_code
+        self.attempts = attempts
+        self.ended = time.time()
+        self.duration = self.ended - started
+        self.stderr_tail = stderr_tail
+        self.max_rss_kb = max_rss_kb
+        self.error = error
+
+
+def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
+    """Run `plan` and return runjob's exit code."""
+    records = Records(sink, plan.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
+    run = Run(plan, records)
+    held = _take_lock(plan)
+    if held is None:
+        return _busy(run, observers)
+    stop = process.Stop()
+    previous = _install_signals(stop)
+    try:
+        held.set_holder(pid=os.getpid(), run_id=run.run_id, job=plan.name, host=records.common["host"],
+                        since=run.started_at, child_pid=None)  # fmt: skip
+        for observer in observers:
+            observer.start(run)
+        _start_record(run)
+        outcome = _attempts(run, held, stop, previous[1])
+        _end_record(run, outcome)
+        for observer in observers:
+            _safely(observer.end, run, outcome)
+        return outcome.exit_code
+    finally:
+        _restore_signals(previous)
+        held.release()
+
+
+def _take_lock(plan: Plan) -> locks.FileLock | None:
+    on_busy = plan.job.on_busy
+    return locks.acquire(plan.lock_file, plan.job.wait if on_busy == "wait" else 0.0)
+
+
+def _busy(run: Run, observers: list[Observer]) -> int:
+    plan = run.plan
+    holder = locks.read_holder(plan.lock_file)
+    on_busy = plan.job.on_busy
+    skip = on_busy == "skip"
+    run.records.emit(
+        "lock.busy",
+        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}; "
+        + ("skipped" if skip else "not run (exit 75)"),
+        level="info" if skip else "warning",
+        lock_key=plan.lock_key,
+        holder_pid=holder.get("pid"),
+        holder_run_id=holder.get("run_id"),
+        on_busy=on_busy,
+    )
+    for observer in observers:
+        _safely(observer.skipped, run, holder)
+    return 0 if skip else EXIT_BUSY
+
+
+def _start_record(run: Run) -> None:
+    plan = run.plan
+    run.records.emit(
+        "run.start",
+        f"{plan.name} started",
+        command=[plan.redact(a) for a in plan.argv],
+        params=plan.params,
+        lock_key=plan.lock_key,
+        timeout_s=plan.timeout,
+        attempts_max=plan.retry["attempts"],
+        schedule=plan.job.schedule,
+    )
+
+
+def _attempts(run: Run, held: locks.FileLock, stop: process.Stop, wakeup_fd: int) -> Outcome:
+    plan = run.plan
+    retry = RetryState(plan.retry)
+    patterns = [re.compile(p) for p in plan.job.transient["stderr_patterns"]]
+    env = dict(os.environ) | plan.env
+    env |= {"RUNJOB_RUN_ID": run.run_id, "RUNJOB_JOB": plan.name, "RUNJOB_CORRELATION_ID": run.correlation_id}
+    attempt, max_rss = 0, 0
+    while True:
+        attempt += 1
+        env["RUNJOB_ATTEMPT"] = str(attempt)
+        handlers = tuple(
+            StreamHandler(s, plan.output, run.records.sink, run.records, attempt, plan.secret_values,
+                          patterns if s == "stderr" else None)  # fmt: skip
+            for s in ("stdout", "stderr")
+        )
+        result = process.run(plan.argv, plan.cwd, env, plan.output, (held.fd,), plan.timeout,
+                             plan.kill_grace, handlers, stop, wakeup_fd)  # type: ignore[arg-type]  # fmt: skip
+        max_rss = max(max_rss, result.max_rss_kb)
+        again = not result.error and not stop.signum and retry.should_retry(attempt, result.status, result.exit_code)
+        delay = retry.next_delay(attempt) if again else None
+        _attempt_record(run, attempt, result, delay)
+        if delay is None or not _sleep(delay, stop):
+            status = result.status
+            if status == "failure" and _is_transient(plan, result.exit_code, handlers[1].matched):
+                status = "transient"
+            if stop.signum:
+                status, code = "killed", 128 + stop.signum
+            else:
+                code = result.exit_code
+            return Outcome(status, code, attempt, run.started, handlers[1].tail_text(), max_rss, result.error)
+
+
+def _is_transient(plan: Plan, exit_code: int, stderr_matched: bool) -> bool:
+    return exit_code in plan.job.transient["exit_codes"] or stderr_matched
+
+
+def _attempt_record(run: Run, attempt: int, result: process.Result, delay: float | None) -> None:
+    if result.status == "success":
+        message = f"attempt {attempt} succeeded"
+    else:
+        message = f"attempt {attempt} ended: {result.error or result.status} (exit code {result.exit_code})"
+        message += f"; retrying in {delay:.1f}s" if delay is not None else ""
+    run.records.emit(
+        "run.attempt",
+        message,
+        level="info" if result.status == "success" else "warning",
+        attempt=attempt,
+        exit_code=result.exit_code,
+        duration_s=round(result.duration, 3),
+        status=result.status,
+        retry_in_s=None if delay is None else round(delay, 3),
+    )
+
+
+def _end_record(run: Run, outcome: Outcome) -> None:
+    plan = run.plan
+    run.records.emit(
+        "run.end",
+        _end_message(plan.name, outcome),
+        level=LEVELS.get(outcome.status, "error"),
+        status=outcome.status,
+        exit_code=outcome.exit_code,
+        attempts=outcome.attempts,
+        started_at=run.started_at,
+        ended_at=timestamp(outcome.ended),
+        duration_s=round(outcome.duration, 3),
+        stderr_tail=outcome.stderr_tail,
+        max_rss_kb=outcome.max_rss_kb,
+        **({"error": outcome.error} if outcome.error else {}),
+    )
+
+
+def _end_message(name: str, o: Outcome) -> str:
+    tries = f" after {o.attempts} attempts" if o.attempts > 1 else ""
+    if o.status == "success":
+        return f"{name} succeeded in {o.duration:.3f}s{tries}"
+    if o.error:
+        return f"{name} failed: {o.error}"
+    if o.status == "timeout":
+        return f"{name} timed out{tries} (exit code 124)"
+    if o.status == "killed":
+        return f"{name} was killed by signal {o.exit_code - 128}{tries}"
+    return f"{name} {'failed transiently' if o.status == 'transient' else 'failed'} with exit code {o.exit_code}{tries}"
+
+
+def _sleep(seconds: float, stop: process.Stop) -> bool:
+    """Wait between attempts; False if a stop signal came meanwhile."""
+    end = time.monotonic() + seconds
+    while not stop.signum and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 0.1))
+    return not stop.signum
+
+
+def _safely(step: Any, *args: Any) -> None:
+    """An after-run step that fails is reported and never changes the exit code."""
+    try:
+        step(*args)
+    except RunjobError as e:
+        os.write(2, f"runjob: {e}\n".encode())
+
+
+def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int, int]:
+    """Our handlers for SIGTERM/INT/HUP, and a wakeup pipe so poll() notices them at once."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    handlers = {s: signal.signal(s, stop.handle) for s in STOP_SIGNALS}
+    return handlers, r, old_wakeup
+
+
+def _restore_signals(previous: tuple[dict[int, Any], int, int]) -> None:
+    handlers, r, old_wakeup = previous
+    for s, h in handlers.items():
+        signal.signal(s, h)
+    w = signal.set_wakeup_fd(old_wakeup)
+    for fd in (r, w):
+        os.close(fd)

@@ -1,0 +1,185 @@
+"""The registry's keys, declared once: validation, defaults and `runjob schema` all come from here.
+
+A key is a `Key(kind, default, doc)`; kinds are checked and converted by `config.py`
+(durations become seconds, a command string is split with shlex) and turned into
+JSON Schema by `json_schema()` below.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing costs ~5 ms of start-up; only the type checker needs it
+if TYPE_CHECKING:
+    from typing import Any
+
+REQUIRED = object()  # a default that means "must be given"
+
+
+class Key:
+    """One registry key: its kind (how it is checked), default and doc."""
+
+    __slots__ = ("kind", "default", "doc", "choices", "table", "minimum")
+
+    def __init__(
+        self,
+        kind: str,
+        default: Any,
+        doc: str,
+        choices: tuple[str, ...] = (),
+        table: dict[str, Key] | None = None,
+        minimum: int | None = None,
+    ) -> None:
+        self.kind = kind  # str bool int duration argv cron enum str_list int_list str_map regex_list regex table
+        self.default = default
+        self.doc = doc
+        self.choices = choices
+        self.table = table  # sub-keys, for kind "table", "params", "owners", "jobs"
+        self.minimum = minimum
+
+
+RETRY = {
+    "attempts": Key("int", 1, "total number of attempts (1 = no retry)", minimum=1),
+    "backoff": Key("enum", "fixed", "how the wait grows", ("fixed", "exponential")),
+    "delay": Key("duration", 0.0, "wait before the second attempt"),
+    "max_delay": Key("duration", 300.0, "the longest wait, however far exponential backoff got"),
+    "jitter": Key("bool", False, "randomise each wait between half and all of it"),
+    "on_exit_codes": Key("int_list", [], "retry only these exit codes; empty: any non-zero"),
+    "on_timeout": Key("bool", False, "retry an attempt that timed out"),
+}
+
+TRANSIENT = {
+    "exit_codes": Key("int_list", [], "exit codes that mean 'try again next time'"),
+    "stderr_patterns": Key("regex_list", [], "regexes searched in each stderr line"),
+}
+
+OWNERS_REF = {
+    "responsible": Key("str", None, "owner paged on failure"),
+    "accountable": Key("str", None, "owner sent a domain notice on failure"),
+}
+
+EXPECTED_DURATION = {
+    "min": Key("duration", None, "a success faster than this is suspicious"),
+    "max": Key("duration", None, "a run still going after this is suspicious"),
+}
+
+PARAM = {
+    "pattern": Key("regex", r"[A-Za-z0-9][A-Za-z0-9._-]*", "every value must fully match"),
+    "default": Key("str", None, "value when none is given; without it the param is required"),
+    "description": Key("str", "", "what the param selects"),
+}
+
+OWNER = {
+    "command": Key("argv", None, "argv that gets the run record as JSON on stdin"),
+    "webhook": Key("str", None, "URL that gets the run record as a JSON POST"),
+}
+
+# Keys a job may set; [defaults] may set all of them but `command` and `params`.
+JOB = {
+    "description": Key("str", "", "what the job does"),
+    "command": Key("argv", REQUIRED, "argv (or a string split with shlex); never run through a shell"),
+    "schedule": Key("cron", None, "cron expression or @hourly, @daily ..."),
+    "timezone": Key("str", None, "IANA time zone of the schedule (default: the host's)"),
+    "catch_up": Key("duration", None, "tick: run a missed schedule once if missed by at most this"),
+    "lock_key": Key("str", None, "lock name, may use {param}; default: the job name"),
+    "timeout": Key("duration", 3600.0, "per attempt; then SIGTERM to the process group"),
+    "kill_grace": Key("duration", 10.0, "SIGTERM, then SIGKILL after this"),
+    "cwd": Key("str", None, "working directory, may use {param}"),
+    "env": Key("str_map", {}, "variables added to the environment, values may use {param}"),
+    "secrets": Key("str_list", [], "variable names whose values are passed but never logged"),
+    "owners": Key("table", {}, "who is told when the job fails", table=OWNERS_REF),
+    "idempotency": Key("str", "", "is it safe to re-run, and why"),
+    "max_age": Key("duration", None, "stale if no success for this long"),
+    "expected_duration": Key("table", {}, "normal run time", table=EXPECTED_DURATION),
+    "ping_url": Key("str", "", "healthchecks-style URL: /start, success, /fail"),
+    "retry": Key("table", {}, "retry policy", table=RETRY),
+    "transient": Key("table", {}, "failures that are not worth a page", table=TRANSIENT),
+    "params": Key("params", {}, "named parameters, each with a pattern", table=PARAM),
+    "log_file": Key("str", "", 'where JSON records go; "" = stdout; may use {job} and {param}'),
+    "output": Key("enum", "json", "the child's output", ("json", "passthrough", "discard")),
+    "on_busy": Key("enum", "skip", "when the lock is held", ("skip", "fail", "wait")),
+    "wait": Key("duration", 0.0, 'how long on_busy = "wait" waits'),
+    "lock_backend": Key("str", "", '"" = file locks; "redis://host:6379/0" for many hosts'),
+    "lock_password_env": Key("str", None, "environment variable holding the Redis password"),
+    "on_lock_lost": Key("enum", "kill", "a Redis lock lost mid-run", ("kill", "continue")),
+    "lock_unavailable": Key("enum", "fail", "Redis unreachable at start", ("fail", "skip", "local")),
+}
+
+DEFAULTS_ONLY = {
+    "state_dir": Key("str", None, "locks/ and history.sqlite3 live here"),
+    "metrics_file": Key("str", "", "Prometheus textfile written after each run"),
+    "history_keep": Key("duration", 90 * 86400.0, "history rows older than this are purged"),
+}
+
+DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "params")} | DEFAULTS_ONLY
+
+TOP = {
+    "defaults": Key("table", {}, "values every job inherits", table=DEFAULTS),
+    "owners": Key("owners", {}, "people or teams to tell", table=OWNER),
+    "jobs": Key("jobs", {}, "the registered jobs", table=JOB),
+}
+
+JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
+LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+SUBCOMMANDS = frozenset(
+    "run list show validate status history stale locks export tick init add schema help".split()
+)
+
+_DURATION_SCHEMA = {
+    "oneOf": [
+        {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"},
+        {"type": "number", "minimum": 0},
+    ]
+}
+
+
+def _key_schema(key: Key) -> dict[str, Any]:
+    simple: dict[str, dict[str, Any]] = {
+        "str": {"type": "string"},
+        "cron": {"type": "string"},
+        "regex": {"type": "string", "format": "regex"},
+        "bool": {"type": "boolean"},
+        "duration": dict(_DURATION_SCHEMA),
+        "argv": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+        "str_list": {"type": "array", "items": {"type": "string"}},
+        "regex_list": {"type": "array", "items": {"type": "string", "format": "regex"}},
+        "int_list": {"type": "array", "items": {"type": "integer"}},
+        "str_map": {"type": "object", "additionalProperties": {"type": "string"}},
+    }
+    if key.kind in simple:
+        out = dict(simple[key.kind])
+    elif key.kind == "int":
+        out = {"type": "integer"} | ({"minimum": key.minimum} if key.minimum is not None else {})
+    elif key.kind == "enum":
+        out = {"enum": list(key.choices)}
+    elif key.kind == "table":
+        out = _table_schema(key.table or {})
+    else:  # "params", "owners", "jobs": a table of named tables
+        named = {"params": PARAM_NAME, "owners": JOB_NAME, "jobs": JOB_NAME}[key.kind]
+        out = {
+            "type": "object",
+            "propertyNames": {"pattern": f"^{named}$"},
+            "additionalProperties": _table_schema(key.table or {}),
+        }
+    out["description"] = key.doc
+    return out
+
+
+def _table_schema(keys: dict[str, Key]) -> dict[str, Any]:
+    required = [name for name, key in keys.items() if key.default is REQUIRED]
+    out: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: _key_schema(key) for name, key in keys.items()},
+    }
+    if required:
+        out["required"] = required
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of jobs.toml (draft 2020-12)."""
+    out = _table_schema(TOP)
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    out["title"] = "runjob registry (jobs.toml)"
+    out["properties"]["jobs"]["propertyNames"]["not"] = {"enum": sorted(SUBCOMMANDS)}
+    return out
