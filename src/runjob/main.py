@@ -17,7 +17,7 @@ from runjob.schema import SUBCOMMANDS
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        fast = crontab_form(args)
+        fast, args = crontab_form(args)
         if fast is not None:
             from runjob.commands.run import run_job
 
@@ -42,18 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def crontab_form(args: list[str]) -> tuple[str | None, str, list[str]] | None:
-    """(config, job, params) if args are `[--config F] NAME [k=v ...]`, else None."""
-    config = None
-    if args[:1] == ["--config"] and len(args) >= 2:
-        config, args = args[1], args[2:]
-    elif args and args[0].startswith("--config="):
-        config, args = args[0].partition("=")[2], args[1:]
-    if not args or args[0].startswith("-") or args[0] in SUBCOMMANDS:
-        return None
-    if any(a.startswith("-") for a in args[1:]):
-        return None  # flags: let the full `run` command parse them
-    return config, args[0], args[1:]
+def crontab_form(args: list[str]) -> tuple[tuple[str | None, str, list[str]] | None, list[str]]:
+    """((config, job, params), args) for `[--config F] NAME [k=v ...]`; else (None, args for typer).
+
+    A job name followed by flags (`runjob NAME k=v --format json`) becomes `run NAME ...`.
+    """
+    config, rest = None, args
+    if rest[:1] in (["--config"], ["-c"]) and len(rest) >= 2:
+        config, rest = rest[1], rest[2:]
+    elif rest and rest[0].startswith("--config="):
+        config, rest = rest[0].partition("=")[2], rest[1:]
+    if not rest or rest[0].startswith("-") or rest[0] in SUBCOMMANDS:
+        return None, args
+    if any(a.startswith("-") for a in rest[1:]):
+        return None, args[: len(args) - len(rest)] + ["run"] + rest
+    return (config, rest[0], rest[1:]), args
 
 
 def report(e: RunjobError) -> None:

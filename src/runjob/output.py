@@ -26,35 +26,43 @@ class LineSplitter:
         self.partial = b""
         self.skipping = False  # inside the dropped rest of a truncated line
 
-    def feed(self, chunk: bytes) -> tuple[bytes | None, list[bytes]]:
-        """(complete lines joined by b"\\n" or None if there is none, truncated lines)."""
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bool]]:
+        """In order: (complete lines joined by b"\\n", False) blocks and (cut line, True)."""
         data = self.partial + chunk if self.partial else chunk
         if self.skipping:
             first = data.find(b"\n")
             if first < 0:
                 self.partial = b""
-                return None, []
+                return []
             data, self.skipping = data[first + 1 :], False
         cut = data.rfind(b"\n")
-        block: bytes | None = None
-        if cut < 0:
-            self.partial = data
-        else:
+        out: list[tuple[bytes, bool]] = []
+        if cut >= 0:
             block, self.partial = data[:cut], data[cut + 1 :]
-        truncated: list[bytes] = []
-        if block is not None and len(block) > MAX_LINE:
-            block, truncated = self._cut_long(block)
+            out = self._cut_long(block) if len(block) > MAX_LINE else [(block, False)]
+        else:
+            self.partial = data
         if len(self.partial) > MAX_LINE:
-            truncated.append(self.partial[:MAX_LINE])
+            out.append((self.partial[:MAX_LINE], True))
             self.partial, self.skipping = b"", True
-        return block, truncated
+        return out
 
     @staticmethod
-    def _cut_long(block: bytes) -> tuple[bytes | None, list[bytes]]:
-        lines = block.split(b"\n")
-        long = [line[:MAX_LINE] for line in lines if len(line) > MAX_LINE]
-        short = [line for line in lines if len(line) <= MAX_LINE]
-        return (b"\n".join(short) if short else None), long
+    def _cut_long(block: bytes) -> list[tuple[bytes, bool]]:
+        """Split a block holding over-long lines into short-line blocks and cut lines, in order."""
+        out: list[tuple[bytes, bool]] = []
+        short: list[bytes] = []
+        for line in block.split(b"\n"):
+            if len(line) <= MAX_LINE:
+                short.append(line)
+                continue
+            if short:
+                out.append((b"\n".join(short), False))
+                short = []
+            out.append((line[:MAX_LINE], True))
+        if short:
+            out.append((b"\n".join(short), False))
+        return out
 
     def finish(self) -> bytes:
         rest, self.partial = self.partial, b""
@@ -94,14 +102,14 @@ class StreamHandler:
         if self.mode == "passthrough":
             write_all(self.fd_out, chunk)
         if self.mode == "json" or self.patterns:
-            block, truncated = self.splitter.feed(chunk)
-            self._lines(block, truncated)
+            for piece, truncated in self.splitter.feed(chunk):
+                self._lines(piece, truncated)
 
     def finish(self) -> None:
         if self.mode == "json" or self.patterns:
             rest = self.splitter.finish()
             if rest:  # a last line without its newline
-                self._lines(rest, [])
+                self._lines(rest, False)
 
     def tail_text(self) -> str:
         text = bytes((self.tail or b"")[-TAIL_BYTES:]).decode("utf-8", "replace")
@@ -112,19 +120,15 @@ class StreamHandler:
             text = text.replace(secret, "***")
         return text
 
-    def _lines(self, block: bytes | None, truncated: list[bytes]) -> None:
-        if block is not None:
-            text = self._scrub(block.decode("utf-8", "replace").replace("\r\n", "\n"))
-            self._match(text)
-            if self.mode == "json":
-                self._emit(text)
-        for line in truncated:
-            text = self._scrub(line.decode("utf-8", "replace"))
-            self._match(text)
-            if self.mode == "json":
-                self.records.emit(
-                    "run.output", text, stream=self.stream, line=text, attempt=self.attempt, truncated=True
-                )
+    def _lines(self, piece: bytes, truncated: bool) -> None:
+        text = self._scrub(piece.decode("utf-8", "replace"))
+        self._match(text)
+        if self.mode != "json":
+            return
+        if truncated:
+            self.records.emit("run.output", text, stream=self.stream, line=text, attempt=self.attempt, truncated=True)
+        else:
+            self._emit(text.replace("\r\n", "\n"))
 
     def _match(self, text: str) -> None:
         if self.patterns and not self.matched:

@@ -1,0 +1,110 @@
+"""Fixtures: a registry in a temp dir, and the installed `runjob` run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PY = sys.executable  # the venv's interpreter, not a pyenv shim: children start fast
+RUNJOB = shutil.which("runjob", path=os.path.dirname(sys.executable)) or shutil.which("runjob")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+COMMON = ("timestamp", "level", "event", "message", "job", "run_id", "correlation_id", "host", "pid")
+
+
+def q(text: str) -> str:
+    """A TOML basic string holding `text` (JSON string escapes are valid TOML)."""
+    return json.dumps(text)
+
+
+def py(code: str, *args: str) -> str:
+    """A TOML argv running `code` with the test interpreter (braces in `code` are literal)."""
+    code = code.replace("{", "{{").replace("}", "}}")
+    return "[" + ", ".join(q(a) for a in [PY, "-c", code, *args]) + "]"
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess[bytes]) -> None:
+        self.code = proc.returncode
+        self.out = proc.stdout.decode("utf-8", "replace")
+        self.err = proc.stderr.decode("utf-8", "replace")
+
+    @property
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+    def events(self, name: str) -> list[dict]:
+        return [r for r in self.records if r["event"] == name]
+
+    def one(self, name: str) -> dict:
+        found = self.events(name)
+        assert len(found) == 1, f"expected one {name} record, got {len(found)}:\n{self.out}\n{self.err}"
+        return found[0]
+
+
+class Env:
+    """A temp dir with a jobs.toml and a state dir, and ways to run runjob on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.dir = path
+        self.config = path / "jobs.toml"
+        self.state = path / "state"
+
+    def write(self, text: str) -> Path:
+        if "[defaults]" not in text:
+            text = f"[defaults]\nstate_dir = {q(str(self.state))}\n\n" + text
+        self.config.write_text(text)
+        return self.config
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNJOB_")}
+        env["RUNJOB_CONFIG"] = str(self.config)
+        return env | (extra or {})
+
+    def run(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> Result:
+        proc = subprocess.run(
+            [RUNJOB, *args], capture_output=True, timeout=timeout, env=self.env(env), cwd=self.dir, stdin=subprocess.DEVNULL
+        )
+        return Result(proc)
+
+    def popen(self, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen[bytes]:
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        return subprocess.Popen([RUNJOB, *args], env=self.env(env), cwd=self.dir, stdin=subprocess.DEVNULL, **kw)
+
+
+@pytest.fixture
+def rj(tmp_path: Path) -> Env:
+    assert RUNJOB, "the runjob entry point is not installed (pip install -e '.[test]')"
+    return Env(tmp_path)
+
+
+def alive(pid: int) -> bool:
+    """Is `pid` a live process (a zombie waiting for a reaper counts as dead)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> Result:
+    out, err = proc.communicate(timeout=timeout)
+    return Result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
