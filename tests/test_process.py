@@ -26,7 +26,7 @@ def family_job(rj, extra, ignore_term=False):
 
 
 def test_timeout_kills_child_and_grandchild_exit_124(rj):
-    pids = family_job(rj, 'timeout = "1s"\nkill_grace = "2s"')
+    pids = family_job(rj, 'timeout = "1s"\nkill_grace = "6s"')
     started = time.monotonic()
     r = rj.run("f")
     elapsed = time.monotonic() - started
@@ -36,7 +36,7 @@ def test_timeout_kills_child_and_grandchild_exit_124(rj):
     assert r.one("run.attempt")["status"] == "timeout"
     child, grandchild = map(int, pids.read_text().split())
     assert wait_for(lambda: not alive(child) and not alive(grandchild), timeout=5)
-    assert elapsed < 2.9, "SIGTERM alone should have ended it well before the grace ran out"
+    assert elapsed < 5.5, "SIGTERM alone should have ended it well before the grace ran out"
 
 
 def test_child_ignoring_sigterm_is_killed_after_grace(rj):

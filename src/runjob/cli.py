@@ -88,6 +88,47 @@ def validate(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def history(
+    name: Annotated[Optional[str], typer.Argument(help="only this job")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many runs, newest first")] = 50,
+    status: Annotated[Optional[str], typer.Option(help="only runs with this status (crashed: died mid-run)")] = None,
+    since: Annotated[Optional[str], typer.Option(help="only runs started within this duration, e.g. 1d")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Past runs from the history store."""
+    from runjob.commands.history import show_history
+
+    _done(show_history(state["config"], name, limit, status, since, _json(as_json)))
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Per job: last run, status, duration, last success, next due time, stale flag, locks held."""
+    from runjob.commands.history import show_status
+
+    _done(show_status(state["config"], _json(as_json)))
+
+
+@app.command()
+def stale(
+    notify: Annotated[bool, typer.Option("--notify", help="tell the owners of each stale job")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Watchdog: jobs with no success within max_age, as job.stale records; exit 1 if any."""
+    from runjob.commands.history import check_stale
+
+    _done(check_stale(state["config"], notify, not _json(as_json)))
+
+
+@app.command()
+def locks(as_json: JsonOpt = False) -> None:
+    """Locks held now, with holder pid, run id and since when."""
+    from runjob.commands.history import show_locks
+
+    _done(show_locks(state["config"], _json(as_json)))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of jobs.toml."""
     from runjob.commands.inspect import print_schema

@@ -42,16 +42,92 @@ def show_plan(plan: dict[str, Any]) -> None:
         console.print(f"[red]{plan['executable_problem']}[/red]")
 
 
+def history_table(rows: list[dict[str, Any]]) -> None:
+    table = Table("started", "job", "status", "exit", "duration", "attempts", "params", "run id", box=None,
+                  header_style="bold")  # fmt: skip
+    for r in rows:
+        style = STATUS_STYLE.get(r["status"], "yellow")
+        table.add_row((r["started_at"] or "")[:19].replace("T", " "), r["job"], Text(r["status"], style=style),
+                      _str(r["exit_code"]), _secs_or(r["duration_s"]), _str(r["attempts"]),
+                      " ".join(f"{k}={v}" for k, v in r["params"].items()), r["run_id"][:8])  # fmt: skip
+    console.print(table if rows else "no runs recorded")
+
+
+def status_table(rows: list[dict[str, Any]]) -> None:
+    table = Table("job", "last run", "status", "duration", "last success", "next due", "stale", "lock", box=None,
+                  header_style="bold")  # fmt: skip
+    for r in rows:
+        status = r["status"] or "never run"
+        stale = {None: "-", True: Text("STALE", style="bold red"), False: "ok"}[r["stale"]]
+        locks = ", ".join(f"{h['lock_key']} pid {h.get('pid')}" for h in r["locks"]) or "-"
+        table.add_row(r["job"], _when(r["last_run_at"]), Text(status, style=STATUS_STYLE.get(status, "yellow")),
+                      _secs_or(r["duration_s"]), _when(r["last_success_at"]), _when(r["next_due"]), stale, locks)  # fmt: skip
+    console.print(table)
+
+
+def locks_table(held: list[dict[str, Any]]) -> None:
+    table = Table("lock key", "job", "pid", "child pid", "run id", "host", "since", box=None, header_style="bold")
+    for h in held:
+        table.add_row(str(h["lock_key"]), _str(h.get("job")), _str(h.get("pid")), _str(h.get("child_pid")),
+                      _str(h.get("run_id")), _str(h.get("host")), _str(h.get("since")))  # fmt: skip
+    console.print(table if held else "no locks held")
+
+
+def _when(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def _str(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _secs_or(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
 def _secs(seconds: float) -> str:
     from runjob.durations import format_duration
 
     return format_duration(seconds)
 
 
+class StatusLine:
+    """The live line under a run's output: job, run id, attempt, elapsed time."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.started = self.clock()
+        self.job = self.run_id = ""
+        self.attempt = 1
+
+    def __rich__(self) -> Text:
+        elapsed = self.clock() - self.started
+        return Text.assemble(("● ", "cyan"), (self.job, "bold"), f"  run {self.run_id[:8]}  attempt {self.attempt}  ",
+                             (f"{elapsed:6.1f}s", "cyan"))  # fmt: skip
+
+
 class PrettySink:
-    """A run as readable, coloured lines (the terminal form of the JSON records)."""
+    """A run as readable, coloured lines (the terminal form of the JSON records), with a
+    live status line (job, run id, attempt, elapsed) while it runs."""
+
+    def __init__(self) -> None:
+        from rich.live import Live
+
+        self.status = StatusLine()
+        self.live = Live(self.status, console=console, refresh_per_second=4, transient=True)
+        self.live.start()
 
     def record(self, fields: dict[str, Any]) -> None:
+        self.status.job, self.status.run_id = fields["job"], fields["run_id"]
+        if "attempt" in fields:
+            self.status.attempt = fields["attempt"]
+        if fields["event"] == "run.end":
+            self.live.stop()
+        self._record(fields)
+
+    def _record(self, fields: dict[str, Any]) -> None:
         event = fields["event"]
         if event == "run.output":
             self._line(fields["stream"], fields.get("line", fields["message"]))
@@ -66,6 +142,7 @@ class PrettySink:
             console.print(Text(f"             run id {fields['run_id']}", style="dim"))
 
     def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
+        self.status.attempt = attempt
         for line in lines:
             self._line(stream, line)
 
@@ -73,4 +150,4 @@ class PrettySink:
         console.print(Text("  │ ", style="dim") + Text(line, style="red" if stream == "stderr" else ""))
 
     def close(self) -> None:
-        pass
+        self.live.stop()

@@ -18,6 +18,8 @@ from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable
+
     from runjob.output import StreamHandler
 
 DRAIN_S = 0.5  # after the child exits, how long we keep reading pipes a daemon it left may hold open
@@ -37,6 +39,19 @@ class Stop:
             self.signum, self.at = signum, time.monotonic()
         if self.pgid:
             _killpg(self.pgid, signum)
+
+
+class Watch:
+    """A one-shot alarm checked by the supervise loop (run.duration past its expected max)."""
+
+    def __init__(self, due: float | None, fire: Callable[[], None]) -> None:
+        self.due = due
+        self.fire = fire
+
+    def check(self, now: float) -> None:
+        if self.due is not None and now >= self.due:
+            self.due = None
+            self.fire()
 
 
 class Result:
@@ -72,6 +87,7 @@ def run(
     handlers: tuple[StreamHandler, StreamHandler],
     stop: Stop,
     wakeup_fd: int,
+    watch: Watch | None = None,
 ) -> Result:
     import subprocess
 
@@ -89,7 +105,7 @@ def run(
     if stop.signum:  # a signal came while we were spawning
         _killpg(child.pid, stop.signum)
     try:
-        return _supervise(child, started, timeout, grace, handlers, stop, wakeup_fd)
+        return _supervise(child, started, timeout, grace, handlers, stop, wakeup_fd, watch or Watch(None, int))
     finally:
         stop.pgid = 0
         for pipe in (child.stdout, child.stderr):
@@ -97,7 +113,7 @@ def run(
                 pipe.close()
 
 
-def _supervise(child, started, timeout, grace, handlers, stop, wakeup_fd):  # type: ignore[no-untyped-def]
+def _supervise(child, started, timeout, grace, handlers, stop, wakeup_fd, watch):  # type: ignore[no-untyped-def]
     pid = child.pid
     streams = {}
     if child.stdout is not None:
@@ -120,6 +136,7 @@ def _supervise(child, started, timeout, grace, handlers, stop, wakeup_fd):  # ty
     try:
         while True:
             now = time.monotonic()
+            watch.check(now)
             if stop.signum and kill_at is None:
                 kill_at = stop.at + grace
             if not timed_out and status is None and now >= deadline:
@@ -142,7 +159,8 @@ def _supervise(child, started, timeout, grace, handlers, stop, wakeup_fd):  # ty
                 elif now >= drain_until:
                     break
             running = not timed_out and status is None
-            wait_ms = _wait_ms(now, [deadline if running else None, kill_at, drain_until], pidfd < 0 or not running)
+            times = [deadline if running else None, kill_at, drain_until, watch.due]
+            wait_ms = _wait_ms(now, times, pidfd < 0 or not running)
             for fd, _event in poller.poll(wait_ms):
                 if fd == pidfd:
                     poller.unregister(pidfd)

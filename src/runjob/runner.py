@@ -22,15 +22,11 @@ from runjob.retry import RetryState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Protocol
+    from typing import Any
 
     from runjob.logs import Sink
+    from runjob.observer import Observer
     from runjob.plan import Plan
-
-    class Observer(Protocol):
-        def start(self, run: Run) -> None: ...
-        def skipped(self, run: Run, holder: dict[str, Any]) -> None: ...
-        def end(self, run: Run, outcome: Outcome) -> None: ...
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -47,6 +43,7 @@ class Run:
         self.correlation_id: str = records.common["correlation_id"]
         self.started = time.time()
         self.started_at = timestamp(self.started)
+        self.started_mono = time.monotonic()
 
 
 class Outcome:
@@ -62,6 +59,7 @@ class Outcome:
         self.stderr_tail = stderr_tail
         self.max_rss_kb = max_rss_kb
         self.error = error
+        self.record: dict[str, Any] = {}  # the run.end record, once written
 
 
 def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
@@ -79,8 +77,10 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
         for observer in observers:
             observer.start(run)
         _start_record(run)
-        outcome = _attempts(run, held, stop, previous[1])
-        _end_record(run, outcome)
+        watch = _duration_watch(run, observers)
+        outcome = _attempts(run, held, stop, previous[1], watch)
+        outcome.record = _end_record(run, outcome)
+        _check_too_fast(run, outcome, observers)
         for observer in observers:
             _safely(observer.end, run, outcome)
         return outcome.exit_code
@@ -128,7 +128,7 @@ def _start_record(run: Run) -> None:
     )
 
 
-def _attempts(run: Run, held: locks.FileLock, stop: process.Stop, wakeup_fd: int) -> Outcome:
+def _attempts(run: Run, held: locks.FileLock, stop: process.Stop, wakeup_fd: int, watch: process.Watch) -> Outcome:
     plan = run.plan
     retry = RetryState(plan.retry)
     patterns = [re.compile(p) for p in plan.job.transient["stderr_patterns"]]
@@ -144,12 +144,12 @@ def _attempts(run: Run, held: locks.FileLock, stop: process.Stop, wakeup_fd: int
             for s in ("stdout", "stderr")
         )
         result = process.run(plan.argv, plan.cwd, env, plan.output, (held.fd,), plan.timeout,
-                             plan.kill_grace, handlers, stop, wakeup_fd)  # type: ignore[arg-type]  # fmt: skip
+                             plan.kill_grace, handlers, stop, wakeup_fd, watch)  # type: ignore[arg-type]  # fmt: skip
         max_rss = max(max_rss, result.max_rss_kb)
         again = not result.error and not stop.signum and retry.should_retry(attempt, result.status, result.exit_code)
         delay = retry.next_delay(attempt) if again else None
         _attempt_record(run, attempt, result, delay)
-        if delay is None or not _sleep(delay, stop):
+        if delay is None or not _sleep(delay, stop, watch):
             status = result.status
             if status == "failure" and _is_transient(plan, result.exit_code, handlers[1].matched):
                 status = "transient"
@@ -182,9 +182,9 @@ def _attempt_record(run: Run, attempt: int, result: process.Result, delay: float
     )
 
 
-def _end_record(run: Run, outcome: Outcome) -> None:
+def _end_record(run: Run, outcome: Outcome) -> dict[str, Any]:
     plan = run.plan
-    run.records.emit(
+    return run.records.emit(
         "run.end",
         _end_message(plan.name, outcome),
         level=LEVELS.get(outcome.status, "error"),
@@ -213,12 +213,41 @@ def _end_message(name: str, o: Outcome) -> str:
     return f"{name} {'failed transiently' if o.status == 'transient' else 'failed'} with exit code {o.exit_code}{tries}"
 
 
-def _sleep(seconds: float, stop: process.Stop) -> bool:
+def _sleep(seconds: float, stop: process.Stop, watch: process.Watch) -> bool:
     """Wait between attempts; False if a stop signal came meanwhile."""
     end = time.monotonic() + seconds
     while not stop.signum and (left := end - time.monotonic()) > 0:
+        watch.check(time.monotonic())
         time.sleep(min(left, 0.1))
     return not stop.signum
+
+
+def _duration_record(run: Run, duration: float, message: str) -> dict[str, Any]:
+    bounds = run.plan.job.expected_duration
+    return run.records.emit("run.duration", message, level="warning", duration_s=round(duration, 3),
+                            expected_min_s=bounds["min"], expected_max_s=bounds["max"])  # fmt: skip
+
+
+def _duration_watch(run: Run, observers: list[Observer]) -> process.Watch:
+    """An alarm for a run still going past expected_duration.max."""
+    limit = run.plan.job.expected_duration["max"]
+
+    def overrun() -> None:
+        record = _duration_record(run, limit, f"{run.plan.name} still running after {limit:g}s (expected at most that)")
+        for observer in observers:
+            _safely(observer.warn, run, record)
+
+    return process.Watch(None if limit is None else run.started_mono + limit, overrun)
+
+
+def _check_too_fast(run: Run, outcome: Outcome, observers: list[Observer]) -> None:
+    """A success faster than expected_duration.min: the job may have silently done nothing."""
+    limit = run.plan.job.expected_duration["min"]
+    if limit is not None and outcome.status == "success" and outcome.duration < limit:
+        message = f"{run.plan.name} finished in {outcome.duration:.3f}s, faster than the expected {limit:g}s"
+        record = _duration_record(run, outcome.duration, message)
+        for observer in observers:
+            _safely(observer.warn, run, record)
 
 
 def _safely(step: Any, *args: Any) -> None:

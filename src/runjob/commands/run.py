@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runjob.logs import Sink
-    from runjob.runner import Observer
+    from runjob.observer import Observer
 
 FORMATS = ("auto", "json", "pretty")
 
@@ -48,14 +48,30 @@ def run_job(
 
     sink = _sink(the_plan, pretty)
     try:
-        return execute(the_plan, sink, observers(registry))
+        return execute(the_plan, sink, observers(registry, the_plan))
     finally:
         sink.close()
 
 
-def observers(registry: config.Registry) -> list[Observer]:
-    """The after-run steps; history, notify, ping and metrics plug in here."""
-    return []
+def observers(registry: config.Registry, the_plan: plan.Plan) -> list[Observer]:
+    """The after-run steps, in order: history first (its failure must stop the run)."""
+    from runjob.history import History
+
+    steps: list[Observer] = [History(the_plan.state_dir, registry.history_keep)]
+    if the_plan.job.ping_url:
+        from runjob.ping import Pinger
+
+        steps.append(Pinger(the_plan.job.ping_url))
+    if any(the_plan.job.owners.values()):
+        from runjob.notify import Notifier
+
+        steps.append(Notifier(registry))
+    if registry.metrics_file:
+        from runjob.metrics import Metrics
+
+        base = os.path.dirname(os.path.abspath(registry.path))
+        steps.append(Metrics(os.path.join(base, registry.metrics_file), the_plan.state_dir))
+    return steps
 
 
 def _pretty(fmt: str) -> bool:

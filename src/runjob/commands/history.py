@@ -1,0 +1,142 @@
+"""`runjob history`, `runjob status`, `runjob stale` and `runjob locks`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+
+from runjob import config, history, watchdog
+from runjob.errors import UsageError
+from runjob.logs import JsonSink, Records, new_run_id, timestamp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from typing import Any
+
+STATUSES = ("running", "crashed", "success", "failure", "transient", "timeout", "killed", "skipped")
+
+
+def _open(state_dir: str) -> sqlite3.Connection | None:
+    """The history store, or None when no run has written one yet."""
+    if not os.path.exists(history.path_in(state_dir)):
+        return None
+    return history.connect(state_dir)
+
+
+def _times(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("started", "ended"):
+        value = row.pop(key)
+        row[f"{key}_at"] = timestamp(value) if value else None
+    return row
+
+
+def show_history(config_path: str | None, job: str | None, limit: int, status: str | None, since: str | None,
+                 as_json: bool) -> int:  # fmt: skip
+    registry = config.load(config_path)
+    if job is not None:
+        registry.job(job)
+    if status is not None and status not in STATUSES:
+        raise UsageError(f'--status must be one of {", ".join(STATUSES)}, got "{status}"')
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    db = _open(watchdog.state_dir(registry))
+    rows = _rows(db, job, status, _since(since), limit) if db else []
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        from runjob.pretty import history_table
+
+        history_table(rows)
+    return 0
+
+
+def _rows(db: sqlite3.Connection, job: str | None, status: str | None, since: float | None, limit: int) -> list[dict[str, Any]]:
+    host = os.uname().nodename
+    rows = [history.row_dict(r, host) for r in history.query(db, job, status, since, limit)]
+    if status in ("running", "crashed"):
+        rows = [r for r in rows if r["status"] == status]
+    return [_times(r) for r in rows]
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from runjob.durations import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"--since: {e}") from None
+
+
+def show_status(config_path: str | None, as_json: bool) -> int:
+    registry = config.load(config_path, check_schedules=True)
+    db = _open(watchdog.state_dir(registry))
+    held = watchdog.held_locks(registry)
+    now = time.time()
+    rows = [_job_status(registry, name, db, held, now) for name in registry.jobs]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        from runjob.pretty import status_table
+
+        status_table(rows)
+    return 0
+
+
+def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | None, held: list[dict[str, Any]],
+                now: float) -> dict[str, Any]:  # fmt: skip
+    job = registry.jobs[name]
+    host = os.uname().nodename
+    last, success = history.last_runs(db, name) if db else (None, None)
+    last_row = history.row_dict(last, host) if last else None
+    success_row = history.row_dict(success, host) if success else None
+    from runjob.commands.inspect import next_times
+
+    due = next_times(job, datetime.fromtimestamp(now, timezone.utc), 1)
+    stale = watchdog.staleness(job, success_row["ended"] if success_row else None, now)
+    return {
+        "job": name,
+        "last_run_at": timestamp(last_row["started"]) if last_row else None,
+        "status": last_row["status"] if last_row else None,
+        "exit_code": last_row["exit_code"] if last_row else None,
+        "duration_s": last_row["duration_s"] if last_row else None,
+        "last_success_at": timestamp(success_row["ended"]) if success_row else None,
+        "next_due": due[0].isoformat() if due else None,
+        "stale": None if job.max_age is None else stale is not None,
+        "locks": watchdog.held_by(job, held),
+    }
+
+
+def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
+    registry = config.load(config_path)
+    db = _open(watchdog.state_dir(registry))
+    found = watchdog.stale_jobs(registry, db, time.time())
+    sink = JsonSink()
+    for job, why in found:
+        records = Records(sink, job.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
+        fields = why | {"last_success_at": timestamp(why["last_success_at"]) if why["last_success_at"] else None}
+        record = records.emit("job.stale", f"{job.name} is stale: {why['reason']}", level="error",
+                              owners=job.owners, **fields)  # fmt: skip
+        if notify:
+            from runjob import notify as notifier
+
+            notifier.finish(notifier.start(registry, job, "stale", record), records)
+    if pretty and not found:
+        print("no stale jobs")
+    return 1 if found else 0
+
+
+def show_locks(config_path: str | None, as_json: bool) -> int:
+    registry = config.load(config_path)
+    held = watchdog.held_locks(registry)
+    if as_json:
+        print(json.dumps(held, indent=2))
+    else:
+        from runjob.pretty import locks_table
+
+        locks_table(held)
+    return 0

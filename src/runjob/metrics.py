@@ -1,0 +1,104 @@
+"""Prometheus metrics for node_exporter's textfile collector, rewritten after each run.
+
+Derived from the history store, not counted in memory, so concurrent runs never lose
+counts; the query and the atomic rename (temp file + rename) happen under a lock, so a
+slower writer never replaces a newer snapshot with an older one. Written by hand rather
+than with prometheus_client: five gauge families in a fixed text format do not need a
+registry, and this keeps the dependency list short. `runjob_runs_total` counts the runs
+in the retained history (history_keep), so it drops when old rows are purged, which
+Prometheus' rate() reads as a counter reset.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from runjob import history
+
+from runjob.observer import Observer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from typing import Any
+
+    from runjob.runner import Outcome, Run
+
+FAMILIES = {
+    "runjob_last_start_timestamp_seconds": "Start time of the job's last run.",
+    "runjob_last_success_timestamp_seconds": "End time of the job's last successful run.",
+    "runjob_last_duration_seconds": "Duration of the job's last finished run.",
+    "runjob_last_exit_code": "Exit code of the job's last finished run.",
+    "runjob_runs_total": "Runs in the retained history, by status.",
+}
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def collect(db: sqlite3.Connection) -> dict[str, list[tuple[dict[str, str], float]]]:
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in FAMILIES}
+    queries = {
+        "runjob_last_start_timestamp_seconds": "SELECT job, MAX(started) FROM runs WHERE status != 'skipped' GROUP BY job",
+        "runjob_last_success_timestamp_seconds": "SELECT job, MAX(ended) FROM runs WHERE status = 'success' GROUP BY job",
+    }
+    for name, sql in queries.items():
+        samples[name] = [({"job": job}, value) for job, value in db.execute(sql)]
+    # SQLite's bare columns come from the row holding MAX(started): the last finished run.
+    last = "SELECT job, MAX(started), duration_s, exit_code FROM runs WHERE ended IS NOT NULL AND status != 'skipped' GROUP BY job"
+    for job, _, duration, code in db.execute(last):
+        samples["runjob_last_duration_seconds"].append(({"job": job}, duration or 0.0))
+        samples["runjob_last_exit_code"].append(({"job": job}, code if code is not None else -1))
+    for job, status, count in db.execute("SELECT job, status, COUNT(*) FROM runs GROUP BY job, status"):
+        samples["runjob_runs_total"].append(({"job": job, "status": status}, count))
+    return samples
+
+
+def render(samples: dict[str, list[tuple[dict[str, str], float]]]) -> str:
+    lines = []
+    for name, help_text in FAMILIES.items():
+        kind = "counter" if name.endswith("_total") else "gauge"
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for labels, value in sorted(samples[name], key=lambda s: sorted(s[0].items())):
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{text}}} {value:g}" if isinstance(value, int) else f"{name}{{{text}}} {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def write(path: str, state_dir: str) -> None:
+    """Rewrite `path` atomically from the history in `state_dir`."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".lock", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        db = history.connect(state_dir)
+        try:
+            text = render(collect(db))
+        finally:
+            db.close()
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+
+class Metrics(Observer):
+    """The runner observer: rewrite the metrics file after every run (and skip)."""
+
+    def __init__(self, path: str, state_dir: str) -> None:
+        self.path = path
+        self.state_dir = state_dir
+
+    def skipped(self, run: Run, holder: dict[str, Any]) -> None:
+        self._write(run)
+
+    def end(self, run: Run, outcome: Outcome) -> None:
+        self._write(run)
+
+    def _write(self, run: Run) -> None:
+        try:
+            write(self.path, self.state_dir)
+        except OSError as e:
+            run.records.emit("metrics.error", f"cannot write metrics {self.path}: {e}", level="error",
+                             error=str(e))  # fmt: skip

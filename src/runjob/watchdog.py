@@ -1,0 +1,65 @@
+"""Which jobs are stale (no success within max_age), and which locks a job holds now."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from runjob import history, lock
+from runjob.templating import placeholders
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from typing import Any
+
+    from runjob.config import Job, Registry
+
+
+def state_dir(registry: Registry) -> str:
+    base = os.path.dirname(os.path.abspath(registry.path))
+    return os.path.join(base, os.path.expanduser(registry.state_dir))
+
+
+def staleness(job: Job, last_success_end: float | None, now: float) -> dict[str, Any] | None:
+    """Why `job` is stale, or None (also None for jobs without max_age)."""
+    if job.max_age is None:
+        return None
+    if last_success_end is None:
+        return {"max_age_s": job.max_age, "last_success_at": None, "age_s": None, "reason": "never succeeded"}
+    age = now - last_success_end
+    if age <= job.max_age:
+        return None
+    return {"max_age_s": job.max_age, "last_success_at": last_success_end, "age_s": round(age, 3),
+            "reason": f"last success {age:.0f}s ago, max_age {job.max_age:g}s"}  # fmt: skip
+
+
+def stale_jobs(registry: Registry, db: sqlite3.Connection | None, now: float) -> list[tuple[Job, dict[str, Any]]]:
+    out = []
+    for job in registry.jobs.values():
+        if job.max_age is None:
+            continue
+        success = history.last_runs(db, job.name)[1] if db is not None else None
+        why = staleness(job, success[history.COLUMNS.index("ended")] if success else None, now)
+        if why is not None:
+            out.append((job, why))
+    return out
+
+
+def lock_pattern(job: Job) -> re.Pattern[str]:
+    """A regex matching every lock key the job's template can produce."""
+    out, rest = "", job.lock_key
+    for name in placeholders(job.lock_key):
+        before, _, rest = rest.partition("{" + name + "}")
+        spec = job.params.get(name)
+        out += re.escape(before) + (f"(?:{spec['pattern']})" if spec else re.escape(job.name))
+    return re.compile(out + re.escape(rest))
+
+
+def held_by(job: Job, held: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    pattern = lock_pattern(job)
+    return [h for h in held if pattern.fullmatch(str(h["lock_key"]))]
+
+
+def held_locks(registry: Registry) -> list[dict[str, Any]]:
+    return lock.held_locks(os.path.join(state_dir(registry), "locks"))
