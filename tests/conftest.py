@@ -39,7 +39,7 @@ class Result:
 
     @property
     def records(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+        return [json.loads(line) for line in self.out.split("\n") if line.strip()]  # not splitlines: U+0085, U+2028 are not line ends in JSON lines
 
     def events(self, name: str) -> list[dict]:
         return [r for r in self.records if r["event"] == name]
@@ -108,3 +108,49 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
 def finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> Result:
     out, err = proc.communicate(timeout=timeout)
     return Result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+
+
+class HttpRecorder:
+    """A real HTTP server on 127.0.0.1 that records requests and answers `status` after `delay`."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, str, bytes]] = []
+        self.status = 200
+        self.delay = 0.0
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                recorder.requests.append((self.command, self.path, body))
+                time.sleep(recorder.delay)
+                self.send_response(recorder.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            do_GET = do_POST = _handle
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http():
+    server = HttpRecorder()
+    yield server
+    server.close()

@@ -1,0 +1,182 @@
+"""History store, history/status/stale/locks commands."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+
+from conftest import finish, py, wait_for
+
+SLEEP = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(float(sys.argv[2]))"
+
+
+def rows(rj) -> list[dict]:
+    r = rj.run("history", "--json", "--limit", "1000")
+    assert r.code == 0, r.err
+    return json.loads(r.out)
+
+
+def test_a_row_is_written_at_start_and_finished_at_end(rj):
+    flag = rj.dir / "started"
+    rj.write(f'[jobs.s]\ncommand = {py(SLEEP, str(flag), "1")}\n[jobs.s.params.p]\npattern = "[a-z]+"\ndefault = "x"\n')
+    proc = rj.popen("s", "p=abc", env={"RUNJOB_CORRELATION_ID": "corr-1"})
+    assert wait_for(flag.exists)
+    (running,) = rows(rj)
+    assert running["status"] == "running" and running["ended_at"] is None
+    r = finish(proc)
+    (done,) = rows(rj)
+    assert done["status"] == "success" and done["exit_code"] == 0 and done["attempts"] == 1
+    assert done["run_id"] == r.one("run.end")["run_id"] and done["correlation_id"] == "corr-1"
+    assert done["params"] == {"p": "abc"} and done["pid"] == proc.pid and done["host"]
+    assert done["duration_s"] >= 1 and done["started_at"] < done["ended_at"] and done["lock_key"] == "s"
+
+
+def test_failure_row_keeps_the_stderr_tail(rj):
+    boom = py("import sys; print('boom', file=sys.stderr); sys.exit(4)")
+    rj.write(f"[jobs.f]\ncommand = {boom}\n")
+    rj.run("f")
+    (row,) = rows(rj)
+    assert row["status"] == "failure" and row["exit_code"] == 4 and row["stderr_tail"] == "boom\n"
+
+
+def test_a_run_whose_runjob_died_shows_as_crashed(rj):
+    flag = rj.dir / "started"
+    rj.write(f'[jobs.s]\ncommand = {py(SLEEP, str(flag), "0.5")}\nmax_age = "1h"\n')
+    proc = rj.popen("s")
+    assert wait_for(flag.exists)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.8)  # the child finishes on its own
+    (row,) = rows(rj)
+    assert row["status"] == "crashed"
+    assert json.loads(rj.run("history", "--status", "crashed", "--json").out)[0]["run_id"] == row["run_id"]
+    status = {s["job"]: s for s in json.loads(rj.run("status", "--json").out)}
+    assert status["s"]["status"] == "crashed" and status["s"]["stale"] is True
+
+
+def test_twenty_concurrent_runs_all_recorded(rj):
+    rj.write('[jobs.c]\ncommand = ["true"]\nlock_key = "c.{n}"\n[jobs.c.params.n]\npattern = "[0-9]+"\n')
+    procs = [rj.popen("c", f"n={i}") for i in range(20)]
+    results = [finish(p) for p in procs]
+    assert [r.code for r in results] == [0] * 20, [r.err for r in results if r.code]
+    assert all(r.err == "" for r in results)
+    recorded = rows(rj)
+    assert len(recorded) == 20 and {r["status"] for r in recorded} == {"success"}
+
+
+def test_skipped_runs_are_recorded_as_skipped(rj):
+    flag = rj.dir / "started"
+    rj.write(f'[jobs.s]\ncommand = {py(SLEEP, str(flag), "1")}\n')
+    proc = rj.popen("s")
+    assert wait_for(flag.exists)
+    assert rj.run("s").code == 0
+    finish(proc)
+    assert sorted(r["status"] for r in rows(rj)) == ["skipped", "success"]
+
+
+def test_history_filters(rj):
+    code = "import sys; sys.exit(int(sys.argv[1]))"
+    rj.write(f'[jobs.a]\ncommand = {py(code, "{c}")}\n[jobs.a.params.c]\npattern = "[0-9]"\n[jobs.b]\ncommand = ["true"]\n')
+    for c in "0101":
+        rj.run("a", f"c={c}")
+    rj.run("b")
+    assert len(rows(rj)) == 5
+    assert len(json.loads(rj.run("history", "a", "--json").out)) == 4
+    assert len(json.loads(rj.run("history", "--status", "failure", "--json").out)) == 2
+    assert len(json.loads(rj.run("history", "--limit", "2", "--json").out)) == 2
+    newest = json.loads(rj.run("history", "--limit", "1", "--json").out)[0]
+    assert newest["job"] == "b"
+    assert len(json.loads(rj.run("history", "--since", "1h", "--json").out)) == 5
+    assert rj.run("history", "--status", "bogus").code == 2
+    assert rj.run("history", "nope").code == 2
+
+
+def test_retention_purges_old_rows_on_write(rj):
+    rj.write('[defaults]\nstate_dir = "state"\nhistory_keep = "1d"\n[jobs.t]\ncommand = ["true"]\n')
+    rj.run("t")
+    db = sqlite3.connect(rj.state / "history.sqlite3")
+    old = time.time() - 3 * 86400
+    db.executemany("INSERT INTO runs (run_id, job, started, ended, status) VALUES (?, 't', ?, ?, 'success')",
+                   [(f"old-{i}", old, old + 1) for i in range(50)])  # fmt: skip
+    db.commit()
+    rj.run("t")
+    assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+    db.close()
+
+
+def test_schema_is_versioned_and_migrates(rj):
+    rj.write('[jobs.t]\ncommand = ["true"]\n')
+    rj.state.mkdir()
+    db = sqlite3.connect(rj.state / "history.sqlite3")
+    db.execute("CREATE TABLE unrelated (x)")  # an old file with user_version 0
+    db.commit()
+    assert rj.run("t").code == 0
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    r = rj.run("t")
+    assert r.code == 125 and "newer than this runjob knows" in r.err and str(rj.state / "history.sqlite3") in r.err
+
+
+def test_corrupt_history_is_a_clear_error_and_nothing_runs(rj):
+    touch = py("open('ran', 'w')")
+    rj.write(f"[jobs.t]\ncommand = {touch}\n")
+    rj.state.mkdir()
+    (rj.state / "history.sqlite3").write_bytes(b"this is not a database" * 100)
+    r = rj.run("t")
+    assert r.code == 125 and "history store" in r.err and "history.sqlite3" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    assert not (rj.dir / "ran").exists() and not r.events("run.start")
+
+
+def test_status_shows_last_run_next_due_stale_and_locks(rj):
+    flag = rj.dir / "started"
+    rj.write(f'[jobs.ok]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n'
+             f'[jobs.never]\ncommand = ["true"]\nmax_age = "1h"\n'
+             f'[jobs.busy]\ncommand = {py(SLEEP, str(flag), "2")}\nlock_key = "b.{{k}}"\n'
+             f'[jobs.busy.params.k]\npattern = "[a-z]+"\n')  # fmt: skip
+    rj.run("ok")
+    proc = rj.popen("busy", "k=acme")
+    assert wait_for(flag.exists)
+    status = {s["job"]: s for s in json.loads(rj.run("status", "--json").out)}
+    finish(proc)
+    ok = status["ok"]
+    assert ok["status"] == "success" and ok["stale"] is False and ok["last_success_at"] and ok["duration_s"] >= 0
+    assert ok["next_due"][14:16] in ("00", "05", "10", "15", "20", "25", "30", "35", "40", "45", "50", "55")
+    assert status["never"]["status"] is None and status["never"]["stale"] is True
+    (held,) = status["busy"]["locks"]
+    assert held["lock_key"] == "b.acme" and held["pid"] == proc.pid and held["run_id"]
+    assert status["busy"]["status"] == "running" and status["busy"]["stale"] is None
+
+
+def test_stale_watchdog(rj):
+    rj.write('[jobs.fresh]\ncommand = ["true"]\nmax_age = "1h"\n[jobs.late]\ncommand = ["true"]\nmax_age = "1s"\n'
+             '[jobs.never]\ncommand = ["false"]\nmax_age = "1h"\n[jobs.free]\ncommand = ["true"]\n')  # fmt: skip
+    for job in ("fresh", "late", "never", "free"):
+        rj.run(job)
+    time.sleep(1.2)
+    r = rj.run("stale")
+    assert r.code == 1
+    stale = {rec["job"]: rec for rec in r.events("job.stale")}
+    assert set(stale) == {"late", "never"}
+    assert stale["never"]["reason"] == "never succeeded" and stale["late"]["age_s"] > 1
+    assert stale["late"]["level"] == "error" and stale["late"]["max_age_s"] == 1.0
+    rj.write('[jobs.fresh]\ncommand = ["true"]\nmax_age = "1h"\n')
+    assert rj.run("stale").code == 0
+
+
+def test_locks_command(rj):
+    flag = rj.dir / "started"
+    rj.write(f'[jobs.s]\ncommand = {py(SLEEP, str(flag), "1.5")}\n')
+    assert json.loads(rj.run("locks", "--json").out) == []
+    proc = rj.popen("s")
+    assert wait_for(flag.exists)
+    (held,) = json.loads(rj.run("locks", "--json").out)
+    r = finish(proc)
+    assert held["lock_key"] == "s" and held["pid"] == proc.pid and held["job"] == "s"
+    assert held["run_id"] == r.one("run.start")["run_id"] and held["since"]
+    assert json.loads(rj.run("locks", "--json").out) == []

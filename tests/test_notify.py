@@ -1,0 +1,172 @@
+"""Owner notifications, pings, duration bounds, metrics and the live terminal view."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from conftest import PY, RUNJOB, finish, py, q
+
+CAPTURE = "import sys; open(sys.argv[1], 'ab').write(sys.stdin.buffer.read() + b'\\n')"
+
+
+def owners(rj, http) -> str:
+    pages = rj.dir / "pages.jsonl"
+    return (f"[owners.ops]\ncommand = {py(CAPTURE, str(pages))}\n"
+            f"[owners.dom]\nwebhook = {q(http.url + '/hook/dom')}\n")  # fmt: skip
+
+
+def job(rj, http, code: str, extra: str = "") -> None:
+    rj.write(owners(rj, http) + f'[jobs.j]\ncommand = {py(code)}\nowners = {{ responsible = "ops", accountable = "dom" }}\n'
+             f'description = "the job"\nidempotency = "safe"\n{extra}\n')  # fmt: skip
+
+
+def pages(rj) -> list[dict]:
+    path = rj.dir / "pages.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("code, extra, status", [
+    ("import sys; print('bad', file=sys.stderr); sys.exit(3)", "", "failure"),
+    ("import time; time.sleep(5)", 'timeout = "300ms"', "timeout"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "", "killed"),
+])  # fmt: skip
+def test_failures_notify_both_owners(rj, http, code, extra, status):
+    job(rj, http, code, extra)
+    r = rj.run("j")
+    assert r.one("run.end")["status"] == status
+    (page,) = pages(rj)
+    assert page["role"] == "responsible" and page["notice"] == "page" and page["owner"] == "ops"
+    assert page["kind"] == status and page["description"] == "the job" and page["idempotency"] == "safe"
+    assert page["record"] == r.one("run.end")
+    ((method, path, body),) = http.requests
+    notice = json.loads(body)
+    assert method == "POST" and path == "/hook/dom"
+    assert notice["role"] == "accountable" and notice["notice"] == "domain notice" and notice["record"]["status"] == status
+    sent = {(s["owner"], s["role"], s["channel"]) for s in r.events("notify.sent")}
+    assert sent == {("ops", "responsible", "command"), ("dom", "accountable", "webhook")}
+
+
+@pytest.mark.parametrize("code, extra", [
+    ("pass", ""),
+    ("import sys; sys.exit(75)", "transient = { exit_codes = [75] }"),
+])  # fmt: skip
+def test_success_and_transient_notify_nobody(rj, http, code, extra):
+    job(rj, http, code, extra)
+    r = rj.run("j")
+    assert not r.events("notify.sent") and not pages(rj) and not http.requests
+
+
+def test_skipped_run_notifies_nobody(rj, http):
+    flag = rj.dir / "started"
+    job(rj, http, f"import time; open({str(flag)!r}, 'w').close(); time.sleep(1.5)")
+    first = rj.popen("j")
+    from conftest import wait_for
+
+    assert wait_for(flag.exists)
+    assert rj.run("j").events("lock.busy")
+    finish(first)
+    assert not pages(rj) and not http.requests
+
+
+def test_failing_notifiers_never_change_the_exit_code(rj, http):
+    http.status = 500
+    rj.write('[owners.ops]\ncommand = ["false"]\n[owners.dom]\nwebhook = ' + q(http.url) + "\n"
+             '[owners.gone]\ncommand = ["/no/such/pager"]\n'
+             f'[jobs.j]\ncommand = {py("import sys; sys.exit(6)")}\nowners = {{ responsible = "ops", accountable = "dom" }}\n'
+             f'[jobs.k]\ncommand = {py("import sys; sys.exit(7)")}\nowners = {{ responsible = "gone" }}\n')  # fmt: skip
+    r = rj.run("j")
+    assert r.code == 6
+    errors = {e["channel"]: e for e in r.events("notify.error")}
+    assert "exited with 1" in errors["command"]["error"] and "HTTP 500" in errors["webhook"]["error"]
+    assert all(e["level"] == "error" for e in errors.values())
+    r = rj.run("k")
+    assert r.code == 7 and "cannot start /no/such/pager" in r.one("notify.error")["error"]
+
+
+def test_hanging_notifier_is_cut_at_10s(rj, http):
+    http.delay = 30
+    rj.write(f"[owners.ops]\ncommand = {py('import time; time.sleep(60)')}\n[owners.dom]\nwebhook = {q(http.url)}\n"
+             f'[jobs.j]\ncommand = {py("import sys; sys.exit(5)")}\nowners = {{ responsible = "ops", accountable = "dom" }}\n')  # fmt: skip
+    started = time.monotonic()
+    r = rj.run("j", timeout=40)
+    elapsed = time.monotonic() - started
+    assert r.code == 5 and 9 < elapsed < 20  # in parallel: one 10 s limit, not two
+    errors = {e["channel"]: e["error"] for e in r.events("notify.error")}
+    assert "did not finish within 10s" in errors["command"] and "no answer within 10s" in errors["webhook"]
+
+
+def test_ping_protocol(rj, http):
+    rj.write(f'[jobs.ok]\ncommand = ["true"]\nping_url = {q(http.url + "/ping/abc")}\n'
+             f'[jobs.bad]\ncommand = {py("import sys; print(chr(100) + chr(101) + chr(97) + chr(100), file=sys.stderr); sys.exit(1)")}\n'
+             f'ping_url = {q(http.url + "/ping/def/")}\n')  # fmt: skip
+    ok = rj.run("ok").one("run.end")["run_id"]
+    bad = rj.run("bad").one("run.end")["run_id"]
+    assert [(m, p) for m, p, _ in http.requests] == [
+        ("GET", f"/ping/abc/start?rid={ok}"), ("POST", f"/ping/abc?rid={ok}"),
+        ("GET", f"/ping/def/start?rid={bad}"), ("POST", f"/ping/def/fail?rid={bad}")]  # fmt: skip
+    assert http.requests[3][2] == b"dead\n"
+
+
+def test_ping_failure_is_logged_not_fatal(rj):
+    rj.write('[jobs.ok]\ncommand = ["true"]\nping_url = "http://127.0.0.1:9/nothing-listens"\n')
+    r = rj.run("ok")
+    assert r.code == 0 and len(r.events("ping.error")) == 2
+    assert all(e["level"] == "warning" for e in r.events("ping.error"))
+
+
+def test_too_fast_success_warns_and_tells_owners(rj, http):
+    job(rj, http, "pass", 'expected_duration = { min = "5s" }')
+    r = rj.run("j")
+    assert r.code == 0
+    warning = r.one("run.duration")
+    assert warning["level"] == "warning" and warning["expected_min_s"] == 5.0 and warning["duration_s"] < 5
+    (page,) = pages(rj)
+    assert page["kind"] == "duration" and page["record"]["event"] == "run.duration"
+
+
+def test_overrun_is_reported_while_running(rj, http):
+    job(rj, http, "import time; time.sleep(1.5)", 'expected_duration = { max = "500ms" }')
+    r = rj.run("j")
+    assert r.code == 0
+    warning = r.one("run.duration")
+    events = [rec["event"] for rec in r.records]
+    assert events.index("run.duration") < events.index("run.attempt")  # while the child still ran
+    assert warning["expected_max_s"] == 0.5 and warning["duration_s"] == 0.5
+    assert pages(rj)[0]["kind"] == "duration"
+
+
+def test_metrics_file(rj):
+    metrics = rj.dir / "metrics" / "runjob.prom"
+    rj.write(f'[defaults]\nstate_dir = "state"\nmetrics_file = {q(str(metrics))}\n'
+             '[jobs.ok]\ncommand = ["true"]\nlock_key = "ok.{n}"\n[jobs.ok.params.n]\npattern = "[0-9]+"\n'
+             f'[jobs.bad]\ncommand = {py("import sys; sys.exit(3)")}\n')  # fmt: skip
+    procs = [rj.popen("ok", f"n={i}") for i in range(6)]
+    assert [finish(p).code for p in procs] == [0] * 6
+    rj.run("bad")
+    text = metrics.read_text()
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples['runjob_runs_total{job="ok",status="success"}'] == 6
+    assert samples['runjob_runs_total{job="bad",status="failure"}'] == 1
+    assert samples['runjob_last_exit_code{job="bad"}'] == 3
+    assert abs(samples['runjob_last_start_timestamp_seconds{job="bad"}'] - time.time()) < 30
+    assert 'runjob_last_success_timestamp_seconds{job="bad"}' not in samples
+    assert samples['runjob_last_duration_seconds{job="ok"}'] >= 0
+    assert "# TYPE runjob_runs_total counter" in text and "# TYPE runjob_last_exit_code gauge" in text
+    assert not list(metrics.parent.glob("*.tmp"))
+
+
+def test_live_view_on_a_terminal_only(rj):
+    rj.write(f'[jobs.v]\ncommand = {py("import sys, time; print(1); sys.stdout.flush(); time.sleep(1); print(2)")}\n')
+    out = subprocess.run(["script", "-qec", f"{RUNJOB} run v", "/dev/null"], capture_output=True, text=True,
+                         env=rj.env({"COLUMNS": "120"}), cwd=rj.dir, timeout=60).stdout  # fmt: skip
+    assert "attempt 1" in out and "run.end" in out and "v succeeded" in out and "\x1b[" in out
+    plain = rj.run("v")
+    assert "attempt 1  " not in plain.out and "\x1b[" not in plain.out and plain.records
+    assert PY
