@@ -129,6 +129,52 @@ def locks(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def export(
+    fmt: Annotated[str, typer.Argument(metavar="crontab|systemd|kubernetes")],
+    out: Annotated[Optional[str], typer.Option("--out", help="write files into this directory")] = None,
+    image: Annotated[str, typer.Option(help="kubernetes: the container image")] = "runjob:latest",
+    namespace: Annotated[Optional[str], typer.Option(help="kubernetes: the namespace")] = None,
+) -> None:
+    """The schedules as code: a crontab, systemd units, or Kubernetes CronJobs."""
+    from runjob.commands.export import export as run_export
+
+    _done(run_export(state["config"], fmt, out, image, namespace))
+
+
+@app.command()
+def tick(
+    at: Annotated[Optional[str], typer.Option(help="tick as of this time (ISO 8601), e.g. to replay a minute")] = None,
+) -> None:
+    """Start every job due this minute, each as its own detached `runjob NAME` (for `* * * * * runjob tick`)."""
+    from runjob.commands.tick import parse_at, tick as run_tick
+
+    _done(run_tick(state["config"], parse_at(at)))
+
+
+@app.command()
+def init(force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False) -> None:
+    """Write a commented starter jobs.toml."""
+    from runjob.commands.edit import init as run_init
+
+    _done(run_init(state["config"], force))
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="job name")],
+    command: Annotated[str, typer.Option(help="the command, split like a shell would (no shell runs it)")],
+    schedule: Annotated[Optional[str], typer.Option(help="cron expression")] = None,
+    timeout: Annotated[Optional[str], typer.Option(help="e.g. 15m")] = None,
+    lock_key: Annotated[Optional[str], typer.Option("--lock-key", help="default: the job name")] = None,
+    description: Annotated[Optional[str], typer.Option(help="what the job does")] = None,
+) -> None:
+    """Append a job to jobs.toml (validated first; the file is replaced atomically)."""
+    from runjob.commands.edit import add as run_add
+
+    _done(run_add(state["config"], name, command, schedule, timeout, lock_key, description))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of jobs.toml."""
     from runjob.commands.inspect import print_schema

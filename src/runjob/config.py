@@ -52,6 +52,7 @@ class Job:
     retry: dict[str, Any]
     transient: dict[str, list[Any]]
     params: dict[str, dict[str, Any]]
+    instances: list[dict[str, str]]
     log_file: str
     output: str
     on_busy: str
@@ -220,9 +221,29 @@ def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: l
     for role, owner in job["owners"].items():
         if owner is not None and owner not in owners:
             errors.append(f'{where}.owners.{role}: owner "{owner}" is not declared in [owners]')
+    _check_instances(where, job, errors)
     bounds = job["expected_duration"]
     if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
         errors.append(f"{where}.expected_duration: min is greater than max")
+
+
+def _check_instances(where: str, job: dict[str, Any], errors: list[str]) -> None:
+    """Each instance must be a valid param set; a schedule needs some way to fill every param."""
+    params = job["params"]
+    for i, instance in enumerate(job["instances"]):
+        at = f"{where}.instances[{i}]"
+        for name, value in instance.items():
+            if name not in params:
+                errors.append(f'{at}: unknown param "{name}"')
+            elif isinstance(params[name]["pattern"], str) and not re.fullmatch(params[name]["pattern"], value):
+                errors.append(f'{at}.{name}: "{value}" does not match the pattern {params[name]["pattern"]}')
+        for name, spec in params.items():
+            if name not in instance and spec["default"] is None:
+                errors.append(f'{at}: param "{name}" is required')
+    if job["schedule"] and not job["instances"]:
+        for name, spec in params.items():
+            if spec["default"] is None:
+                errors.append(f'{where}.schedule: param "{name}" has no default; list instances = [{{ {name} = "..." }}]')
 
 
 def _check_lock_template(template: str, where: str, errors: list[str]) -> None:
@@ -297,6 +318,11 @@ def _table(raw: Any, keys: dict[str, Key], where: str, errors: list[str]) -> dic
             out[name] = _table(raw[name], key.table or {}, at, errors)
         elif key.kind == "params":
             out[name] = _params(raw[name], at, errors)
+        elif key.kind == "instances":
+            try:
+                out[name] = convert(key, raw[name])
+            except ValueError as e:
+                errors.append(f"{at}: {e}")
         elif key.kind in ("owners", "jobs"):
             continue  # handled by _build
         else:
@@ -341,6 +367,9 @@ def convert(key: Key, value: Any) -> Any:
     if kind == "str_map":
         table = _expect(value, dict, "a table of strings")
         return {k: _expect(v, str, f"a string for {k}") for k, v in table.items()}
+    if kind == "instances":
+        items = _expect(value, list, "a list of param tables")
+        return [convert(Key("str_map", None, ""), item) for item in items]
     raise AssertionError(f"unknown kind {kind}")
 
 

@@ -72,7 +72,7 @@ OWNER = {
     "webhook": Key("str", None, "URL that gets the run record as a JSON POST"),
 }
 
-# Keys a job may set; [defaults] may set all of them but `command` and `params`.
+# Keys a job may set; [defaults] may set all of them but `command`, `params` and `instances`.
 JOB = {
     "description": Key("str", "", "what the job does"),
     "command": Key("argv", REQUIRED, "argv (or a string split with shlex); never run through a shell"),
@@ -93,6 +93,7 @@ JOB = {
     "retry": Key("table", {}, "retry policy", table=RETRY),
     "transient": Key("table", {}, "failures that are not worth a page", table=TRANSIENT),
     "params": Key("params", {}, "named parameters, each with a pattern", table=PARAM),
+    "instances": Key("instances", [], "param sets to schedule, e.g. [{ supplier = \"acme\" }]"),
     "log_file": Key("str", "", 'where JSON records go; "" = stdout; may use {job} and {param}'),
     "output": Key("enum", "json", "the child's output", ("json", "passthrough", "discard")),
     "on_busy": Key("enum", "skip", "when the lock is held", ("skip", "fail", "wait")),
@@ -109,7 +110,7 @@ DEFAULTS_ONLY = {
     "history_keep": Key("duration", 90 * 86400.0, "history rows older than this are purged"),
 }
 
-DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "params")} | DEFAULTS_ONLY
+DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "params", "instances")} | DEFAULTS_ONLY
 
 TOP = {
     "defaults": Key("table", {}, "values every job inherits", table=DEFAULTS),
@@ -144,6 +145,7 @@ def _key_schema(key: Key) -> dict[str, Any]:
         "regex_list": {"type": "array", "items": {"type": "string", "format": "regex"}},
         "int_list": {"type": "array", "items": {"type": "integer"}},
         "str_map": {"type": "object", "additionalProperties": {"type": "string"}},
+        "instances": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
     }
     if key.kind in simple:
         out = dict(simple[key.kind])

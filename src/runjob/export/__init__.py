@@ -1,0 +1,1 @@
+"""`runjob export crontab|systemd|kubernetes`: the registry's schedules as code."""

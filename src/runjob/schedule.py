@@ -1,0 +1,41 @@
+"""What is scheduled: every job with a `schedule`, once per instance (param set).
+
+Shared by `tick` and the exporters, so a crontab line, a systemd timer, a CronJob and a
+tick-started run all mean the same `runjob NAME k=v ...`.
+"""
+
+from __future__ import annotations
+
+import re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runjob.config import Job, Registry
+
+
+class Entry:
+    """One scheduled run: a job and the params it runs with."""
+
+    def __init__(self, job: Job, params: dict[str, str]) -> None:
+        self.job = job
+        self.params = params
+        self.words = [job.name] + [f"{k}={v}" for k, v in params.items()]
+        self.slug = "-".join([job.name, *params.values()])  # for unit and object names
+
+    def safe_slug(self, allowed: str, limit: int) -> str:
+        """The slug with characters outside `allowed` (a regex class) turned into "-", cut to `limit`."""
+        return re.sub(f"[^{allowed}]", "-", self.slug)[:limit].strip("-.")
+
+
+def entries(registry: Registry) -> list[Entry]:
+    out = []
+    for job in registry.jobs.values():
+        if job.schedule:
+            out += [Entry(job, dict(params)) for params in (job.instances or [{}])]
+    return out
+
+
+def run_budget(job: Job) -> float:
+    """Seconds a whole run may take: every attempt with its grace, plus the waits between them."""
+    attempts = job.retry["attempts"]
+    return attempts * (job.timeout + job.kill_grace) + (attempts - 1) * job.retry["max_delay"]
