@@ -59,6 +59,7 @@ class Job:
     wait: float
     lock_backend: str
     lock_password_env: str | None
+    lock_ttl: float | None
     on_lock_lost: str
     lock_unavailable: str
 
@@ -218,6 +219,11 @@ def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: l
             errors.append(f'{where}.{field}: placeholder "{{{p}}}" has no param (declare [{where}.params.{p}])')
     if job["lock_key"] is not None:
         _check_lock_template(job["lock_key"], f"{where}.lock_key", errors)
+    backend = job["lock_backend"]
+    if backend and not backend.startswith(("redis://", "rediss://", "unix://")):
+        errors.append(f'{where}.lock_backend: expected "" (file locks) or a redis://, rediss:// or unix:// URL')
+    elif backend and "@" in backend.split("//", 1)[1].split("/", 1)[0] and ":" in backend.split("//", 1)[1].split("@")[0]:
+        errors.append(f"{where}.lock_backend: do not write the password in the URL; name its variable in lock_password_env")
     for role, owner in job["owners"].items():
         if owner is not None and owner not in owners:
             errors.append(f'{where}.owners.{role}: owner "{owner}" is not declared in [owners]')

@@ -27,18 +27,40 @@ POLL_FALLBACK_S = 0.1  # child-exit check interval where pidfd_open is missing
 
 
 class Stop:
-    """Filled in by runjob's signal handler: the signal to stop for, and when it came."""
+    """Why and when the run must stop (a signal to runjob, a lost lock), and notices from
+    other threads, which run on the main thread: only it writes records."""
 
     def __init__(self) -> None:
         self.signum = 0
         self.at = 0.0
+        self.reason = ""
         self.pgid = 0  # the running child's process group, for the handler to forward to
+        self.wake_fd = -1  # the signal wakeup pipe: writing to it wakes the supervise loop
+        self.notices: list[Callable[[], None]] = []
 
     def handle(self, signum: int, frame: object) -> None:
         if not self.signum:
             self.signum, self.at = signum, time.monotonic()
         if self.pgid:
             _killpg(self.pgid, signum)
+
+    def stop(self, signum: int, reason: str) -> None:
+        """Stop the run as if runjob got `signum`, saying why."""
+        if not self.signum:
+            self.reason = reason
+        self.handle(signum, None)
+
+    def notify(self, notice: Callable[[], None]) -> None:
+        """From another thread: run `notice` on the main thread soon."""
+        self.notices.append(notice)
+        try:
+            os.write(self.wake_fd, b"n")
+        except OSError:
+            pass
+
+    def run_notices(self) -> None:
+        while self.notices:
+            self.notices.pop(0)()
 
 
 class Watch:
@@ -135,6 +157,7 @@ def _supervise(child, started, timeout, grace, handlers, stop, wakeup_fd, watch)
     drain_until: float | None = None
     try:
         while True:
+            stop.run_notices()
             now = time.monotonic()
             watch.check(now)
             if stop.signum and kill_at is None:

@@ -14,8 +14,8 @@ import signal
 import time
 
 from runjob import lock as locks
-from runjob import process
-from runjob.errors import EXIT_BUSY, RunjobError
+from runjob import process, redis_lock
+from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
 from runjob.logs import Records, new_run_id, timestamp
 from runjob.output import StreamHandler
 from runjob.retry import RetryState
@@ -66,19 +66,25 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
     records = Records(sink, plan.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     run = Run(plan, records)
-    held = _take_lock(plan)
+    holder = {"pid": os.getpid(), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
+              "since": run.started_at}  # fmt: skip
+    held = _take_lock(run, holder)
+    if isinstance(held, int):
+        return held
     if held is None:
         return _busy(run, observers)
     stop = process.Stop()
     previous = _install_signals(stop)
     try:
-        held.set_holder(pid=os.getpid(), run_id=run.run_id, job=plan.name, host=records.common["host"],
-                        since=run.started_at, child_pid=None)  # fmt: skip
+        held.set_holder(**holder)
+        if isinstance(held, redis_lock.RedisLock):
+            held.watch(lambda reason: stop.notify(lambda: _lock_lost(run, stop, reason)))
         for observer in observers:
             observer.start(run)
         _start_record(run)
         watch = _duration_watch(run, observers)
         outcome = _attempts(run, held, stop, previous[1], watch)
+        stop.run_notices()  # e.g. a lock lost in the last moments of the run
         outcome.record = _end_record(run, outcome)
         _check_too_fast(run, outcome, observers)
         for observer in observers:
@@ -89,14 +95,45 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
         held.release()
 
 
-def _take_lock(plan: Plan) -> locks.FileLock | None:
-    on_busy = plan.job.on_busy
-    return locks.acquire(plan.lock_file, plan.job.wait if on_busy == "wait" else 0.0)
+def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.RedisLock | int | None:
+    """The held lock; None if busy; an exit code if Redis is unavailable and the policy says stop."""
+    job = run.plan.job
+    wait = job.wait if job.on_busy == "wait" else 0.0
+    if not job.lock_backend:
+        return locks.acquire(run.plan.lock_file, wait)
+    ttl = job.lock_ttl or job.timeout + job.kill_grace + redis_lock.TTL_MARGIN_S
+    try:
+        return redis_lock.acquire(job.lock_backend, job.lock_password_env, run.plan.lock_key, ttl, wait, holder)
+    except redis_lock.Unavailable as e:
+        policy = job.lock_unavailable
+        then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "taking a host-local file lock instead"}
+        run.records.emit("lock.unavailable", f"{run.plan.name}: {e}; {then[policy]}",
+                         level="error" if policy == "fail" else "warning", lock_key=run.plan.lock_key,
+                         backend=job.lock_backend, lock_unavailable=policy, error=str(e))  # fmt: skip
+        if policy == "local":
+            return locks.acquire(run.plan.lock_file, wait)
+        return EXIT_BUSY if policy == "fail" else EXIT_OK
+
+
+def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
+    """On the main thread: say the lock is lost, and stop the child if on_lock_lost says so."""
+    job = run.plan.job
+    kill = job.on_lock_lost == "kill"
+    run.records.emit("lock.lost", f"{run.plan.name}: lock {run.plan.lock_key} lost: {reason}"
+                     + ("; stopping the job" if kill else "; the job goes on unprotected"),
+                     level="error", lock_key=run.plan.lock_key, backend=job.lock_backend,
+                     on_lock_lost=job.on_lock_lost, error=reason)  # fmt: skip
+    if kill:
+        stop.stop(signal.SIGTERM, f"lock lost: {reason}")
 
 
 def _busy(run: Run, observers: list[Observer]) -> int:
     plan = run.plan
-    holder = locks.read_holder(plan.lock_file)
+    job = plan.job
+    if job.lock_backend:
+        holder = redis_lock.read_holder(job.lock_backend, job.lock_password_env, plan.lock_key)
+    else:
+        holder = locks.read_holder(plan.lock_file)
     on_busy = plan.job.on_busy
     skip = on_busy == "skip"
     run.records.emit(
@@ -128,7 +165,7 @@ def _start_record(run: Run) -> None:
     )
 
 
-def _attempts(run: Run, held: locks.FileLock, stop: process.Stop, wakeup_fd: int, watch: process.Watch) -> Outcome:
+def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop, wakeup_fd: int, watch: process.Watch) -> Outcome:
     plan = run.plan
     retry = RetryState(plan.retry)
     patterns = [re.compile(p) for p in plan.job.transient["stderr_patterns"]]
@@ -143,7 +180,7 @@ def _attempts(run: Run, held: locks.FileLock, stop: process.Stop, wakeup_fd: int
                           patterns if s == "stderr" else None)  # fmt: skip
             for s in ("stdout", "stderr")
         )
-        result = process.run(plan.argv, plan.cwd, env, plan.output, (held.fd,), plan.timeout,
+        result = process.run(plan.argv, plan.cwd, env, plan.output, (held.fd,) if held.fd >= 0 else (), plan.timeout,
                              plan.kill_grace, handlers, stop, wakeup_fd, watch)  # type: ignore[arg-type]  # fmt: skip
         max_rss = max(max_rss, result.max_rss_kb)
         again = not result.error and not stop.signum and retry.should_retry(attempt, result.status, result.exit_code)
@@ -153,11 +190,12 @@ def _attempts(run: Run, held: locks.FileLock, stop: process.Stop, wakeup_fd: int
             status = result.status
             if status == "failure" and _is_transient(plan, result.exit_code, handlers[1].matched):
                 status = "transient"
+            error = result.error
             if stop.signum:
-                status, code = "killed", 128 + stop.signum
+                status, code, error = "killed", 128 + stop.signum, stop.reason or error
             else:
                 code = result.exit_code
-            return Outcome(status, code, attempt, run.started, handlers[1].tail_text(), max_rss, result.error)
+            return Outcome(status, code, attempt, run.started, handlers[1].tail_text(), max_rss, error)
 
 
 def _is_transient(plan: Plan, exit_code: int, stderr_matched: bool) -> bool:
@@ -204,12 +242,13 @@ def _end_message(name: str, o: Outcome) -> str:
     tries = f" after {o.attempts} attempts" if o.attempts > 1 else ""
     if o.status == "success":
         return f"{name} succeeded in {o.duration:.3f}s{tries}"
+    if o.status == "killed":
+        why = f" ({o.error})" if o.error else ""
+        return f"{name} was killed by signal {o.exit_code - 128}{why}{tries}"
     if o.error:
         return f"{name} failed: {o.error}"
     if o.status == "timeout":
         return f"{name} timed out{tries} (exit code 124)"
-    if o.status == "killed":
-        return f"{name} was killed by signal {o.exit_code - 128}{tries}"
     return f"{name} {'failed transiently' if o.status == 'transient' else 'failed'} with exit code {o.exit_code}{tries}"
 
 
@@ -217,6 +256,7 @@ def _sleep(seconds: float, stop: process.Stop, watch: process.Watch) -> bool:
     """Wait between attempts; False if a stop signal came meanwhile."""
     end = time.monotonic() + seconds
     while not stop.signum and (left := end - time.monotonic()) > 0:
+        stop.run_notices()
         watch.check(time.monotonic())
         time.sleep(min(left, 0.1))
     return not stop.signum
@@ -261,6 +301,7 @@ def _safely(step: Any, *args: Any) -> None:
 def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int, int]:
     """Our handlers for SIGTERM/INT/HUP, and a wakeup pipe so poll() notices them at once."""
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    stop.wake_fd = w
     old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
     handlers = {s: signal.signal(s, stop.handle) for s in STOP_SIGNALS}
     return handlers, r, old_wakeup

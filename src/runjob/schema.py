@@ -100,6 +100,7 @@ JOB = {
     "wait": Key("duration", 0.0, 'how long on_busy = "wait" waits'),
     "lock_backend": Key("str", "", '"" = file locks; "redis://host:6379/0" for many hosts'),
     "lock_password_env": Key("str", None, "environment variable holding the Redis password"),
+    "lock_ttl": Key("duration", None, "Redis lock TTL, renewed while the run lasts (default: timeout + kill_grace + 60s)"),
     "on_lock_lost": Key("enum", "kill", "a Redis lock lost mid-run", ("kill", "continue")),
     "lock_unavailable": Key("enum", "fail", "Redis unreachable at start", ("fail", "skip", "local")),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 from runjob import history, lock
 from runjob.templating import placeholders
@@ -62,4 +63,14 @@ def held_by(job: Job, held: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def held_locks(registry: Registry) -> list[dict[str, Any]]:
-    return lock.held_locks(os.path.join(state_dir(registry), "locks"))
+    """Locks held now: this host's file locks, and those in every Redis the registry uses."""
+    held = [h | {"backend": "file"} for h in lock.held_locks(os.path.join(state_dir(registry), "locks"))]
+    backends = sorted({(j.lock_backend, j.lock_password_env or "") for j in registry.jobs.values() if j.lock_backend})
+    for url, password_env in backends:
+        from runjob import redis_lock
+
+        try:
+            held += redis_lock.held_locks(url, password_env or None)
+        except redis_lock.Unavailable as e:
+            sys.stderr.write(f"runjob: {e}; its locks are not shown\n")
+    return held

@@ -1,0 +1,121 @@
+"""Redis locks against a real redis-server: many hosts, renewal, lost locks, outages."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import Env, finish, py, q, wait_for
+
+pytestmark = pytest.mark.redis
+
+SLEEP = "import sys, time; open(sys.argv[1], 'a').write('x'); time.sleep(float(sys.argv[2]))"
+
+
+def registry(env: Env, url: str, seconds: str = "1.5", extra: str = "", defaults: str = "") -> None:
+    flag = env.dir / "started"
+    env.write(f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(url)}\n{defaults}\n"
+              f"[jobs.s]\ncommand = {py(SLEEP, str(flag), seconds)}\n{extra}\n")  # fmt: skip
+
+
+def test_two_hosts_twenty_launches_exactly_one_runs(redis_server, tmp_path):
+    hosts = [Env(tmp_path / f"host{i}") for i in range(2)]
+    for env in hosts:
+        env.dir.mkdir()
+        registry(env, redis_server.url)
+    procs = [env.popen("s") for _ in range(20) for env in hosts]
+    results = [finish(p) for p in procs]
+    assert all(r.code == 0 for r in results), [r.err for r in results if r.code]
+    ran = [r for r in results if r.events("run.end")]
+    busy = [r for r in results if r.events("lock.busy")]
+    assert len(ran) == 1 and len(busy) == 39
+    winner = ran[0].one("run.start")["run_id"]
+    assert {r.one("lock.busy")["holder_run_id"] for r in busy} <= {winner}
+    assert redis_server.client().keys("runjob:lock:*") == []  # released by its owner
+
+
+def test_renewal_keeps_a_long_job_locked_past_its_ttl(redis_server, rj):
+    registry(rj, redis_server.url, seconds="3", extra='lock_ttl = "1s"\non_busy = "fail"')
+    first = rj.popen("s")
+    assert wait_for(lambda: (rj.dir / "started").exists())
+    time.sleep(1.8)  # past the TTL: only renewal keeps the key
+    assert 0 < redis_server.client().pttl("runjob:lock:s") <= 1000
+    r = rj.run("s")
+    assert r.code == 75 and r.one("lock.busy")["holder_pid"] == first.pid
+    assert finish(first).code == 0
+
+
+def test_lost_lock_kills_the_job_by_default(redis_server, rj):
+    registry(rj, redis_server.url, seconds="10", extra='lock_ttl = "1s"\nkill_grace = "1s"')
+    proc = rj.popen("s")
+    assert wait_for(lambda: (rj.dir / "started").exists())
+    redis_server.stop()
+    r = finish(proc, timeout=30)
+    lost = r.one("lock.lost")
+    assert lost["level"] == "error" and lost["on_lock_lost"] == "kill"
+    end = r.one("run.end")
+    assert r.code == 143 and end["status"] == "killed" and "lock lost" in end["error"]
+    redis_server.start()  # recovery: the next run takes the lock again
+    rj.write(rj.config.read_text().replace('"10"', '"0"'))
+    assert rj.run("s").one("run.end")["status"] == "success"
+
+
+def test_lost_lock_with_continue_lets_the_job_finish(redis_server, rj):
+    registry(rj, redis_server.url, seconds="2.5", extra='lock_ttl = "3s"\non_lock_lost = "continue"')
+    proc = rj.popen("s")
+    assert wait_for(lambda: (rj.dir / "started").exists())
+    redis_server.client().delete("runjob:lock:s")  # as after a restart without persistence
+    r = finish(proc, timeout=30)
+    assert r.code == 0 and r.one("run.end")["status"] == "success"
+    assert r.one("lock.lost")["on_lock_lost"] == "continue"
+
+
+@pytest.mark.parametrize("policy, code, ran", [("fail", 75, False), ("skip", 0, False), ("local", 0, True)])
+def test_redis_unreachable_at_start(rj, policy, code, ran):
+    registry(rj, "redis://127.0.0.1:9/0", seconds="0", defaults=f'lock_unavailable = "{policy}"')
+    r = rj.run("s")
+    assert r.code == code
+    rec = r.one("lock.unavailable")
+    assert rec["lock_unavailable"] == policy and "127.0.0.1:9" in rec["error"]
+    assert rec["level"] == ("error" if policy == "fail" else "warning")
+    assert bool(r.events("run.end")) == ran and (rj.dir / "started").exists() == ran
+
+
+def test_password_comes_from_the_environment(tmp_path_factory, rj):
+    from conftest import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"), password="s3cret-pw")
+    try:
+        registry(rj, server.url, seconds="0", defaults='lock_password_env = "REDIS_PW"')
+        assert rj.run("s", env={"REDIS_PW": "s3cret-pw"}).one("run.end")["status"] == "success"
+        r = rj.run("s", env={"REDIS_PW": "wrong"})
+        assert r.code == 75 and "s3cret-pw" not in r.out + r.err
+        r = rj.run("s")
+        assert r.code == 75 and "$REDIS_PW" in r.one("lock.unavailable")["error"]
+    finally:
+        server.stop()
+    rj.write(f'[defaults]\nlock_backend = "redis://:pw@127.0.0.1:6379/0"\n[jobs.s]\ncommand = ["true"]\n')
+    r = rj.run("validate")
+    assert r.code == 78 and "do not write the password in the URL" in r.err
+
+
+def test_locks_and_status_show_redis_held_locks(redis_server, rj):
+    registry(rj, redis_server.url, seconds="2")
+    proc = rj.popen("s")
+    assert wait_for(lambda: (rj.dir / "started").exists())
+    (held,) = json.loads(rj.run("locks", "--json").out)
+    status = {s["job"]: s for s in json.loads(rj.run("status", "--json").out)}
+    r = finish(proc)
+    assert held["lock_key"] == "s" and held["backend"] == redis_server.url and held["pid"] == proc.pid
+    assert held["run_id"] == r.one("run.start")["run_id"] and held["host"] and held["ttl_s"] > 0
+    assert status["s"]["locks"][0]["run_id"] == held["run_id"]
+
+
+def test_on_busy_wait_with_redis(redis_server, rj):
+    registry(rj, redis_server.url, seconds="0.8", extra='on_busy = "wait"\nwait = "5s"')
+    first = rj.popen("s")
+    assert wait_for(lambda: (rj.dir / "started").exists())
+    r = rj.run("s")
+    assert r.code == 0 and r.one("run.end")["status"] == "success"
+    assert finish(first).code == 0
