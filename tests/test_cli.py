@@ -18,6 +18,7 @@ description = "import one supplier"
 command = ["python3", "bin/import.py", "--supplier={supplier}"]
 schedule = "15 * * * *"
 lock_key = "cron.suppliers.import.supplier.{supplier}"
+instances = [{ supplier = "acme" }]
 timeout = "20m"
 env = { APP_ENV = "prod", DB_PASSWORD = "from-config-secret" }
 secrets = ["DB_PASSWORD"]

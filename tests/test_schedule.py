@@ -249,8 +249,12 @@ def test_tick_jobs_run_detached(rj):
     assert time.monotonic() - started < 2.5  # tick does not wait for the 3 s job
     assert not (rj.dir / "slow-done").exists()
     assert wait_for(lambda: (rj.dir / "slow-done").exists(), timeout=15)
-    events = [json.loads(line)["event"] for line in (rj.dir / "tick.log").read_text().splitlines()]
-    assert events[0] == "tick" and events[-1] == "run.end"  # the job's records follow, appended
+
+    def events() -> list[str]:
+        return [json.loads(line)["event"] for line in (rj.dir / "tick.log").read_text().splitlines()]
+
+    assert wait_for(lambda: events()[-1] == "run.end", timeout=10)
+    assert events()[0] == "tick"  # the job's records follow tick's, appended to the same file
 
 
 def test_tick_with_160_jobs(rj):
