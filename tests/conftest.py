@@ -105,6 +105,11 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
     return predicate()
 
 
+# A child that marks it started, then holds on until the test creates the release file.
+HOLD = ("import os, sys, time\nopen(sys.argv[1], 'a').write('x')\nend = time.time() + 60\n"
+        "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+
+
 def finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> Result:
     out, err = proc.communicate(timeout=timeout)
     return Result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))

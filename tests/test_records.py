@@ -139,7 +139,8 @@ def test_records_are_identical_to_python_json_logger():
     from pythonjsonlogger.json import JsonFormatter
 
     from runjob.logs import COMMON as FIELDS
-    from runjob.logs import JsonSink, Records, encode, encode_output, output_pieces, timestamp
+    from runjob.logs import JsonSink, Records, encode, encode_output, encode_plain_output, output_pieces, timestamp
+    from runjob.output import is_plain
 
     formatter = JsonFormatter(list(FIELDS), json_ensure_ascii=False)
 
@@ -167,6 +168,15 @@ def test_records_are_identical_to_python_json_logger():
     for line, got in zip(lines, fast):
         fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": line}
         fields |= recs.common | {"stream": "stderr", "line": line, "attempt": 2}
+        assert got == reference(fields)
+    plain = [b"plain words 123", b"", b"~!@#$%^&*()_+`-={}|[]:;'<>?,./ \x7f"]
+    assert is_plain(b"\n".join(plain))
+    assert not any(is_plain(b) for b in (b"tab\there", b"q\"", b"b\\", b"\xc3\xa9", b"{\"a\": 1}", b"x\n{}", b"cr\r"))
+    raw = encode_plain_output(output_pieces(recs.common, "stdout", 1), plain, ts).decode().split("\n")
+    for line, got in zip(plain, raw):
+        text = line.decode()
+        fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": text}
+        fields |= recs.common | {"stream": "stdout", "line": text, "attempt": 1}
         assert got == reference(fields)
     assert JsonSink and sys
     assert resource

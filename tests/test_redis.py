@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import Env, finish, py, q, wait_for
+from conftest import HOLD, Env, finish, py, q, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -21,10 +21,15 @@ def registry(env: Env, url: str, seconds: str = "1.5", extra: str = "", defaults
 
 def test_two_hosts_twenty_launches_exactly_one_runs(redis_server, tmp_path):
     hosts = [Env(tmp_path / f"host{i}") for i in range(2)]
+    release = tmp_path / "release"
     for env in hosts:
         env.dir.mkdir()
-        registry(env, redis_server.url)
+        env.write(f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(redis_server.url)}\n"
+                  f"[jobs.s]\ncommand = {py(HOLD, str(tmp_path / 'started'), str(release))}\n")  # fmt: skip
     procs = [env.popen("s") for _ in range(20) for env in hosts]
+    # The winner holds the lock until every other launch has finished: no timing guesses.
+    assert wait_for(lambda: sum(p.poll() is not None for p in procs) == len(procs) - 1, timeout=90)
+    release.write_text("go")
     results = [finish(p) for p in procs]
     assert all(r.code == 0 for r in results), [r.err for r in results if r.code]
     ran = [r for r in results if r.events("run.end")]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     class Sink(Protocol):
         def record(self, fields: dict[str, Any]) -> None: ...
         def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None: ...
+        def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None: ...
         def close(self) -> None: ...
 
 
@@ -89,10 +90,26 @@ def output_pieces(common: dict[str, Any], stream: str, attempt: int) -> tuple[st
 
 
 def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str) -> str:
-    """run.output records for plain text lines, newline-terminated, ready to write."""
-    head = '{"timestamp": "' + ts + '"' + pieces[0]
-    mid, tail = pieces[1], pieces[2]
-    return "".join([head + q + mid + q + tail + "\n" for q in map(encode_basestring, lines)])
+    """run.output records for plain text lines, newline-terminated, ready to write.
+
+    Built by C-level list operations and one join (no per-line concatenation): every
+    record is head, line, mid, line, tail, with the line JSON-escaped once.
+    """
+    quoted = list(map(encode_basestring, lines))
+    parts = ['{"timestamp": "' + ts + '"' + pieces[0], "", pieces[1], "", pieces[2] + "\n"] * len(quoted)
+    parts[1::5] = quoted  # the message
+    parts[3::5] = quoted  # the line
+    return "".join(parts)
+
+
+def encode_plain_output(pieces: tuple[str, str, str], lines: list[bytes], ts: str) -> bytes:
+    """encode_output for lines known to need no JSON escaping (printable ASCII without
+    quotes or backslashes; see output.is_plain): same bytes, no decode, escape or encode."""
+    head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
+    parts = [head, b"", ('"' + pieces[1] + '"').encode(), b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
+    parts[1::5] = lines
+    parts[3::5] = lines
+    return b"".join(parts)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -122,16 +139,25 @@ class JsonSink:
         self.write(encode(fields) + "\n")
 
     def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
+        self.write(encode_output(self._pieces(common, stream, attempt), lines, timestamp()))
+
+    def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None:
+        self.write_bytes(encode_plain_output(self._pieces(common, stream, attempt), lines, timestamp()))
+
+    def _pieces(self, common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
         key = (stream, attempt)
         if key not in self.pieces:  # one sink serves one run, so `common` never changes under the key
             self.pieces[key] = output_pieces(common, stream, attempt)
-        self.write(encode_output(self.pieces[key], lines, timestamp()))
+        return self.pieces[key]
 
     def write(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8", "surrogateescape"))
+
+    def write_bytes(self, data: bytes) -> None:
         if self.failed:
             return
         try:
-            write_all(self.fd, text.encode("utf-8", "surrogateescape"))
+            write_all(self.fd, data)
         except OSError as e:
             # The job goes on and its exit code stays true; we say once that records are lost.
             self.failed = f"runjob: cannot write records to {self.path}: {e.strerror}; further records are lost"
@@ -156,6 +182,9 @@ class TeeSink:
     def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
         for s in self.sinks:
             s.output(common, stream, lines, attempt)
+
+    def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None:
+        self.output(common, stream, [line.decode() for line in lines], attempt)
 
     def close(self) -> None:
         for s in self.sinks:

@@ -146,6 +146,9 @@ class PrettySink:
         for line in lines:
             self._line(stream, line)
 
+    def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None:
+        self.output(common, stream, [line.decode() for line in lines], attempt)
+
     def _line(self, stream: str, line: str) -> None:
         console.print(Text("  │ ", style="dim") + Text(line, style="red" if stream == "stderr" else ""))
 

@@ -15,6 +15,7 @@ import signal
 import time
 
 from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
+from runjob.output import READ_SIZE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ def _wait_ms(now: float, times: list[float | None], poll_child: bool) -> int | N
 
 def _read(fd: int, streams: dict[int, StreamHandler], poller: select.poll) -> None:
     try:
-        chunk = os.read(fd, 65536)
+        chunk = os.read(fd, READ_SIZE)
     except BlockingIOError:
         return
     if chunk:
@@ -238,7 +239,7 @@ def _read(fd: int, streams: dict[int, StreamHandler], poller: select.poll) -> No
 def _read_rest(fd: int, handler: StreamHandler) -> None:
     """What is already in the pipe (never blocking: a daemon may hold it open)."""
     try:
-        while chunk := os.read(fd, 65536):
+        while chunk := os.read(fd, READ_SIZE):
             handler.feed(chunk)
     except BlockingIOError:
         pass
