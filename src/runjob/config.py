@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 _JOB_NAME = re.compile(schema.JOB_NAME)
 _LOCK_KEY = re.compile(schema.LOCK_KEY)
 _PARAM_NAME = re.compile(schema.PARAM_NAME)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TEMPLATED = ("lock_key", "log_file", "cwd")
 BUILTIN_PLACEHOLDERS = frozenset({"job"})
 MAX_LOCK_KEY = 200  # a lock key names a file: stay well inside NAME_MAX (255)
@@ -91,6 +92,13 @@ class Registry:
         if name not in self.jobs:
             raise UsageError(f'unknown job "{name}" in {self.path} (see `runjob list`)')
         return self.jobs[name]
+
+
+def key(name: str) -> str:
+    """`name` as a part of a dotted key path: bare if TOML allows it, else quoted (one line, always)."""
+    import json
+
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
 
 
 def default_state_dir() -> str:
@@ -171,7 +179,7 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
 
 
 def _job(name: str, body: Any, defaults: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> Job | None:
-    where = f"jobs.{name}"
+    where = f"jobs.{key(name)}"
     if not _JOB_NAME.fullmatch(name):
         errors.append(f"{where}: bad job name (must match {schema.JOB_NAME})")
     elif name in schema.SUBCOMMANDS:
@@ -204,11 +212,11 @@ def _builtin(table: dict[str, Key]) -> dict[str, Any]:
 
 
 def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> None:
-    where = f"jobs.{name}"
+    where = f"jobs.{key(name)}"
     known = set(job["params"]) | BUILTIN_PLACEHOLDERS
     fields = [(f"command[{i}]", arg) for i, arg in enumerate(job["command"])]
     fields += [(k, job[k]) for k in _TEMPLATED if job[k]]
-    fields += [(f"env.{k}", v) for k, v in job["env"].items()]
+    fields += [(f"env.{key(k)}", v) for k, v in job["env"].items()]
     for field, template in fields:
         try:
             missing = [p for p in placeholders(template) if p not in known]
@@ -240,9 +248,9 @@ def _check_instances(where: str, job: dict[str, Any], errors: list[str]) -> None
         at = f"{where}.instances[{i}]"
         for name, value in instance.items():
             if name not in params:
-                errors.append(f'{at}: unknown param "{name}"')
+                errors.append(f"{at}: unknown param {key(name)}")
             elif isinstance(params[name]["pattern"], str) and not re.fullmatch(params[name]["pattern"], value):
-                errors.append(f'{at}.{name}: "{value}" does not match the pattern {params[name]["pattern"]}')
+                errors.append(f'{at}.{key(name)}: "{value}" does not match the pattern {params[name]["pattern"]}')
         for name, spec in params.items():
             if name not in instance and spec["default"] is None:
                 errors.append(f'{at}: param "{name}" is required')
@@ -279,7 +287,7 @@ def _owners(raw: Any, errors: list[str]) -> dict[str, Any]:
         return {}
     owners = {}
     for name, body in raw.items():
-        where = f"owners.{name}"
+        where = f"owners.{key(name)}"
         if not _JOB_NAME.fullmatch(name):
             errors.append(f"{where}: bad owner name (must match {schema.JOB_NAME})")
         values = _table(body, schema.OWNER, where, errors)
@@ -295,7 +303,7 @@ def _params(raw: Any, where: str, errors: list[str]) -> dict[str, Any]:
         return {}
     params = {}
     for name, body in raw.items():
-        at = f"{where}.{name}"
+        at = f"{where}.{key(name)}"
         if not _PARAM_NAME.fullmatch(name) or name in BUILTIN_PLACEHOLDERS:
             errors.append(f"{at}: bad param name (must match {schema.PARAM_NAME}, not 'job')")
         values = _builtin(schema.PARAM) | _table(body, schema.PARAM, at, errors)
@@ -342,7 +350,7 @@ def _table(raw: Any, keys: dict[str, Key], where: str, errors: list[str]) -> dic
 def _unknown_keys(raw: dict[str, Any], keys: dict[str, Key], where: str, errors: list[str]) -> None:
     for name in raw:
         if name not in keys:
-            at = f"{where}.{name}" if where else name
+            at = f"{where}.{key(name)}" if where else key(name)
             errors.append(f"{at}: unknown key (known: {', '.join(sorted(keys))})")
 
 

@@ -12,6 +12,15 @@ EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 
 
+# Control characters as escapes, so an error message (which may quote a user's value)
+# always stays one line.
+_ESCAPES = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+
+def one_line(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
 class RunjobError(Exception):
     """An expected failure: printed as one line, mapped to its exit code."""
 
@@ -30,7 +39,7 @@ class ConfigError(RunjobError):
     exit_code = EXIT_CONFIG
 
     def __init__(self, errors: list[str], path: str = "") -> None:
-        self.errors = errors
+        self.errors = [one_line(e) for e in errors]
         self.path = path
         super().__init__("; ".join(errors))
 

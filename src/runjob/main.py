@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runjob.errors import EXIT_INTERNAL, ConfigError, RunjobError
+from runjob.errors import EXIT_INTERNAL, ConfigError, RunjobError, one_line
 from runjob.schema import SUBCOMMANDS
 
 
@@ -60,5 +60,5 @@ def crontab_form(args: list[str]) -> tuple[tuple[str | None, str, list[str]] | N
 
 
 def report(e: RunjobError) -> None:
-    lines = e.lines() if isinstance(e, ConfigError) else [str(e)]
+    lines = e.lines() if isinstance(e, ConfigError) else [one_line(str(e))]
     sys.stderr.write("".join(f"runjob: {line}\n" for line in lines))
