@@ -134,7 +134,7 @@ def test_random_registries_load_or_give_config_errors(doc):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(doc=registries, words=st.lists(st.text(min_size=1, max_size=12).filter(lambda w: not w.startswith("-")), max_size=3))
+@given(doc=registries, words=st.lists(st.text(min_size=1, max_size=12).filter(lambda w: not w.startswith("-") and "\0" not in w), max_size=3))  # argv cannot hold NUL
 def test_random_registries_and_words_never_traceback(tmp_path_factory, doc, words):
     env = Env(tmp_path_factory.mktemp("fuzz"))
     env.config.write_text(tomli_w.dumps(doc))
