@@ -9,7 +9,7 @@ from conftest import q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob import config
+from runjob import config, validate
 from runjob.durations import format_duration, parse_duration
 from runjob.errors import ConfigError
 from runjob.schema import JOB
@@ -30,12 +30,12 @@ default = "all"
 
 def errors_of(text: str) -> list[str]:
     with pytest.raises(ConfigError) as e:
-        config.parse_string(text, "jobs.toml")
+        validate.parse_string(text, "jobs.toml")
     return e.value.errors
 
 
 def test_good_registry_merges_defaults():
-    reg = config.parse_string('[defaults]\ntimeout = "90s"\nretry = { attempts = 2 }\n' + GOOD)
+    reg = validate.parse_string('[defaults]\ntimeout = "90s"\nretry = { attempts = 2 }\n' + GOOD)
     job = reg.jobs["a"]
     assert job.timeout == 90.0
     assert job.retry["attempts"] == 2 and job.retry["backoff"] == "fixed"  # table merged key by key
@@ -48,7 +48,7 @@ def test_job_class_declares_every_schema_key():
 
 
 def test_command_string_is_split_with_shlex():
-    reg = config.parse_string("[jobs.a]\ncommand = \"echo 'a b' c\"\n")
+    reg = validate.parse_string("[jobs.a]\ncommand = \"echo 'a b' c\"\n")
     assert reg.jobs["a"].command == ["echo", "a b", "c"]
 
 
@@ -191,6 +191,6 @@ def test_duration_parser_never_crashes(text):
 @given(st.text(max_size=300))
 def test_any_toml_text_is_a_registry_or_a_config_error(text):
     try:
-        config.parse_string(text, "fuzz.toml")
+        validate.parse_string(text, "fuzz.toml")
     except ConfigError as e:
         assert e.errors and all(isinstance(x, str) and x for x in e.errors)

@@ -9,7 +9,7 @@ from conftest import py, q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob import config, plan
+from runjob import plan, validate
 from runjob.errors import UsageError
 from runjob.templating import placeholders, substitute
 
@@ -33,7 +33,7 @@ def test_placeholder_parser_never_crashes(template):
         assert substitute(template, {n: "v" for n in names}).count("v") >= len(names)
 
 
-REG = config.parse_string(
+REG = validate.parse_string(
     '[jobs.a]\ncommand = ["echo", "--x={x}"]\nlock_key = "k.{x}"\n'
     '[jobs.a.params.x]\npattern = "[a-z0-9-]+"\n'
     '[jobs.b]\ncommand = ["echo"]\n[jobs.b.params.n]\npattern = "[0-9]+"\ndefault = "14"\n'

@@ -16,7 +16,7 @@ from conftest import HOLD, Env, finish, py, q, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runjob import config, schema
+from runjob import config, schema, validate
 from runjob.errors import ConfigError
 
 TOUCH = py("open('ran', 'w')")
@@ -125,7 +125,7 @@ registries = st.fixed_dictionaries(
 def test_random_registries_load_or_give_config_errors(doc):
     text = tomli_w.dumps(doc)
     try:
-        registry = config.parse_string(text, "fuzz.toml")
+        registry = validate.parse_string(text, "fuzz.toml")
     except ConfigError as e:
         assert e.errors and all(isinstance(x, str) and x and "\n" not in x for x in e.errors)
         return
@@ -162,7 +162,7 @@ def test_specific_bad_lock_keys(key):
 @pytest.mark.parametrize("name", ["../x", "a/b", "a\0b", "A", "x" * 5 + "/", ".x", "run", "tick"])
 def test_bad_job_names(name):
     with pytest.raises(ConfigError):
-        config.parse_string(tomli_w.dumps({"jobs": {name: {"command": ["true"]}}}))
+        validate.parse_string(tomli_w.dumps({"jobs": {name: {"command": ["true"]}}}))
 
 
 secret_values = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=6, max_size=24)

@@ -17,7 +17,7 @@ from cronsim import CronSim
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from runjob import config, cron
+from runjob import config, cron, validate
 from runjob.export.systemd import Untranslatable, on_calendar
 
 ROOT = Path(__file__).parent.parent
@@ -57,7 +57,7 @@ command = ["true"]
 
 def test_aliases_names_and_timezones():
     assert cron.expand("@hourly") == "0 * * * *" and cron.expand(" @DAILY ") == "0 0 * * *"
-    reg = config.parse_string('[defaults]\ntimezone = "Asia/Tokyo"\n[jobs.a]\ncommand = ["x"]\nschedule = "0 9 * jan mon"\n')
+    reg = validate.parse_string('[defaults]\ntimezone = "Asia/Tokyo"\n[jobs.a]\ncommand = ["x"]\nschedule = "0 9 * jan mon"\n')
     assert reg.jobs["a"].timezone == "Asia/Tokyo"
     start = datetime(2027, 1, 1, tzinfo=timezone.utc)
     (t,) = cron.next_times("0 9 * jan mon", "Asia/Tokyo", start, 1)
@@ -275,7 +275,7 @@ def test_init_and_add(rj):
     assert r.code == 0, r.err
     text = path.read_text()
     assert "# a comment of mine" in text
-    job = config.parse_string(text).jobs["nightly"]
+    job = validate.parse_string(text).jobs["nightly"]
     assert job.command == ["backup.sh", "--all", "a b"] and job.schedule == "0 2 * * *" and job.timeout == 7200
     assert job.lock_key == "backup" and job.description == "the backup"
     for bad in (["nightly", "--command", "x"], ["worse", "--command", "x", "--schedule", "99 * * * *"],

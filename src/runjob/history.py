@@ -8,12 +8,12 @@ migrations; old rows are purged on write, a bounded batch at a time.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
 
 from runjob.errors import InternalError
+from runjob.logs import encode
 
 from runjob.observer import Observer
 
@@ -134,7 +134,7 @@ class History(Observer):
 
     def _insert(self, run: Run, status: str, **extra: Any) -> None:
         plan = run.plan
-        row = {"run_id": run.run_id, "job": plan.name, "params": json.dumps(plan.params),
+        row = {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
                "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
                "lock_key": plan.lock_key, "started": run.started, "status": status} | extra  # fmt: skip
         try:
@@ -159,6 +159,8 @@ class History(Observer):
 
 def row_dict(row: sqlite3.Row | tuple[Any, ...], host: str) -> dict[str, Any]:
     """A history row for output: params decoded, a dead `running` run shown as `crashed`."""
+    import json
+
     out = dict(zip(COLUMNS, row))
     out["params"] = json.loads(out["params"] or "{}")
     if out["status"] == "running" and out["host"] == host and not _pid_alive(out["pid"]):

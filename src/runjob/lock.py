@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import time
 
 from runjob.errors import InternalError
+from runjob.logs import encode
 
 POLL_S = 0.05
 
@@ -33,7 +33,7 @@ class FileLock:
 
     def set_holder(self, **info: object) -> None:
         self.holder.update(info)
-        data = json.dumps(self.holder).encode() + b"\n"
+        data = encode(self.holder).encode() + b"\n"
         try:
             os.pwrite(self.fd, data, 0)
             os.ftruncate(self.fd, len(data))
@@ -78,6 +78,8 @@ def acquire(path: str, wait_s: float) -> FileLock | None:
 
 
 def read_holder(path: str) -> dict[str, object]:
+    import json  # only when the lock is busy or listed
+
     try:
         with open(path, "rb") as f:
             holder = json.loads(f.read(4096) or b"{}")

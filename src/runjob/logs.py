@@ -1,11 +1,12 @@
 """JSON log records (SPEC section 4): one object per line, common fields first.
 
-Records are encoded here with the standard json module, in the exact form
-python-json-logger's JsonFormatter gives them (same field order, separators and
-escaping): tests/test_logs.py formats the same records through JsonFormatter and
+Records are encoded here with the C encoder the json module itself uses, in the exact
+form python-json-logger's JsonFormatter gives them (same field order, separators and
+escaping): tests/test_records.py formats the same records through JsonFormatter and
 checks the bytes are identical. We do not call JsonFormatter at run time because
 importing it (with logging, dataclasses, inspect, typing) costs about 70 ms on these
-hosts, several times runjob's whole start-up.
+hosts, several times runjob's whole start-up; and we call `_json` directly rather than
+`json`, whose import compiles regexes (`re` and `enum`: ~8 ms here).
 
 Output lines of the child are the hot path (millions of lines): `encode_output` builds
 them from a per-stream prefix and json's C string escaper, one list comprehension per
@@ -14,10 +15,8 @@ chunk read, with the same bytes as `encode`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C escaper json.dumps uses
 
 from runjob.errors import InternalError
 
@@ -35,7 +34,34 @@ if TYPE_CHECKING:
 COMMON = ("timestamp", "level", "event", "message", "job", "run_id", "correlation_id", "host", "pid")
 MAX_LINE = 64 * 1024
 
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _no_default(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _c_encoder() -> tuple[Any, Any]:
+    """json.dumps(ensure_ascii=False) built from the same C parts, checked; else json's own."""
+    try:
+        from _json import encode_basestring, make_encoder  # type: ignore[attr-defined]
+
+        # The arguments json.encoder.JSONEncoder.iterencode passes (CPython 3.11-3.13).
+        encoder = make_encoder(None, _no_default, encode_basestring, None, ": ", ", ", False, False, True)
+
+        def dumps(obj: object) -> str:
+            return "".join(encoder(obj, 0))
+
+        if dumps({"a": [1, 1.5, None, True, "\u00e9\n\""]}) == '{"a": [1, 1.5, null, true, "\u00e9\\n\\""]}':
+            return dumps, encode_basestring
+    except (ImportError, TypeError, ValueError):
+        pass
+    import json
+    from json.encoder import encode_basestring as escape  # type: ignore[attr-defined]
+
+    return json.JSONEncoder(ensure_ascii=False).encode, escape
+
+
+_dumps, encode_basestring = _c_encoder()
 
 
 def timestamp(t: float | None = None) -> str:

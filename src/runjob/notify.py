@@ -6,12 +6,7 @@ a failure is logged as `notify.error` and never changes the exit code.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import threading
-
-from runjob import web
 
 from runjob.observer import Observer
 
@@ -35,6 +30,8 @@ class Delivery:
         self.cwd = cwd
         self.payload = payload
         self.error: str | None = "did not finish within the limit"
+        import threading  # imported when someone is told, not on every run
+
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -42,6 +39,8 @@ class Delivery:
             if self.channel == "command":
                 _command(self.target, self.payload, self.cwd)
             else:
+                from runjob import web
+
                 web.send(self.target, self.payload, timeout=LIMIT_S)
             self.error = None
         except OSError as e:
@@ -59,6 +58,8 @@ def _command(argv: list[str], payload: bytes, cwd: str) -> None:
     try:
         _, err = proc.communicate(payload, timeout=LIMIT_S)
     except subprocess.TimeoutExpired:
+        import signal
+
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise OSError(f"{argv[0]} did not finish within {LIMIT_S:g}s (killed)") from None
@@ -69,6 +70,8 @@ def _command(argv: list[str], payload: bytes, cwd: str) -> None:
 
 def start(registry: Registry, job: Job, kind: str, record: dict[str, Any]) -> list[Delivery]:
     """Start delivering `record` to the job's owners; join with `finish`."""
+    import json
+
     deliveries = []
     cwd = os.path.dirname(os.path.abspath(registry.path))  # relative paths are relative to jobs.toml
     for role in ROLES:

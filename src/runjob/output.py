@@ -8,14 +8,12 @@ stderr pattern was seen.
 
 from __future__ import annotations
 
-import json
-import os
-import re
-
 from runjob.logs import MAX_LINE, Records, write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from runjob.logs import Sink
 
 TAIL_BYTES = 4096
@@ -94,7 +92,7 @@ class StreamHandler:
         records: Records,
         attempt: int,
         secrets: list[str],
-        patterns: list[re.Pattern[str]] | None = None,
+        patterns: list[Any] | None = None,
     ) -> None:
         self.stream = stream
         self.mode = mode  # json: records; passthrough: bytes to our fd; discard: nothing
@@ -181,6 +179,8 @@ def _json_object(line: str) -> dict[str, object] | None:
     """The line as a dict if it is one JSON object, else None."""
     if not line.startswith("{"):
         return None
+    import json
+
     try:
         value = json.loads(line)
     except ValueError:

@@ -8,7 +8,6 @@ env values separately, so a value can never become a second argument.
 from __future__ import annotations
 
 import os
-import re
 
 from runjob.config import Job, Registry, lock_key_problem
 from runjob.errors import UsageError
@@ -71,7 +70,9 @@ def resolve_params(job: Job, given: dict[str, str]) -> dict[str, str]:
     if unknown:
         known = ", ".join(sorted(job.params)) or "none"
         raise UsageError(f'unknown param "{unknown[0]}" for job "{job.name}" (known: {known})')
-    values = {}
+    values: dict[str, str] = {}
+    if job.params:
+        import re  # only jobs with params pay for it
     for name, spec in job.params.items():
         value = given.get(name, spec["default"])
         if value is None:

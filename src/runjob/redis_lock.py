@@ -15,15 +15,15 @@ runs past that. A host-local file lock does not have this gap.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
 
 from runjob.errors import ConfigError
+from runjob.logs import encode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from typing import Any, Callable
 
     import redis
@@ -63,6 +63,8 @@ class RedisLock:
         self.key = key
         self.holder = holder
         self.ttl = ttl
+        import threading
+
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -71,6 +73,8 @@ class RedisLock:
 
     def watch(self, on_lost: Callable[[str], None]) -> None:
         """Renew the TTL in the background; call `on_lost(reason)` once if the lock is lost."""
+        import threading
+
         self.thread = threading.Thread(target=self._renew, args=(on_lost,), daemon=True)
         self.thread.start()
 
@@ -110,13 +114,15 @@ def acquire(url: str, password_env: str | None, key: str, ttl: float, wait_s: fl
     conn = client(url, password_env)
     lock = conn.lock(PREFIX + key, timeout=ttl, sleep=0.05, thread_local=False)
     try:
-        got = lock.acquire(blocking=wait_s > 0, blocking_timeout=wait_s or None, token=json.dumps(holder))
+        got = lock.acquire(blocking=wait_s > 0, blocking_timeout=wait_s or None, token=encode(holder))
     except redis.exceptions.RedisError as e:
         raise Unavailable(f"Redis at {url} is unavailable: {e}") from None
     return RedisLock(lock, key, holder, ttl) if got else None
 
 
 def read_holder(url: str, password_env: str | None, key: str) -> dict[str, Any]:
+    import json
+
     import redis
 
     try:

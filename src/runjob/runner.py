@@ -9,8 +9,10 @@ with exit 125 before anything is executed; failures in `end` never change the ex
 from __future__ import annotations
 
 import os
-import re
-import signal
+try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
+    import _signal as signal
+except ImportError:  # pragma: no cover
+    import signal  # type: ignore[no-redef]
 import time
 
 from runjob import lock as locks
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
     from runjob.plan import Plan
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 LEVELS = {"success": "info", "transient": "warning"}
 
 
@@ -168,7 +169,7 @@ def _start_record(run: Run) -> None:
 def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop, wakeup_fd: int, watch: process.Watch) -> Outcome:
     plan = run.plan
     retry = RetryState(plan.retry)
-    patterns = [re.compile(p) for p in plan.job.transient["stderr_patterns"]]
+    patterns = _compile(plan.job.transient["stderr_patterns"])
     env = dict(os.environ) | plan.env
     env |= {"RUNJOB_RUN_ID": run.run_id, "RUNJOB_JOB": plan.name, "RUNJOB_CORRELATION_ID": run.correlation_id}
     attempt, max_rss = 0, 0
@@ -196,6 +197,14 @@ def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: proce
             else:
                 code = result.exit_code
             return Outcome(status, code, attempt, run.started, handlers[1].tail_text(), max_rss, error)
+
+
+def _compile(patterns: list[str]) -> list[Any]:
+    if not patterns:
+        return []
+    import re  # only jobs with stderr patterns pay for it
+
+    return [re.compile(p) for p in patterns]
 
 
 def _is_transient(plan: Plan, exit_code: int, stderr_matched: bool) -> bool:
@@ -303,7 +312,7 @@ def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int, int]:
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     stop.wake_fd = w
     old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    handlers = {s: signal.signal(s, stop.handle) for s in STOP_SIGNALS}
+    handlers = {s: signal.signal(s, stop.handle) for s in process.STOP_SIGNALS}
     return handlers, r, old_wakeup
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from runjob import config
+from runjob import config, validate
 from runjob.errors import ConfigError, UsageError
 
 STARTER = """\
@@ -51,7 +51,7 @@ def add(config_path: str | None, name: str, command: str, schedule: str | None, 
     path = config.find_config(config_path) if config_path or os.path.exists("jobs.toml") else "jobs.toml"
     old = _read(path)
     if old:
-        existing = config.parse_string(old, path)
+        existing = validate.parse_string(old, path)
         if name in existing.jobs:
             raise UsageError(f'job "{name}" already exists in {path}')
     try:
@@ -63,7 +63,7 @@ def add(config_path: str | None, name: str, command: str, schedule: str | None, 
     new = tomli_w.dumps({"jobs": {name: {k: v for k, v in table.items() if v is not None}}})
     text = (old.rstrip("\n") + "\n\n" if old else STARTER) + new
     try:
-        config.parse_string(text, path)
+        validate.parse_string(text, path)
     except ConfigError as e:
         raise UsageError(f"not added, the result would be invalid: {'; '.join(e.errors)}") from None
     _write(path, text)
@@ -80,7 +80,7 @@ def _read(path: str) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    config.parse_string(text, path)  # never write a registry that does not load
+    validate.parse_string(text, path)  # never write a registry that does not load
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
