@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from runjob.logs import Sink
 
 TAIL_BYTES = 4096
+READ_SIZE = MAX_LINE  # see LineSplitter.feed: a read never holds a whole over-long line
 # Bytes a JSON string holds as they are: printable ASCII but the quote and the backslash
 # (and the newline, which separates the lines of a block).
 _PLAIN = bytes(b for b in range(0x20, 0x80) if b not in b'"\\') + b"\n"
@@ -27,7 +28,6 @@ def is_plain(block: bytes) -> bool:
     the common case, encoded without decoding. (translate() deleting the plain bytes is a
     C table lookup per byte, ten times faster here than a regex character class.)"""
     return not block.translate(None, _PLAIN) and not (block.startswith(b"{") or b"\n{" in block)
-READ_SIZE = MAX_LINE  # see LineSplitter.feed: a read never holds a whole over-long line
 
 
 class LineSplitter:

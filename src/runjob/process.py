@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import select
-try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
-    import _signal as signal
-except ImportError:  # pragma: no cover
-    import signal  # type: ignore[no-redef]
 import time
 
 from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
 from runjob.output import READ_SIZE
+
+try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
+    import _signal as signal
+except ImportError:  # pragma: no cover
+    import signal  # type: ignore[no-redef]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 DRAIN_S = 0.5  # after the child exits, how long we keep reading pipes a daemon it left may hold open
+LAST_READS = 16  # at the very end, at most this many chunks more: a daemon may write without pause
 POLL_FALLBACK_S = 0.1  # child-exit check interval where pidfd_open is missing
 
 
@@ -40,7 +42,8 @@ class Stop:
         self.at = 0.0
         self.reason = ""
         self.pgid = 0  # the running child's process group, for the handler to forward to
-        self.wake_fd = -1  # the signal wakeup pipe: writing to it wakes the supervise loop
+        self.wake_fd = -1  # the signal wakeup pipe: writing to it wakes the supervise loop...
+        self.wake_read = -1  # ...which polls this end
         self.notices: list[Callable[[], None]] = []
 
     def handle(self, signum: int, frame: object) -> None:
@@ -113,7 +116,6 @@ def run(
     grace: float,
     handlers: tuple[StreamHandler, StreamHandler],
     stop: Stop,
-    wakeup_fd: int,
     watch: Watch | None = None,
 ) -> Result:
     started = time.monotonic()
@@ -127,7 +129,7 @@ def run(
         _killpg(pid, stop.signum)
     fds = {fd: handlers[0 if name == "stdout" else 1] for name, fd in streams.items()}
     try:
-        return _supervise(pid, fds, started, timeout, grace, stop, wakeup_fd, watch or Watch(None, int))
+        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, int))
     finally:
         stop.pgid = 0
         for fd in streams.values():
@@ -205,7 +207,7 @@ def _find_program(name: str, env: dict[str, str]) -> str:
 
 
 def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, timeout: float, grace: float,
-               stop: Stop, wakeup_fd: int, watch: Watch) -> Result:  # fmt: skip
+               stop: Stop, watch: Watch) -> Result:  # fmt: skip
     streams = dict(streams)
     poller = select.poll()
     for fd in streams:
@@ -214,7 +216,8 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
     pidfd = _pidfd(pid)
     if pidfd >= 0:
         poller.register(pidfd, select.POLLIN)
-    poller.register(wakeup_fd, select.POLLIN)
+    if stop.wake_read >= 0:
+        poller.register(stop.wake_read, select.POLLIN)
 
     deadline = started + timeout
     kill_at: float | None = None
@@ -255,8 +258,8 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
                     poller.unregister(pidfd)
                     os.close(pidfd)
                     pidfd = -1
-                elif fd == wakeup_fd:
-                    _drain_wakeup(wakeup_fd)
+                elif fd == stop.wake_read:
+                    _drain_wakeup(fd)
                 elif fd in streams:
                     _read(fd, streams, poller)
     finally:
@@ -302,9 +305,12 @@ def _read(fd: int, streams: dict[int, StreamHandler], poller: select.poll) -> No
 
 
 def _read_rest(fd: int, handler: StreamHandler) -> None:
-    """What is already in the pipe (never blocking: a daemon may hold it open)."""
+    """What is already in the pipe, within bounds (a daemon may hold it open and keep writing)."""
     try:
-        while chunk := os.read(fd, READ_SIZE):
+        for _ in range(LAST_READS):
+            chunk = os.read(fd, READ_SIZE)
+            if not chunk:
+                break
             handler.feed(chunk)
     except BlockingIOError:
         pass

@@ -1,18 +1,14 @@
 """A run, start to end: lock, attempts with retries, records, and the after-run steps.
 
-After-run steps (history, notifications, pings, metrics) are observers: objects with
-`start(run)`, `skipped(run, holder)` and `end(run, outcome)`. `start` runs before the
-child does, so an observer that cannot work (history store unwritable) stops the run
-with exit 125 before anything is executed; failures in `end` never change the exit code.
+After-run steps (history, notifications, pings, metrics) are observers (observer.py):
+`start`, `skipped`, `warn` and `end`. `start` runs before the child does, so an
+observer that cannot work (history store unwritable) stops the run with exit 125
+before anything is executed; failures in the others never change the exit code.
 """
 
 from __future__ import annotations
 
 import os
-try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
-    import _signal as signal
-except ImportError:  # pragma: no cover
-    import signal  # type: ignore[no-redef]
 import time
 
 from runjob import lock as locks
@@ -20,6 +16,7 @@ from runjob import process, redis_lock
 from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
 from runjob.logs import Records, new_run_id, timestamp
 from runjob.output import StreamHandler
+from runjob.process import signal  # _signal: see process.py
 from runjob.retry import RetryState
 
 TYPE_CHECKING = False
@@ -84,7 +81,7 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
             observer.start(run)
         _start_record(run)
         watch = _duration_watch(run, observers)
-        outcome = _attempts(run, held, stop, previous[1], watch)
+        outcome = _attempts(run, held, stop, watch)
         stop.run_notices()  # e.g. a lock lost in the last moments of the run
         outcome.record = _end_record(run, outcome)
         _check_too_fast(run, outcome, observers)
@@ -92,8 +89,8 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
             _safely(observer.end, run, outcome)
         return outcome.exit_code
     finally:
-        _restore_signals(previous)
-        held.release()
+        held.release()  # first: it joins a Redis renewal thread that may still write to the wakeup pipe
+        _restore_signals(stop, previous)
 
 
 def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.RedisLock | int | None:
@@ -166,7 +163,8 @@ def _start_record(run: Run) -> None:
     )
 
 
-def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop, wakeup_fd: int, watch: process.Watch) -> Outcome:
+def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop,
+              watch: process.Watch) -> Outcome:  # fmt: skip
     plan = run.plan
     retry = RetryState(plan.retry)
     patterns = _compile(plan.job.transient["stderr_patterns"])
@@ -181,8 +179,9 @@ def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: proce
                           patterns if s == "stderr" else None)  # fmt: skip
             for s in ("stdout", "stderr")
         )
-        result = process.run(plan.argv, plan.cwd, env, plan.output, (held.fd,) if held.fd >= 0 else (), plan.timeout,
-                             plan.kill_grace, handlers, stop, wakeup_fd, watch)  # type: ignore[arg-type]  # fmt: skip
+        inherit = (held.fd,) if held.fd >= 0 else ()  # a file lock stays held while the child lives
+        result = process.run(plan.argv, plan.cwd, env, plan.output, inherit, plan.timeout, plan.kill_grace,
+                             handlers, stop, watch)  # type: ignore[arg-type]  # fmt: skip
         max_rss = max(max_rss, result.max_rss_kb)
         again = not result.error and not stop.signum and retry.should_retry(attempt, result.status, result.exit_code)
         delay = retry.next_delay(attempt) if again else None
@@ -282,9 +281,8 @@ def _duration_watch(run: Run, observers: list[Observer]) -> process.Watch:
     limit = run.plan.job.expected_duration["max"]
 
     def overrun() -> None:
-        record = _duration_record(run, limit, f"{run.plan.name} still running after {limit:g}s (expected at most that)")
-        for observer in observers:
-            _safely(observer.warn, run, record)
+        message = f"{run.plan.name} still running after {limit:g}s (expected at most that)"
+        _warn(observers, run, _duration_record(run, limit, message))
 
     return process.Watch(None if limit is None else run.started_mono + limit, overrun)
 
@@ -294,9 +292,12 @@ def _check_too_fast(run: Run, outcome: Outcome, observers: list[Observer]) -> No
     limit = run.plan.job.expected_duration["min"]
     if limit is not None and outcome.status == "success" and outcome.duration < limit:
         message = f"{run.plan.name} finished in {outcome.duration:.3f}s, faster than the expected {limit:g}s"
-        record = _duration_record(run, outcome.duration, message)
-        for observer in observers:
-            _safely(observer.warn, run, record)
+        _warn(observers, run, _duration_record(run, outcome.duration, message))
+
+
+def _warn(observers: list[Observer], run: Run, record: dict[str, Any]) -> None:
+    for observer in observers:
+        _safely(observer.warn, run, record)
 
 
 def _safely(step: Any, *args: Any) -> None:
@@ -307,19 +308,19 @@ def _safely(step: Any, *args: Any) -> None:
         os.write(2, f"runjob: {e}\n".encode())
 
 
-def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int, int]:
+def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int]:
     """Our handlers for SIGTERM/INT/HUP, and a wakeup pipe so poll() notices them at once."""
-    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    stop.wake_fd = w
-    old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    stop.wake_read, stop.wake_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(stop.wake_fd, warn_on_full_buffer=False)
     handlers = {s: signal.signal(s, stop.handle) for s in process.STOP_SIGNALS}
-    return handlers, r, old_wakeup
+    return handlers, old_wakeup
 
 
-def _restore_signals(previous: tuple[dict[int, Any], int, int]) -> None:
-    handlers, r, old_wakeup = previous
+def _restore_signals(stop: process.Stop, previous: tuple[dict[int, Any], int]) -> None:
+    handlers, old_wakeup = previous
     for s, h in handlers.items():
         signal.signal(s, h)
-    w = signal.set_wakeup_fd(old_wakeup)
-    for fd in (r, w):
+    signal.set_wakeup_fd(old_wakeup)
+    fds, stop.wake_read, stop.wake_fd = (stop.wake_read, stop.wake_fd), -1, -1  # a late notify() gets EBADF
+    for fd in fds:
         os.close(fd)
