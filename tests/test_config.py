@@ -194,3 +194,20 @@ def test_any_toml_text_is_a_registry_or_a_config_error(text):
         validate.parse_string(text, "fuzz.toml")
     except ConfigError as e:
         assert e.errors and all(isinstance(x, str) and x for x in e.errors)
+
+
+def test_registry_cache_never_serves_an_old_file(rj, tmp_path):
+    """Same size, same mtime: only the content differs, and the run must see it."""
+    import os
+
+    cache = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache)}
+    rj.write('[jobs.e]\ncommand = ["echo", "one"]\n')
+    stat = os.stat(rj.config)
+    assert rj.run("e", env=env).one("run.output")["line"] == "one"
+    assert list((cache / "runjob").iterdir())  # the cache was written
+    rj.config.write_text(rj.config.read_text().replace('"one"', '"two"'))
+    os.utime(rj.config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert rj.run("e", env=env).one("run.output")["line"] == "two"
+    rj.config.write_text(rj.config.read_text().replace('"two"', '"x"\ntimeout = "soon"'))
+    assert rj.run("e", env=env).code == 78  # a broken edit is caught, not hidden by the cache

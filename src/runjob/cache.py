@@ -1,11 +1,13 @@
 """A cache of the validated registry, so `runjob NAME` does not parse TOML every minute.
 
 Parsing and validating jobs.toml costs about 15 ms of start-up (tomllib alone imports
-typing and datetime); a cache hit is one marshal.loads. The cache is keyed on the
-file's identity (path, inode, size, mtime_ns, ctime_ns) and runjob's version, so any
-edit, rename-into-place or upgrade misses it. It lives under $XDG_CACHE_HOME/runjob
-(~/.cache/runjob); when that cannot be written, runjob just parses every time.
-Only the run path reads it: validate, list, tick and export always parse the file.
+typing and datetime); a cache hit is one marshal.loads. An entry holds the file's whole
+content and is used only when the file still has exactly that content (and runjob the
+same version): reading a few kilobytes is cheap, and unlike mtimes (which advance on
+the kernel's coarse clock) a byte comparison cannot be fooled by two quick edits.
+Entries live under $XDG_CACHE_HOME/runjob (~/.cache/runjob); when that cannot be
+written, runjob parses every time. Only the run path reads it: validate, list, tick
+and export always parse the file.
 """
 
 from __future__ import annotations
@@ -19,45 +21,34 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-FORMAT = 1
+FORMAT = 2
 
 
-def _paths(config_path: str) -> tuple[str, tuple[Any, ...]] | None:
-    try:
-        real = os.path.realpath(config_path)
-        st = os.stat(real)
-    except OSError:
-        return None
+def _entry(config_path: str) -> tuple[str, tuple[Any, ...]]:
+    real = os.path.realpath(config_path)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    name = real.replace("%", "%25").replace("/", "%2F") + ".marshal"
-    identity = (FORMAT, __version__, real, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return os.path.join(base, "runjob", name[-200:]), identity
+    name = real.replace("%", "%25").replace("/", "%2F")[-200:] + ".marshal"
+    return os.path.join(base, "runjob", name), (FORMAT, __version__, real)
 
 
-def read(config_path: str) -> dict[str, Any] | None:
-    """The cached registry data for this exact file, or None."""
-    found = _paths(config_path)
-    if found is None:
-        return None
-    path, identity = found
+def read(config_path: str, content: bytes) -> dict[str, Any] | None:
+    """The cached registry data for this file with exactly this content, or None."""
+    path, identity = _entry(config_path)
     try:
         with open(path, "rb") as f:
-            key, data = marshal.loads(f.read())
+            key, cached_content, data = marshal.loads(f.read())
     except (OSError, ValueError, EOFError, TypeError):
         return None
-    return data if key == identity else None
+    return data if key == identity and cached_content == content else None
 
 
-def write(config_path: str, data: dict[str, Any]) -> None:
-    found = _paths(config_path)
-    if found is None:
-        return
-    path, identity = found
+def write(config_path: str, content: bytes, data: dict[str, Any]) -> None:
+    path, identity = _entry(config_path)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
-            f.write(marshal.dumps((identity, data)))
+            f.write(marshal.dumps((identity, content, data)))
         os.replace(tmp, path)
     except (OSError, ValueError):
         pass  # no cache: runjob parses the file every time, which is correct, only slower

@@ -118,21 +118,20 @@ def load(explicit: str | None = None, check_schedules: bool = False, cached: boo
     from runjob import cache
 
     path = find_config(explicit)
-    if cached:
-        hit = cache.read(path)
-        if hit is not None:
-            jobs = {name: Job(name, values) for name, values in hit["jobs"].items()}
-            return Registry(path, hit["defaults"], hit["owners"], jobs)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            content = f.read()
     except OSError as e:
         raise ConfigError([f"cannot read: {e.strerror}"], path) from None
+    hit = cache.read(path, content) if cached else None
+    if hit is not None:
+        jobs = {name: Job(name, values) for name, values in hit["jobs"].items()}
+        return Registry(path, hit["defaults"], hit["owners"], jobs)
     from runjob.validate import parse_bytes
 
-    registry = parse_bytes(data, path, check_schedules)
-    cache.write(path, {"defaults": registry.defaults, "owners": registry.owners,
-                       "jobs": {name: job.values for name, job in registry.jobs.items()}})  # fmt: skip
+    registry = parse_bytes(content, path, check_schedules)
+    cache.write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
+                                "jobs": {name: job.values for name, job in registry.jobs.items()}})  # fmt: skip
     return registry
 
 
