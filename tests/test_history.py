@@ -7,7 +7,7 @@ import signal
 import sqlite3
 import time
 
-from conftest import finish, py, wait_for
+from conftest import Env, finish, py, wait_for
 
 SLEEP = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(float(sys.argv[2]))"
 
@@ -64,6 +64,17 @@ def test_twenty_concurrent_runs_all_recorded(rj):
     assert all(r.err == "" for r in results)
     recorded = rows(rj)
     assert len(recorded) == 20 and {r["status"] for r in recorded} == {"success"}
+
+
+def test_first_runs_create_the_store_together(tmp_path):
+    """Many runs at once on a fresh state dir: the store is set up once, none fails."""
+    for round_ in range(6):
+        env = Env(tmp_path / f"round{round_}")
+        env.dir.mkdir()
+        env.write('[jobs.c]\ncommand = ["true"]\nlock_key = "c.{n}"\n[jobs.c.params.n]\npattern = "[0-9]+"\n')
+        results = [finish(p) for p in [env.popen("c", f"n={i}") for i in range(6)]]
+        assert [r.code for r in results] == [0] * 6, [r.err for r in results if r.code]
+        assert len(rows(env)) == 6
 
 
 def test_skipped_runs_are_recorded_as_skipped(rj):

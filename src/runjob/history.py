@@ -71,10 +71,9 @@ def connect(state_dir: str, create: bool = True) -> sqlite3.Connection:
             raise InternalError(f"no history yet at {path}")
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
-        _migrate(db)
+        if _scalar(db, "PRAGMA user_version") != len(MIGRATIONS):
+            _set_up(db, state_dir)
         return db
     except sqlite3.DatabaseError as e:
         raise InternalError(f"history store {path} is unusable: {e} (move it aside to start afresh)") from None
@@ -82,14 +81,32 @@ def connect(state_dir: str, create: bool = True) -> sqlite3.Connection:
         raise InternalError(f"cannot create history store {path}: {e.strerror}") from None
 
 
+def _scalar(db: sqlite3.Connection, sql: str) -> Any:
+    """One value; fetchall() so the statement is done and holds no lock (a half-read
+    statement keeps a shared lock, and SQLite answers a lock upgrade that could deadlock
+    with SQLITE_BUSY at once, busy timeout or not)."""
+    return db.execute(sql).fetchall()[0][0]
+
+
+def _set_up(db: sqlite3.Connection, state_dir: str) -> None:
+    """WAL mode and migrations, one process at a time (many runs may create the store at once)."""
+    import fcntl
+
+    with open(os.path.join(state_dir, FILENAME + ".setup.lock"), "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if _scalar(db, "PRAGMA journal_mode") != "wal":
+            _scalar(db, "PRAGMA journal_mode = WAL")
+        _migrate(db)
+
+
 def _migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    version = _scalar(db, "PRAGMA user_version")
     if version > len(MIGRATIONS):
         raise sqlite3.DatabaseError(f"schema version {version} is newer than this runjob knows ({len(MIGRATIONS)})")
     for number in range(version, len(MIGRATIONS)):
         db.execute("BEGIN IMMEDIATE")
         try:
-            if db.execute("PRAGMA user_version").fetchone()[0] == number:  # another runner may have done it
+            if _scalar(db, "PRAGMA user_version") == number:  # another runner may have done it
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -204,10 +221,8 @@ def query(db: sqlite3.Connection, job: str | None = None, status: str | None = N
 def last_runs(db: sqlite3.Connection, job: str) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
     """(the newest run that was not skipped, the newest success) of `job`; both index look-ups."""
     cols = ", ".join(COLUMNS)
-    last = db.execute(
-        f"SELECT {cols} FROM runs WHERE job = ? AND status != 'skipped' ORDER BY started DESC LIMIT 1", (job,)
-    ).fetchone()
-    success = db.execute(
-        f"SELECT {cols} FROM runs WHERE job = ? AND status = 'success' ORDER BY started DESC LIMIT 1", (job,)
-    ).fetchone()
-    return last, success
+    found = [
+        db.execute(f"SELECT {cols} FROM runs WHERE job = ? AND {where} ORDER BY started DESC LIMIT 1", (job,)).fetchall()
+        for where in ("status != 'skipped'", "status = 'success'")
+    ]  # fetchall: a finished statement holds no lock (see _scalar)
+    return tuple(rows[0] if rows else None for rows in found)  # type: ignore[return-value]
