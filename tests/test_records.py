@@ -139,7 +139,7 @@ def test_records_are_identical_to_python_json_logger():
     from pythonjsonlogger.json import JsonFormatter
 
     from runjob.logs import COMMON as FIELDS
-    from runjob.logs import JsonSink, Records, encode, encode_output, encode_plain_output, output_pieces, timestamp
+    from runjob.logs import JsonSink, Records, encode, encode_output, output_pieces, plain_output_parts, timestamp
     from runjob.output import is_plain
 
     formatter = JsonFormatter(list(FIELDS), json_ensure_ascii=False)
@@ -172,7 +172,7 @@ def test_records_are_identical_to_python_json_logger():
     plain = [b"plain words 123", b"", b"~!@#$%^&*()_+`-={}|[]:;'<>?,./ \x7f"]
     assert is_plain(b"\n".join(plain))
     assert not any(is_plain(b) for b in (b"tab\there", b"q\"", b"b\\", b"\xc3\xa9", b"{\"a\": 1}", b"x\n{}", b"cr\r"))
-    raw = encode_plain_output(output_pieces(recs.common, "stdout", 1), plain, ts).decode().split("\n")
+    raw = b"".join(plain_output_parts(output_pieces(recs.common, "stdout", 1), plain, ts)).decode().split("\n")
     for line, got in zip(plain, raw):
         text = line.decode()
         fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": text}
@@ -180,3 +180,25 @@ def test_records_are_identical_to_python_json_logger():
         assert got == reference(fields)
     assert JsonSink and sys
     assert resource
+
+
+def test_writev_records_survives_short_writes(tmp_path):
+    """A pipe may take part of a writev (a signal, a full buffer); nothing may be lost or torn."""
+    import os
+    import threading
+
+    from runjob.logs import output_pieces, plain_output_parts, writev_records
+
+    common = {"job": "j", "run_id": "r", "correlation_id": "r", "host": "h", "pid": 1}
+    lines = [b"line %06d " % i + b"y" * (i % 50) for i in range(5000)]
+    parts = plain_output_parts(output_pieces(common, "stdout", 1), lines, "2026-11-23T00:00:00.000Z")
+    r, w = os.pipe()
+    got = bytearray()
+    reader = threading.Thread(target=lambda: [got.extend(c) for c in iter(lambda: os.read(r, 997), b"")])
+    reader.start()
+    writev_records(w, parts, lines)  # far more than the pipe's buffer: many partial writes
+    os.close(w)
+    reader.join()
+    os.close(r)
+    assert bytes(got) == b"".join(parts)
+    assert [json.loads(x)["line"] for x in bytes(got).splitlines()] == [x.decode() for x in lines]
