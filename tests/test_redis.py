@@ -100,7 +100,7 @@ def test_password_comes_from_the_environment(tmp_path_factory, rj):
         assert r.code == 75 and "$REDIS_PW" in r.one("lock.unavailable")["error"]
     finally:
         server.stop()
-    rj.write(f'[defaults]\nlock_backend = "redis://:pw@127.0.0.1:6379/0"\n[jobs.s]\ncommand = ["true"]\n')
+    rj.write('[defaults]\nlock_backend = "redis://:pw@127.0.0.1:6379/0"\n[jobs.s]\ncommand = ["true"]\n')
     r = rj.run("validate")
     assert r.code == 78 and "do not write the password in the URL" in r.err
 

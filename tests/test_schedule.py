@@ -17,7 +17,7 @@ from cronsim import CronSim
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from runjob import config, cron, validate
+from runjob import cron, validate
 from runjob.export.systemd import Untranslatable, on_calendar
 
 ROOT = Path(__file__).parent.parent
@@ -301,7 +301,7 @@ def test_single_file_build_runs_with_plain_python(tmp_path):
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no venv: only the system's python3
     version = subprocess.run([str(pyz), "--version"], capture_output=True, text=True, env=clean)
     assert version.returncode == 0 and version.stdout.startswith("runjob ")
-    (tmp_path / "jobs.toml").write_text(f'[defaults]\nstate_dir = "st"\n[jobs.hi]\ncommand = ["echo", "hi"]\n')
+    (tmp_path / "jobs.toml").write_text('[defaults]\nstate_dir = "st"\n[jobs.hi]\ncommand = ["echo", "hi"]\n')
     run = subprocess.run([str(pyz), "hi"], capture_output=True, text=True, env=clean, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert [json.loads(line)["event"] for line in run.stdout.splitlines()] == ["run.start", "run.output", "run.attempt", "run.end"]

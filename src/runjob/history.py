@@ -178,7 +178,7 @@ def row_dict(row: sqlite3.Row | tuple[Any, ...], host: str) -> dict[str, Any]:
     """A history row for output: params decoded, a dead `running` run shown as `crashed`."""
     import json
 
-    out = dict(zip(COLUMNS, row))
+    out = dict(zip(COLUMNS, row, strict=True))
     out["params"] = json.loads(out["params"] or "{}")
     if out["status"] == "running" and out["host"] == host and not _pid_alive(out["pid"]):
         out["status"] = "crashed"

@@ -11,8 +11,6 @@ from runjob.observer import Observer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from runjob.runner import Outcome, Run
 
 TIMEOUT_S = 5.0  # the start ping delays the job: keep it short

@@ -44,8 +44,8 @@ def client(url: str, password_env: str | None) -> redis.Redis:
     from urllib.parse import urlsplit
 
     if urlsplit(url).password:
-        raise ConfigError([f"lock_backend: do not write the password in the URL; name an environment variable "
-                           f"in lock_password_env"])  # fmt: skip
+        raise ConfigError(["lock_backend: do not write the password in the URL; name an environment variable "
+                           "in lock_password_env"])  # fmt: skip
     password = os.environ.get(password_env) if password_env else None
     if password_env and password is None:
         raise Unavailable(f"${password_env} (lock_password_env) is not set")

@@ -92,20 +92,20 @@ def _job(name: str, body: Any, defaults: dict[str, Any], owners: dict[str, Any],
 def _merge(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """Built-in defaults <- [defaults] <- the job; tables and env merge key by key."""
     merged: dict[str, Any] = {}
-    for name, key in schema.JOB.items():
-        if key.kind == "table":
-            merged[name] = _builtin(key.table or {}) | defaults.get(name, {}) | values.get(name, {})
-        elif key.kind == "str_map":
+    for name, spec in schema.JOB.items():
+        if spec.kind == "table":
+            merged[name] = _builtin(spec.table or {}) | defaults.get(name, {}) | values.get(name, {})
+        elif spec.kind == "str_map":
             merged[name] = defaults.get(name, {}) | values.get(name, {})
         elif name == "secrets":
             merged[name] = sorted(set(defaults.get(name, [])) | set(values.get(name, [])))
         else:
-            merged[name] = values.get(name, defaults.get(name, key.default))
+            merged[name] = values.get(name, defaults.get(name, spec.default))
     return merged
 
 
 def _builtin(table: dict[str, Key]) -> dict[str, Any]:
-    return {name: key.default for name, key in table.items()}
+    return {name: spec.default for name, spec in table.items()}
 
 
 def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> None:
@@ -210,26 +210,26 @@ def _table(raw: Any, keys: dict[str, Key], where: str, errors: list[str]) -> dic
         return {}
     _unknown_keys(raw, keys, where, errors)
     out: dict[str, Any] = {}
-    for name, key in keys.items():
+    for name, spec in keys.items():
         at = f"{where}.{name}" if where else name
         if name not in raw:
-            if key.default is REQUIRED:
+            if spec.default is REQUIRED:
                 errors.append(f"{at}: required")
             continue
-        if key.kind == "table":
-            out[name] = _table(raw[name], key.table or {}, at, errors)
-        elif key.kind == "params":
+        if spec.kind == "table":
+            out[name] = _table(raw[name], spec.table or {}, at, errors)
+        elif spec.kind == "params":
             out[name] = _params(raw[name], at, errors)
-        elif key.kind == "instances":
+        elif spec.kind == "instances":
             try:
-                out[name] = convert(key, raw[name])
+                out[name] = convert(spec, raw[name])
             except ValueError as e:
                 errors.append(f"{at}: {e}")
-        elif key.kind in ("owners", "jobs"):
+        elif spec.kind in ("owners", "jobs"):
             continue  # handled by _build
         else:
             try:
-                out[name] = convert(key, raw[name])
+                out[name] = convert(spec, raw[name])
             except ValueError as e:
                 errors.append(f"{at}: {e}")
     return out

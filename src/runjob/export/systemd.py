@@ -36,7 +36,7 @@ def on_calendar(expr: str, timezone: str | None = None) -> str:
     parts = cron.expand(expr).split()
     if len(parts) != 5:
         raise Untranslatable(f'"{expr}" is not a 5-field cron expression')
-    minute, hour, dom, month, dow = (_field(p, *spec) for p, spec in zip(parts, FIELDS))
+    minute, hour, dom, month, dow = (_field(p, *spec) for p, spec in zip(parts, FIELDS, strict=True))
     if parts[2] != "*" and parts[4] != "*":
         raise Untranslatable("cron runs when day of month OR day of week matches; systemd needs both")
     text = f"*-{month}-{dom} {hour}:{minute}:00"
