@@ -199,7 +199,8 @@ def _pid_alive(pid: int | None) -> bool:
 
 def query(db: sqlite3.Connection, job: str | None = None, status: str | None = None, since: float | None = None,
           limit: int = 50) -> list[tuple[Any, ...]]:  # fmt: skip
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if job:
         where.append("job = ?")
         args.append(job)

@@ -89,7 +89,7 @@ class Records:
 
     def __init__(self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None) -> None:
         self.sink = sink
-        self.common = {
+        self.common: dict[str, Any] = {
             "job": job,
             "run_id": run_id,
             "correlation_id": correlation_id or run_id,
@@ -98,7 +98,7 @@ class Records:
         }
 
     def emit(self, event: str, message: str, level: str = "info", **extra: Any) -> dict[str, Any]:
-        fields = {"timestamp": timestamp(), "level": level, "event": event, "message": message}
+        fields: dict[str, Any] = {"timestamp": timestamp(), "level": level, "event": event, "message": message}
         fields.update(self.common)
         fields.update(extra)
         self.sink.record(fields)

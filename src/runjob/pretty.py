@@ -58,7 +58,7 @@ def status_table(rows: list[dict[str, Any]]) -> None:
                   header_style="bold")  # fmt: skip
     for r in rows:
         status = r["status"] or "never run"
-        stale = {None: "-", True: Text("STALE", style="bold red"), False: "ok"}[r["stale"]]
+        stale = "-" if r["stale"] is None else Text("STALE", style="bold red") if r["stale"] else "ok"
         locks = ", ".join(f"{h['lock_key']} pid {h.get('pid')}" for h in r["locks"]) or "-"
         table.add_row(r["job"], _when(r["last_run_at"]), Text(status, style=STATUS_STYLE.get(status, "yellow")),
                       _secs_or(r["duration_s"]), _when(r["last_success_at"]), _when(r["next_due"]), stale, locks)  # fmt: skip

@@ -129,7 +129,7 @@ def run(
         _killpg(pid, stop.signum)
     fds = {fd: handlers[0 if name == "stdout" else 1] for name, fd in streams.items()}
     try:
-        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, int))
+        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None))
     finally:
         stop.pgid = 0
         for fd in streams.values():

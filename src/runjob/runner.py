@@ -281,6 +281,7 @@ def _duration_watch(run: Run, observers: list[Observer]) -> process.Watch:
     limit = run.plan.job.expected_duration["max"]
 
     def overrun() -> None:
+        assert limit is not None  # the watch is only armed with a limit
         message = f"{run.plan.name} still running after {limit:g}s (expected at most that)"
         _warn(observers, run, _duration_record(run, limit, message))
 
