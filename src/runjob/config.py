@@ -72,12 +72,17 @@ class Registry:
 
     def __init__(self, path: str, defaults: dict[str, Any], owners: dict[str, Any], jobs: dict[str, Job]):
         self.path = path
-        self.defaults = defaults
+        self.defaults = defaults  # as validated: what the registry cache stores
         self.owners = owners
         self.jobs = jobs
-        self.state_dir: str = defaults.get("state_dir") or default_state_dir()
-        self.metrics_file: str = defaults.get("metrics_file", "")
+        self.base_dir = os.path.dirname(os.path.abspath(path))  # relative paths in the file start here
+        self.state_dir = self.resolve(defaults.get("state_dir") or default_state_dir())
+        self.metrics_file = self.resolve(defaults["metrics_file"]) if defaults.get("metrics_file") else ""
         self.history_keep: float = defaults.get("history_keep", schema.DEFAULTS_ONLY["history_keep"].default)
+
+    def resolve(self, path: str) -> str:
+        """`path` from the registry as an absolute path: relative to the file's directory, ~ expanded."""
+        return os.path.join(self.base_dir, os.path.expanduser(path))
 
     def job(self, name: str) -> Job:
         from runjob.errors import UsageError

@@ -73,7 +73,6 @@ def start(registry: Registry, job: Job, kind: str, record: dict[str, Any]) -> li
     import json
 
     deliveries = []
-    cwd = os.path.dirname(os.path.abspath(registry.path))  # relative paths are relative to jobs.toml
     for role in ROLES:
         owner = job.owners.get(role)
         if not owner:
@@ -82,7 +81,7 @@ def start(registry: Registry, job: Job, kind: str, record: dict[str, Any]) -> li
         payload = json.dumps(_payload(job, kind, role, owner, record)).encode()
         for channel in ("command", "webhook"):
             if channels.get(channel):
-                deliveries.append(Delivery(owner, role, channel, channels[channel], payload, cwd))
+                deliveries.append(Delivery(owner, role, channel, channels[channel], payload, registry.base_dir))
     for d in deliveries:
         d.thread.start()
     return deliveries

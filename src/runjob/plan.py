@@ -96,12 +96,10 @@ def build(
     job = registry.job(name)
     params = resolve_params(job, given)
     values = params | {"job": name}
-    base = os.path.dirname(os.path.abspath(registry.path))
     lock_key = substitute(job.lock_key, values)
     problem = lock_key_problem(lock_key)
     if problem:
         raise UsageError(f"{problem}, made from the params {params}")
-    state_dir = os.path.join(base, os.path.expanduser(registry.state_dir))
     env = {k: substitute(v, values) for k, v in job.env.items()}
     if output is not None and output not in OUTPUT_MODES:
         raise UsageError(f'--output must be one of {", ".join(OUTPUT_MODES)}, got "{output}"')
@@ -112,13 +110,13 @@ def build(
         name=name,
         params=params,
         argv=[substitute(arg, values) for arg in job.command],
-        cwd=os.path.join(base, os.path.expanduser(substitute(job.cwd, values))) if job.cwd else base,
+        cwd=registry.resolve(substitute(job.cwd, values)) if job.cwd else registry.base_dir,
         env=env,
         secret_values=_secret_values(job.secrets, env),
         lock_key=lock_key,
-        lock_file=os.path.join(state_dir, "locks", lock_key + ".lock"),
-        state_dir=state_dir,
-        log_file=os.path.join(base, os.path.expanduser(log)) if log else "",
+        lock_file=os.path.join(registry.state_dir, "locks", lock_key + ".lock"),
+        state_dir=registry.state_dir,
+        log_file=registry.resolve(log) if log else "",
         output=output or job.output,
         timeout=job.timeout if timeout is None else timeout,
         kill_grace=job.kill_grace,

@@ -17,11 +17,6 @@ if TYPE_CHECKING:
     from runjob.config import Job, Registry
 
 
-def state_dir(registry: Registry) -> str:
-    base = os.path.dirname(os.path.abspath(registry.path))
-    return os.path.join(base, os.path.expanduser(registry.state_dir))
-
-
 def staleness(job: Job, last_success_end: float | None, now: float) -> dict[str, Any] | None:
     """Why `job` is stale, or None (also None for jobs without max_age)."""
     if job.max_age is None:
@@ -64,7 +59,7 @@ def held_by(job: Job, held: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def held_locks(registry: Registry) -> list[dict[str, Any]]:
     """Locks held now: this host's file locks, and those in every Redis the registry uses."""
-    held = [h | {"backend": "file"} for h in lock.held_locks(os.path.join(state_dir(registry), "locks"))]
+    held = [h | {"backend": "file"} for h in lock.held_locks(os.path.join(registry.state_dir, "locks"))]
     backends = sorted({(j.lock_backend, j.lock_password_env or "") for j in registry.jobs.values() if j.lock_backend})
     for url, password_env in backends:
         from runjob import redis_lock

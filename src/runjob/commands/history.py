@@ -42,7 +42,7 @@ def show_history(config_path: str | None, job: str | None, limit: int, status: s
         raise UsageError(f'--status must be one of {", ".join(STATUSES)}, got "{status}"')
     if limit < 1:
         raise UsageError("--limit must be at least 1")
-    db = _open(watchdog.state_dir(registry))
+    db = _open(registry.state_dir)
     rows = _rows(db, job, status, _since(since), limit) if db else []
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -74,7 +74,7 @@ def _since(text: str | None) -> float | None:
 
 def show_status(config_path: str | None, as_json: bool) -> int:
     registry = config.load(config_path, check_schedules=True)
-    db = _open(watchdog.state_dir(registry))
+    db = _open(registry.state_dir)
     held = watchdog.held_locks(registry)
     now = time.time()
     rows = [_job_status(registry, name, db, held, now) for name in registry.jobs]
@@ -113,7 +113,7 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
 
 def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
     registry = config.load(config_path)
-    db = _open(watchdog.state_dir(registry))
+    db = _open(registry.state_dir)
     found = watchdog.stale_jobs(registry, db, time.time())
     sink = JsonSink()
     for job, why in found:

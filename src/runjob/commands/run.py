@@ -69,8 +69,7 @@ def observers(registry: config.Registry, the_plan: plan.Plan) -> list[Observer]:
     if registry.metrics_file:
         from runjob.metrics import Metrics
 
-        base = os.path.dirname(os.path.abspath(registry.path))
-        steps.append(Metrics(os.path.join(base, registry.metrics_file), the_plan.state_dir))
+        steps.append(Metrics(registry.metrics_file, registry.state_dir))
     return steps
 
 

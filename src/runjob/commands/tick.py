@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob import config, cron, watchdog
+from runjob import config, cron
 from runjob.errors import InternalError, UsageError
 from runjob.logs import JsonSink, Records, new_run_id
 from runjob.schedule import Entry, entries
@@ -31,7 +31,7 @@ MINUTE = timedelta(minutes=1)
 
 def tick(config_path: str | None, now: float | None = None) -> int:
     registry = config.load(config_path, check_schedules=True)
-    state_dir = watchdog.state_dir(registry)
+    state_dir = registry.state_dir
     minute = datetime.fromtimestamp((time.time() if now is None else now) // 60 * 60, timezone.utc)
     with _tick_lock(state_dir):
         last = _last_minute(state_dir)
