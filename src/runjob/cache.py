@@ -15,7 +15,7 @@ from __future__ import annotations
 import marshal
 import os
 
-from runjob import __version__
+from runjob import __version__, atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,9 +46,6 @@ def write(config_path: str, content: bytes, data: dict[str, Any]) -> None:
     path, identity = _entry(config_path)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(marshal.dumps((identity, content, data)))
-        os.replace(tmp, path)
+        atomic.replace(path, marshal.dumps((identity, content, data)))
     except (OSError, ValueError):
         pass  # no cache: runjob parses the file every time, which is correct, only slower

@@ -13,6 +13,7 @@ import sqlite3
 import time
 
 from runjob.errors import InternalError
+from runjob.lock import exclusive
 from runjob.logs import encode
 
 from runjob.observer import Observer
@@ -61,14 +62,11 @@ def path_in(state_dir: str) -> str:
     return os.path.join(state_dir, FILENAME)
 
 
-def connect(state_dir: str, create: bool = True) -> sqlite3.Connection:
+def connect(state_dir: str) -> sqlite3.Connection:
     """An open, migrated history store; InternalError (exit 125) naming the file if not."""
     path = path_in(state_dir)
     try:
-        if create:
-            os.makedirs(state_dir, exist_ok=True)
-        elif not os.path.exists(path):
-            raise InternalError(f"no history yet at {path}")
+        os.makedirs(state_dir, exist_ok=True)
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA synchronous = NORMAL")
@@ -90,10 +88,7 @@ def _scalar(db: sqlite3.Connection, sql: str) -> Any:
 
 def _set_up(db: sqlite3.Connection, state_dir: str) -> None:
     """WAL mode and migrations, one process at a time (many runs may create the store at once)."""
-    import fcntl
-
-    with open(os.path.join(state_dir, FILENAME + ".setup.lock"), "a") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+    with exclusive(os.path.join(state_dir, FILENAME + ".setup.lock")):
         if _scalar(db, "PRAGMA journal_mode") != "wal":
             _scalar(db, "PRAGMA journal_mode = WAL")
         _migrate(db)

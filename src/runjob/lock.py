@@ -77,6 +77,21 @@ def acquire(path: str, wait_s: float) -> FileLock | None:
         time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
 
 
+class exclusive:  # noqa: N801  (used like a function: `with exclusive(path):`)
+    """A blocking exclusive flock on `path` (created if missing) for a short critical
+    section: tick's minute, the metrics file, history set-up. Not for job locks, which
+    must not block. Opening raises OSError."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing drops the flock
+
+
 def read_holder(path: str) -> dict[str, object]:
     import json  # only when the lock is busy or listed
 

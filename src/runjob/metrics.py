@@ -11,10 +11,10 @@ Prometheus' rate() reads as a counter reset.
 
 from __future__ import annotations
 
-import fcntl
 import os
 
-from runjob import history
+from runjob import atomic, history
+from runjob.lock import exclusive
 
 from runjob.observer import Observer
 
@@ -70,17 +70,13 @@ def render(samples: dict[str, list[tuple[dict[str, str], float]]]) -> str:
 def write(path: str, state_dir: str) -> None:
     """Rewrite `path` atomically from the history in `state_dir`."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".lock", "a") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+    with exclusive(path + ".lock"):
         db = history.connect(state_dir)
         try:
             text = render(collect(db))
         finally:
             db.close()
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic.replace(path, text.encode())
 
 
 class Metrics(Observer):

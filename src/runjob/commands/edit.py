@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from runjob import config, validate
+from runjob import atomic, config, validate
 from runjob.errors import ConfigError, UsageError
 
 STARTER = """\
@@ -81,11 +81,4 @@ def _read(path: str) -> str:
 
 def _write(path: str, text: str) -> None:
     validate.parse_string(text, path)  # never write a registry that does not load
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    if os.path.exists(path):
-        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-    os.replace(tmp, path)
+    atomic.replace(path, text.encode("utf-8"), durable=True)

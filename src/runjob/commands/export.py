@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 
-from runjob import config
+from runjob import atomic, config
 from runjob.errors import InternalError, UsageError
 
 FORMATS = ("crontab", "systemd", "kubernetes")
@@ -49,10 +49,7 @@ def _write(files: dict[str, str], out_dir: str) -> None:
     try:
         os.makedirs(out_dir, exist_ok=True)
         for name, text in files.items():
-            tmp = os.path.join(out_dir, f".{name}.tmp")
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, os.path.join(out_dir, name))
+            atomic.replace(os.path.join(out_dir, name), text.encode())
     except OSError as e:
         raise InternalError(f"cannot write to {out_dir}: {e.strerror}") from None
     for name in files:

@@ -9,7 +9,6 @@ is started once if its last missed time is within `catch_up`, never once per mis
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -17,8 +16,9 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob import config, cron
+from runjob import atomic, config, cron
 from runjob.errors import InternalError, UsageError
+from runjob.lock import exclusive
 from runjob.logs import JsonSink, Records, new_run_id
 from runjob.schedule import Entry, entries
 
@@ -86,19 +86,12 @@ def _runjob() -> list[str]:
     return [sys.executable, "-m", "runjob"]
 
 
-class _tick_lock:
-    def __init__(self, state_dir: str) -> None:
-        try:
-            os.makedirs(state_dir, exist_ok=True)
-            self.fd = os.open(os.path.join(state_dir, "tick.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            raise InternalError(f"cannot use state dir {state_dir}: {e.strerror}") from None
-
-    def __enter__(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
+def _tick_lock(state_dir: str) -> exclusive:
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+        return exclusive(os.path.join(state_dir, "tick.lock"))
+    except OSError as e:
+        raise InternalError(f"cannot use state dir {state_dir}: {e.strerror}") from None
 
 
 def _last_minute(state_dir: str) -> datetime | None:
@@ -112,8 +105,6 @@ def _last_minute(state_dir: str) -> datetime | None:
 def _save_minute(state_dir: str, minute: datetime) -> None:
     path = os.path.join(state_dir, "tick.json")
     try:
-        with open(path + ".tmp", "w") as f:
-            json.dump({"last_minute": minute.isoformat()}, f)
-        os.replace(path + ".tmp", path)
+        atomic.replace(path, json.dumps({"last_minute": minute.isoformat()}).encode())
     except OSError as e:
         raise InternalError(f"cannot record the tick in {path}: {e.strerror}") from None
