@@ -10,6 +10,8 @@ import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from runjob.config import Job, Registry
 
 
@@ -33,6 +35,13 @@ def entries(registry: Registry) -> list[Entry]:
         if job.schedule:
             out += [Entry(job, dict(params)) for params in (job.instances or [{}])]
     return out
+
+
+def next_times(job: Job, now: datetime, count: int) -> list[datetime]:
+    """The job's next `count` due times after `now` (none without a schedule)."""
+    from runjob import cron
+
+    return cron.next_times(job.schedule, job.timezone, now, count) if job.schedule else []
 
 
 def run_budget(job: Job) -> float:

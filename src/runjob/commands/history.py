@@ -94,7 +94,7 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
     last, success = history.last_runs(db, name) if db else (None, None)
     last_row = history.row_dict(last, host) if last else None
     success_row = history.row_dict(success, host) if success else None
-    from runjob.commands.inspect import next_times
+    from runjob.schedule import next_times
 
     due = next_times(job, datetime.fromtimestamp(now, timezone.utc), 1)
     stale = watchdog.staleness(job, success_row["ended"] if success_row else None, now)

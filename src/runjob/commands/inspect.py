@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from runjob import config, cron, schema
+from runjob import config, schema
 from runjob.errors import ConfigError, EXIT_CONFIG, EXIT_OK
+from runjob.schedule import next_times
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,16 +21,12 @@ def summary(job: config.Job, now: datetime) -> dict[str, Any]:
         "name": job.name,
         "description": job.description,
         "schedule": job.schedule,
-        "next": [t.isoformat() for t in next_times(job, now)],
+        "next": [t.isoformat() for t in next_times(job, now, NEXT_TIMES)],
         "lock_key": job.lock_key,
         "timeout_s": job.timeout,
         "owners": job.owners,
         "params": sorted(job.params),
     }
-
-
-def next_times(job: config.Job, now: datetime, count: int = NEXT_TIMES) -> list[datetime]:
-    return cron.next_times(job.schedule, job.timezone, now, count) if job.schedule else []
 
 
 def list_jobs(config_path: str | None, as_json: bool) -> int:
