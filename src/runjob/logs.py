@@ -184,12 +184,13 @@ class JsonSink:
         self.write(encode(fields) + "\n")
 
     def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
-        self.write(encode_output(self._pieces(common, stream, attempt), lines, timestamp()))
+        if not self.failed:  # after a write failure records are dropped: do not build them
+            self.write(encode_output(self._pieces(common, stream, attempt), lines, timestamp()))
 
     def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None:
-        parts = plain_output_parts(self._pieces(common, stream, attempt), lines, timestamp())
         if self.failed:
             return
+        parts = plain_output_parts(self._pieces(common, stream, attempt), lines, timestamp())
         try:
             writev_records(self.fd, parts, lines)
         except OSError as e:
