@@ -19,8 +19,12 @@ def sleeper_job(rj, name="s", seconds="1.5", extra="", params=""):
 
 
 def test_two_concurrent_runs_of_one_key_only_one_runs(rj):
-    sleeper_job(rj, seconds="1")
+    release = rj.dir / "release"
+    rj.write(f"[jobs.s]\ncommand = {py(HOLD, str(rj.dir / 'started'), str(release))}\n")
     procs = [rj.popen("s") for _ in range(2)]
+    # The winner holds the lock until the other launch has exited: no timing guesses.
+    assert wait_for(lambda: sum(p.poll() is not None for p in procs) == 1, timeout=30)
+    release.write_text("go")
     results = [finish(p) for p in procs]
     assert [r.code for r in results] == [0, 0]
     ran = [r for r in results if r.events("run.end")]
