@@ -26,7 +26,8 @@ TOUCH = py("open('ran', 'w')")
 )
 def test_run_exit_codes(rj, command, expected, status):
     (rj.dir / "not-executable.sh").write_text("#!/bin/sh\necho hi\n")
-    rj.write(f'[jobs.x]\ncommand = {command}\ntimeout = "500ms"\n')
+    timeout = "500ms" if status == "timeout" else "1h"  # only the holding child may meet its timeout, however slow its start
+    rj.write(f'[jobs.x]\ncommand = {command}\ntimeout = "{timeout}"\n')
     r = rj.run("x")
     assert r.code == expected, r.err
     end = r.one("run.end")
