@@ -102,7 +102,8 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:
+    """Poll until `predicate()` holds. `timeout` only bounds a failing test, so it is generous."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -121,7 +122,7 @@ HOLD_PID = ("import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.
             "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
 
 
-def finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> Result:
+def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> Result:
     out, err = proc.communicate(timeout=timeout)
     return Result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
 
@@ -172,14 +173,14 @@ class Live:
         lines = bytes(self.out).split(b"\n")[:-1]  # only whole lines: the last may be half written
         return [r for r in map(json.loads, lines) if r["event"] == name]
 
-    def wait_event(self, name: str, count: int = 1, timeout: float = 30) -> dict:
+    def wait_event(self, name: str, count: int = 1, timeout: float = 60) -> dict:
         """The `count`th `name` record, once runjob has written it."""
         assert wait_for(lambda: len(self.events(name)) >= count or self.proc.poll() is not None, timeout=timeout)
         found = self.events(name)
         assert len(found) >= count, f"runjob ended without {count} {name} record(s):\n{self.out.decode()}\n{self.err.decode()}"
         return found[count - 1]
 
-    def finish(self, timeout: float = 30) -> Result:
+    def finish(self, timeout: float = 60) -> Result:
         self.proc.wait(timeout=timeout)
         for pump in self.pumps:
             pump.join(timeout)
