@@ -177,14 +177,15 @@ class Live:
         """The `count`th `name` record, once runjob has written it."""
         assert wait_for(lambda: len(self.events(name)) >= count or self.proc.poll() is not None, timeout=timeout)
         found = self.events(name)
-        assert len(found) >= count, f"runjob ended without {count} {name} record(s):\n{self.out.decode()}\n{self.err.decode()}"
+        assert len(found) >= count, f"runjob ended without {count} {name} record(s):\n{self.out.decode()}{self.err.decode()}"
         return found[count - 1]
 
     def finish(self, timeout: float = 60) -> Result:
         self.proc.wait(timeout=timeout)
         for pump in self.pumps:
             pump.join(timeout)
-        return Result(subprocess.CompletedProcess(self.proc.args, self.proc.returncode, bytes(self.out), bytes(self.err)))
+        done = subprocess.CompletedProcess(self.proc.args, self.proc.returncode, bytes(self.out), bytes(self.err))
+        return Result(done)
 
 
 def _pump(pipe, buf: bytearray) -> None:

@@ -60,7 +60,8 @@ def test_dry_run_reports_a_held_lock_and_a_missing_program(rj):
 
 
 def test_run_flags(rj):
-    rj.write(f'[jobs.s]\ncommand = {py(HOLD, "started", "never-released")}\n[jobs.p]\ncommand = ["echo", "{{v}}"]\n[jobs.p.params.v]\npattern = "[a-z]+"\n')
+    rj.write(f'[jobs.s]\ncommand = {py(HOLD, "started", "never-released")}\n'  # holds on until killed
+             '[jobs.p]\ncommand = ["echo", "{v}"]\n[jobs.p.params.v]\npattern = "[a-z]+"\n')  # fmt: skip
     r = rj.run("run", "s", "--timeout", "300ms")
     assert r.code == 124 and r.one("run.start")["timeout_s"] == 0.3
     r = rj.run("run", "p", "--param", "v=abc")

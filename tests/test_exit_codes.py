@@ -26,7 +26,7 @@ TOUCH = py("open('ran', 'w')")
 )
 def test_run_exit_codes(rj, command, expected, status):
     (rj.dir / "not-executable.sh").write_text("#!/bin/sh\necho hi\n")
-    timeout = "500ms" if status == "timeout" else "1h"  # only the holding child may meet its timeout, however slow its start
+    timeout = "500ms" if status == "timeout" else "1h"  # only the holding child may meet it, however slow a start
     rj.write(f'[jobs.x]\ncommand = {command}\ntimeout = "{timeout}"\n')
     r = rj.run("x")
     assert r.code == expected, r.err
