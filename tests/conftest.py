@@ -10,8 +10,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 PY = sys.executable  # the venv's interpreter, not a pyenv shim: children start fast
 RUNJOB = shutil.which("runjob", path=os.path.dirname(sys.executable)) or shutil.which("runjob")
@@ -80,6 +83,9 @@ class Env:
         kw.setdefault("stderr", subprocess.PIPE)
         return subprocess.Popen([RUNJOB, *args], env=self.env(env), cwd=self.dir, stdin=subprocess.DEVNULL, **kw)
 
+    def live(self, *args: str, env: dict[str, str] | None = None) -> Live:
+        return Live(self.popen(*args, env=env))
+
 
 @pytest.fixture
 def rj(tmp_path: Path) -> Env:
@@ -96,7 +102,8 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:
+    """Poll until `predicate()` holds. `timeout` only bounds a failing test, so it is generous."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -106,13 +113,117 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
 
 
 # A child that marks it started, then holds on until the test creates the release file.
+# The 60 s cap only keeps a failed test from leaving it behind; no test waits for it.
 HOLD = ("import os, sys, time\nopen(sys.argv[1], 'a').write('x')\nend = time.time() + 60\n"
         "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+# The same, marking it started by writing its pid (whole: written aside, then renamed).
+HOLD_PID = ("import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
+            "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 60\n"
+            "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
 
 
-def finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> Result:
+def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> Result:
     out, err = proc.communicate(timeout=timeout)
     return Result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+
+
+def race(procs: list[subprocess.Popen[bytes]], release: Path, timeout: float = 120) -> list[Result]:
+    """Launches racing for one lock whose winner's child holds on (HOLD) until `release`
+    exists: every other launch must finish while the winner still holds the lock, then the
+    winner is released. Who overlaps whom is decided by the lock, never by a timing guess."""
+    assert wait_for(lambda: sum(p.poll() is not None for p in procs) == len(procs) - 1, timeout=timeout), (
+        f"{sum(p.poll() is None for p in procs)} of {len(procs)} launches still running")
+    release.write_text("go")
+    return [finish(p) for p in procs]
+
+
+def ready_within_timeout(ready: Path, attempt: Callable[[str], T]) -> T:
+    """`attempt(timeout)` with the shortest of a few job timeouts its child gets ready in.
+
+    A test about what a timeout does (kill the group, honour kill_grace ...) needs the
+    child to have set itself up (written `ready`) before the timeout fires. The assertions
+    are on the outcome, never on elapsed time: a machine too loaded for the child to get
+    ready within a short timeout gets the same test again with a longer one."""
+    for timeout in ("1s", "10s", "60s"):
+        ready.unlink(missing_ok=True)
+        outcome = attempt(timeout)
+        if ready.exists():
+            return outcome
+    pytest.fail(f"the child never wrote {ready} before its timeout")
+
+
+class Live:
+    """A runjob in the background whose records a test can wait for while it runs."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        import threading
+
+        self.proc = proc
+        self.out, self.err = bytearray(), bytearray()
+        self.pumps = [threading.Thread(target=_pump, args=(pipe, buf), daemon=True)
+                      for pipe, buf in ((proc.stdout, self.out), (proc.stderr, self.err))]  # fmt: skip
+        for pump in self.pumps:
+            pump.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def events(self, name: str) -> list[dict]:
+        lines = bytes(self.out).split(b"\n")[:-1]  # only whole lines: the last may be half written
+        return [r for r in map(json.loads, lines) if r["event"] == name]
+
+    def wait_event(self, name: str, count: int = 1, timeout: float = 60) -> dict:
+        """The `count`th `name` record, once runjob has written it."""
+        assert wait_for(lambda: len(self.events(name)) >= count or self.proc.poll() is not None, timeout=timeout)
+        found = self.events(name)
+        assert len(found) >= count, f"runjob ended without {count} {name} record(s):\n{self.out.decode()}{self.err.decode()}"
+        return found[count - 1]
+
+    def finish(self, timeout: float = 60) -> Result:
+        self.proc.wait(timeout=timeout)
+        for pump in self.pumps:
+            pump.join(timeout)
+        done = subprocess.CompletedProcess(self.proc.args, self.proc.returncode, bytes(self.out), bytes(self.err))
+        return Result(done)
+
+
+def _pump(pipe, buf: bytearray) -> None:
+    for chunk in iter(lambda: pipe.read1(65536), b""):
+        buf.extend(chunk)
+    pipe.close()
+
+
+class Opens:
+    """Counts opens of one file through inotify: how a test sees another process try a lock
+    (a waiting runjob opens the lock file on every try) without guessing when it did."""
+
+    IN_OPEN = 0x20
+
+    def __init__(self, path: Path) -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self.fd >= 0 and libc.inotify_add_watch(self.fd, os.fsencode(path), self.IN_OPEN) >= 0, ctypes.get_errno()
+        self.count = 0
+
+    def seen(self) -> int:
+        import struct
+
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return self.count
+        at = 0
+        while at < len(data):  # struct inotify_event: wd, mask, cookie, len, then len bytes of name
+            _wd, mask, _cookie, size = struct.unpack_from("iIII", data, at)
+            self.count += bool(mask & self.IN_OPEN)
+            at += 16 + size
+        return self.count
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class HttpRecorder:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 
-from conftest import RUNJOB, finish, py, wait_for
+from conftest import HOLD, RUNJOB, finish, py
 
 REGISTRY = """
 [owners.ops]
@@ -50,24 +51,17 @@ def test_dry_run_reports_a_held_lock_and_a_missing_program(rj):
     rj.write('[jobs.x]\ncommand = ["./missing-tool"]\n')
     locks = rj.state / "locks"
     locks.mkdir(parents=True)
-    holder = subprocess.Popen(["flock", str(locks / "x.lock"), "sleep", "5"])
-    try:
-        assert wait_for(lambda: (locks / "x.lock").exists())
-        import time
-
-        time.sleep(0.2)
+    with open(locks / "x.lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # held by this test process until the file is closed
         r = rj.run("run", "x", "--dry-run")
-        plan = json.loads(r.out)
-        assert plan["lock_held"] is True and plan["executable_problem"].startswith("command not found")
-        assert r.code == 127
-    finally:
-        holder.kill()
-        holder.wait()
+    plan = json.loads(r.out)
+    assert plan["lock_held"] is True and plan["executable_problem"].startswith("command not found")
+    assert r.code == 127
 
 
 def test_run_flags(rj):
-    code = "import time; time.sleep(3)"
-    rj.write(f'[jobs.s]\ncommand = {py(code)}\n[jobs.p]\ncommand = ["echo", "{{v}}"]\n[jobs.p.params.v]\npattern = "[a-z]+"\n')
+    rj.write(f'[jobs.s]\ncommand = {py(HOLD, "started", "never-released")}\n'  # holds on until killed
+             '[jobs.p]\ncommand = ["echo", "{v}"]\n[jobs.p.params.v]\npattern = "[a-z]+"\n')  # fmt: skip
     r = rj.run("run", "s", "--timeout", "300ms")
     assert r.code == 124 and r.one("run.start")["timeout_s"] == 0.3
     r = rj.run("run", "p", "--param", "v=abc")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import finish, py, wait_for
+from conftest import HOLD, finish, py, wait_for
 
 TOUCH = py("open('ran', 'w')")
-SLEEP = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(2)"
 
 
 @pytest.mark.parametrize(
@@ -17,7 +16,7 @@ SLEEP = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(2)"
         (py("pass"), 0, "success"),
         (py("import sys; sys.exit(3)"), 3, "failure"),
         (py("import sys; sys.exit(255)"), 255, "failure"),
-        (py("import time; time.sleep(5)"), 124, "timeout"),
+        (py(HOLD, "started", "never-released"), 124, "timeout"),  # holds on until killed
         ('["/nonexistent/program"]', 127, "failure"),
         ('["no-such-program-anywhere"]', 127, "failure"),
         ('["./not-executable.sh"]', 126, "failure"),
@@ -27,7 +26,8 @@ SLEEP = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(2)"
 )
 def test_run_exit_codes(rj, command, expected, status):
     (rj.dir / "not-executable.sh").write_text("#!/bin/sh\necho hi\n")
-    rj.write(f'[jobs.x]\ncommand = {command}\ntimeout = "500ms"\n')
+    timeout = "500ms" if status == "timeout" else "1h"  # only the holding child may meet it, however slow a start
+    rj.write(f'[jobs.x]\ncommand = {command}\ntimeout = "{timeout}"\n')
     r = rj.run("x")
     assert r.code == expected, r.err
     end = r.one("run.end")
@@ -37,14 +37,16 @@ def test_run_exit_codes(rj, command, expected, status):
 
 
 def test_busy_codes(rj):
-    flag = rj.dir / "started"
+    flag, release = rj.dir / "started", rj.dir / "release"
     for on_busy, expected in (("skip", 0), ("fail", 75), ("wait", 75)):
         flag.unlink(missing_ok=True)
-        rj.write(f'[jobs.x]\ncommand = {py(SLEEP, str(flag))}\non_busy = "{on_busy}"\nwait = "200ms"\n')
+        release.unlink(missing_ok=True)
+        rj.write(f'[jobs.x]\ncommand = {py(HOLD, str(flag), str(release))}\non_busy = "{on_busy}"\nwait = "200ms"\n')
         first = rj.popen("x")
         assert wait_for(flag.exists)
-        assert rj.run("x").code == expected
-        finish(first)
+        assert rj.run("x").code == expected  # the first holds the lock until released
+        release.write_text("go")
+        assert finish(first).code == 0
 
 
 def test_usage_and_config_codes(rj):

@@ -7,9 +7,12 @@ import signal
 import sqlite3
 import time
 
-from conftest import Env, finish, py, wait_for
+from conftest import HOLD, HOLD_PID, Env, alive, finish, py, wait_for
 
-SLEEP = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(float(sys.argv[2]))"
+
+def holding(rj, name="started"):
+    """A command whose child marks `name` started and holds on until `release` exists."""
+    return py(HOLD, str(rj.dir / name), str(rj.dir / "release")), rj.dir / name, rj.dir / "release"
 
 
 def rows(rj) -> list[dict]:
@@ -19,18 +22,22 @@ def rows(rj) -> list[dict]:
 
 
 def test_a_row_is_written_at_start_and_finished_at_end(rj):
-    flag = rj.dir / "started"
-    rj.write(f'[jobs.s]\ncommand = {py(SLEEP, str(flag), "1")}\n[jobs.s.params.p]\npattern = "[a-z]+"\ndefault = "x"\n')
+    command, flag, release = holding(rj)
+    rj.write(f'[jobs.s]\ncommand = {command}\n[jobs.s.params.p]\npattern = "[a-z]+"\ndefault = "x"\n')
     proc = rj.popen("s", "p=abc", env={"RUNJOB_CORRELATION_ID": "corr-1"})
     assert wait_for(flag.exists)
+    held_from = time.monotonic()  # the child runs at least from here...
     (running,) = rows(rj)
     assert running["status"] == "running" and running["ended_at"] is None
+    held_for = time.monotonic() - held_from  # ...to here: a lower bound of its duration, whatever the load
+    release.write_text("go")
     r = finish(proc)
     (done,) = rows(rj)
     assert done["status"] == "success" and done["exit_code"] == 0 and done["attempts"] == 1
     assert done["run_id"] == r.one("run.end")["run_id"] and done["correlation_id"] == "corr-1"
     assert done["params"] == {"p": "abc"} and done["pid"] == proc.pid and done["host"]
-    assert done["duration_s"] >= 1 and done["started_at"] < done["ended_at"] and done["lock_key"] == "s"
+    assert done["duration_s"] >= round(held_for, 3) - 0.001 and done["started_at"] < done["ended_at"]
+    assert done["lock_key"] == "s" and done["duration_s"] == r.one("run.end")["duration_s"]
 
 
 def test_failure_row_keeps_the_stderr_tail(rj):
@@ -42,13 +49,15 @@ def test_failure_row_keeps_the_stderr_tail(rj):
 
 
 def test_a_run_whose_runjob_died_shows_as_crashed(rj):
-    flag = rj.dir / "started"
-    rj.write(f'[jobs.s]\ncommand = {py(SLEEP, str(flag), "0.5")}\nmax_age = "1h"\n')
+    pidfile, release = rj.dir / "child.pid", rj.dir / "release"
+    rj.write(f'[jobs.s]\ncommand = {py(HOLD_PID, str(pidfile), str(release))}\nmax_age = "1h"\n')
     proc = rj.popen("s")
-    assert wait_for(flag.exists)
+    assert wait_for(pidfile.exists)
+    child = int(pidfile.read_text())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(0.8)  # the child finishes on its own
+    release.write_text("go")  # the child finishes on its own
+    assert wait_for(lambda: not alive(child))
     (row,) = rows(rj)
     assert row["status"] == "crashed"
     assert json.loads(rj.run("history", "--status", "crashed", "--json").out)[0]["run_id"] == row["run_id"]
@@ -78,11 +87,12 @@ def test_first_runs_create_the_store_together(tmp_path):
 
 
 def test_skipped_runs_are_recorded_as_skipped(rj):
-    flag = rj.dir / "started"
-    rj.write(f'[jobs.s]\ncommand = {py(SLEEP, str(flag), "1")}\n')
+    command, flag, release = holding(rj)
+    rj.write(f"[jobs.s]\ncommand = {command}\n")
     proc = rj.popen("s")
     assert wait_for(flag.exists)
     assert rj.run("s").code == 0
+    release.write_text("go")
     finish(proc)
     assert sorted(r["status"] for r in rows(rj)) == ["skipped", "success"]
 
@@ -145,15 +155,16 @@ def test_corrupt_history_is_a_clear_error_and_nothing_runs(rj):
 
 
 def test_status_shows_last_run_next_due_stale_and_locks(rj):
-    flag = rj.dir / "started"
+    command, flag, release = holding(rj)
     rj.write(f'[jobs.ok]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n'
              f'[jobs.never]\ncommand = ["true"]\nmax_age = "1h"\n'
-             f'[jobs.busy]\ncommand = {py(SLEEP, str(flag), "2")}\nlock_key = "b.{{k}}"\n'
+             f'[jobs.busy]\ncommand = {command}\nlock_key = "b.{{k}}"\n'
              f'[jobs.busy.params.k]\npattern = "[a-z]+"\n')  # fmt: skip
     rj.run("ok")
     proc = rj.popen("busy", "k=acme")
     assert wait_for(flag.exists)
     status = {s["job"]: s for s in json.loads(rj.run("status", "--json").out)}
+    release.write_text("go")
     finish(proc)
     ok = status["ok"]
     assert ok["status"] == "success" and ok["stale"] is False and ok["last_success_at"] and ok["duration_s"] >= 0
@@ -169,24 +180,28 @@ def test_stale_watchdog(rj):
              '[jobs.never]\ncommand = ["false"]\nmax_age = "1h"\n[jobs.free]\ncommand = ["true"]\n')  # fmt: skip
     for job in ("fresh", "late", "never", "free"):
         rj.run(job)
-    time.sleep(1.2)
+    db = sqlite3.connect(rj.state / "history.sqlite3")  # late's success, made ten seconds old
+    db.execute("UPDATE runs SET started = started - 10, ended = ended - 10 WHERE job = 'late'")
+    db.commit()
+    db.close()
     r = rj.run("stale")
     assert r.code == 1
     stale = {rec["job"]: rec for rec in r.events("job.stale")}
     assert set(stale) == {"late", "never"}
-    assert stale["never"]["reason"] == "never succeeded" and stale["late"]["age_s"] > 1
+    assert stale["never"]["reason"] == "never succeeded" and stale["late"]["age_s"] >= 10
     assert stale["late"]["level"] == "error" and stale["late"]["max_age_s"] == 1.0
     rj.write('[jobs.fresh]\ncommand = ["true"]\nmax_age = "1h"\n')
     assert rj.run("stale").code == 0
 
 
 def test_locks_command(rj):
-    flag = rj.dir / "started"
-    rj.write(f'[jobs.s]\ncommand = {py(SLEEP, str(flag), "1.5")}\n')
+    command, flag, release = holding(rj)
+    rj.write(f"[jobs.s]\ncommand = {command}\n")
     assert json.loads(rj.run("locks", "--json").out) == []
     proc = rj.popen("s")
     assert wait_for(flag.exists)
     (held,) = json.loads(rj.run("locks", "--json").out)
+    release.write_text("go")
     r = finish(proc)
     assert held["lock_key"] == "s" and held["pid"] == proc.pid and held["job"] == "s"
     assert held["run_id"] == r.one("run.start")["run_id"] and held["since"]

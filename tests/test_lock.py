@@ -5,27 +5,23 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
-from conftest import HOLD, PY, alive, finish, py, wait_for
+from conftest import HOLD, HOLD_PID, PY, Opens, alive, finish, py, race, wait_for
 
-SLEEPER = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(float(sys.argv[2]))"
+from runjob.lock import held_locks, is_held
 
 
-def sleeper_job(rj, name="s", seconds="1.5", extra="", params=""):
-    pidfile = rj.dir / f"{name}.pid"
-    rj.write(f'[jobs.{name}]\ncommand = {py(SLEEPER, str(pidfile), seconds)}\n{extra}\n{params}')
-    return pidfile
+def holding_job(rj, name="s", extra="", params=""):
+    """A job whose child writes its pid to `NAME.pid` and holds on until `release` exists."""
+    pidfile, release = rj.dir / f"{name}.pid", rj.dir / "release"
+    rj.write(f"[jobs.{name}]\ncommand = {py(HOLD_PID, str(pidfile), str(release))}\n{extra}\n{params}")
+    return pidfile, release
 
 
 def test_two_concurrent_runs_of_one_key_only_one_runs(rj):
     release = rj.dir / "release"
     rj.write(f"[jobs.s]\ncommand = {py(HOLD, str(rj.dir / 'started'), str(release))}\n")
-    procs = [rj.popen("s") for _ in range(2)]
-    # The winner holds the lock until the other launch has exited: no timing guesses.
-    assert wait_for(lambda: sum(p.poll() is not None for p in procs) == 1, timeout=30)
-    release.write_text("go")
-    results = [finish(p) for p in procs]
+    results = race([rj.popen("s") for _ in range(2)], release)
     assert [r.code for r in results] == [0, 0]
     ran = [r for r in results if r.events("run.end")]
     busy = [r for r in results if r.events("lock.busy")]
@@ -51,49 +47,83 @@ def test_different_params_run_in_parallel(rj):
 
 
 def test_on_busy_fail_exits_75(rj):
-    pidfile = sleeper_job(rj, seconds="2", extra='on_busy = "fail"')
+    pidfile, release = holding_job(rj, extra='on_busy = "fail"')
     first = rj.popen("s")
     assert wait_for(pidfile.exists)
     r = rj.run("s")
     assert r.code == 75 and r.one("lock.busy")["on_busy"] == "fail"
+    release.write_text("go")
     assert finish(first).code == 0
 
 
-def test_on_busy_wait_gets_the_lock_or_gives_up(rj):
-    pidfile = sleeper_job(rj, seconds="0.8", extra='on_busy = "wait"\nwait = "5s"')
+def test_on_busy_wait_gets_the_lock_once_it_is_free(rj):
+    pidfile, release = holding_job(rj, extra='on_busy = "wait"\nwait = "1h"')
     first = rj.popen("s")
     assert wait_for(pidfile.exists)
-    r = rj.run("s")  # waits for the first to finish, then runs
-    assert r.code == 0 and r.events("run.end")
-    assert finish(first).code == 0
-    sleeper_job(rj, seconds="3", extra='on_busy = "wait"\nwait = "300ms"')
+    opens = Opens(rj.state / "locks" / "s.lock")
+    try:
+        second = rj.popen("s")
+        # Two opens of the lock file: the second run has tried and failed at least once, so
+        # it is waiting, not merely late. Only then is the first one released.
+        assert wait_for(lambda: opens.seen() >= 2, timeout=30)
+    finally:
+        opens.close()
+    assert second.poll() is None
+    first_child = int(pidfile.read_text())
     pidfile.unlink()
+    release.write_text("go")
+    assert finish(first).code == 0
+    r = finish(second)  # it got the lock when the first ended, and ran its own child
+    assert r.code == 0 and r.one("run.end")["status"] == "success" and not r.events("lock.busy")
+    assert int(pidfile.read_text()) != first_child
+
+
+def test_on_busy_wait_gives_up_after_its_wait(rj):
+    pidfile, release = holding_job(rj, extra='on_busy = "wait"\nwait = "300ms"')
     first = rj.popen("s")
     assert wait_for(pidfile.exists)
-    started = time.monotonic()
-    r = rj.run("s")
-    assert r.code == 75 and r.one("lock.busy")["on_busy"] == "wait"
-    assert 0.25 < time.monotonic() - started < 2.5
-    first.kill()
-    first.wait()
+    r = rj.run("s")  # the lock stays held throughout: only giving up can end this run
+    assert r.code == 75 and r.one("lock.busy")["on_busy"] == "wait" and not r.events("run.start")
+    assert first.poll() is None
+    release.write_text("go")
+    assert finish(first).code == 0
 
 
-def test_lock_is_held_across_retries(rj):
-    code = "import sys, time; time.sleep(0.3); sys.exit(1)"
-    rj.write(f'[jobs.r]\ncommand = {py(code)}\nretry = {{ attempts = 3, delay = "300ms" }}\non_busy = "fail"\n')
+# Each attempt marks itself started, holds on until its own release file exists, and fails.
+ATTEMPT = ("import os, sys, time\nn = os.environ['RUNJOB_ATTEMPT']\nopen(sys.argv[1] + n, 'w').close()\n"
+           "end = time.time() + 60\n"
+           "while not os.path.exists(sys.argv[2] + n) and time.time() < end: time.sleep(0.02)\nsys.exit(1)\n")
+
+
+def test_lock_is_held_during_every_attempt(rj):
+    started, release = rj.dir / "started-", rj.dir / "release-"
+    rj.write(f'[jobs.r]\ncommand = {py(ATTEMPT, str(started), str(release))}\n'
+             f'retry = {{ attempts = 3, delay = "0s" }}\non_busy = "fail"\n')  # fmt: skip
     first = rj.popen("r")
-    time.sleep(0.1)
-    seen_busy = 0
-    while first.poll() is None:
-        r = rj.run("r")
-        seen_busy += r.code == 75
-        time.sleep(0.1)
-    assert finish(first).code == 1
-    assert seen_busy >= 3  # every probe, during attempts and during backoff, found the lock held
+    for n in "123":
+        assert wait_for(lambda: os.path.exists(f"{started}{n}"))
+        assert rj.run("r").code == 75, f"the lock was free during attempt {n}"
+        open(f"{release}{n}", "w").close()
+    r = finish(first)
+    assert r.code == 1 and r.one("run.end")["attempts"] == 3
+
+
+def test_lock_is_held_during_the_backoff(rj):
+    started, release = rj.dir / "started-", rj.dir / "release-"
+    rj.write(f'[jobs.r]\ncommand = {py(ATTEMPT, str(started), str(release))}\n'
+             f'retry = {{ attempts = 2, delay = "1h", max_delay = "1h" }}\non_busy = "fail"\n')  # fmt: skip
+    first = rj.live("r")
+    assert wait_for(lambda: os.path.exists(f"{started}1"))
+    open(f"{release}1", "w").close()
+    assert first.wait_event("run.attempt")["retry_in_s"] == 3600.0  # now waiting to retry
+    assert rj.run("r").code == 75, "the lock was free during the backoff"
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.finish().code == 143
+    assert not is_held(str(rj.state / "locks" / "r.lock"))  # released at the end of the run
 
 
 def test_sigkill_of_runjob_keeps_the_lock_until_the_child_exits(rj):
-    pidfile = sleeper_job(rj, seconds="2", extra='on_busy = "fail"')
+    pidfile, release = holding_job(rj, extra='on_busy = "fail"')
     first = rj.popen("s")
     assert wait_for(pidfile.exists)
     child = int(pidfile.read_text())
@@ -102,13 +132,14 @@ def test_sigkill_of_runjob_keeps_the_lock_until_the_child_exits(rj):
     assert alive(child)
     r = rj.run("s")
     assert r.code == 75, "a second run overlapped a live child"
+    release.write_text("go")
     assert wait_for(lambda: not alive(child), timeout=10)
     r = rj.run("s")
     assert r.code == 0 and r.events("run.end")
 
 
 def test_lock_file_left_by_a_crashed_run_never_blocks(rj):
-    sleeper_job(rj, seconds="0")
+    rj.write('[jobs.s]\ncommand = ["true"]\n')
     locks = rj.state / "locks"
     locks.mkdir(parents=True)
     (locks / "s.lock").write_text('{"pid": 999999, "run_id": "dead"}')
@@ -117,23 +148,23 @@ def test_lock_file_left_by_a_crashed_run_never_blocks(rj):
 
 
 def test_lock_holder_is_written_for_others_to_see(rj):
-    pidfile = sleeper_job(rj, seconds="1.5")
+    pidfile, release = holding_job(rj)
     first = rj.popen("s")
     assert wait_for(pidfile.exists)
-    from runjob.lock import held_locks
-
     held = held_locks(str(rj.state / "locks"))
     assert len(held) == 1 and held[0]["lock_key"] == "s" and held[0]["pid"] == first.pid
+    release.write_text("go")
     assert finish(first).code == 0
     assert held_locks(str(rj.state / "locks")) == []
 
 
 def test_flock_command_sees_the_same_lock(rj):
     """Interoperability: `flock(1)` on the lock file is blocked while runjob runs."""
-    pidfile = sleeper_job(rj, seconds="1.5")
+    pidfile, release = holding_job(rj)
     first = rj.popen("s")
     assert wait_for(pidfile.exists)
     probe = subprocess.run(["flock", "-n", str(rj.state / "locks" / "s.lock"), "true"])
     assert probe.returncode == 1
+    release.write_text("go")
     assert finish(first).code == 0
     assert PY and os.path.exists(rj.state / "locks" / "s.lock")

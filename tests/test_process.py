@@ -3,98 +3,149 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
-from conftest import alive, finish, py, wait_for
+from conftest import HOLD, PY, alive, finish, py, ready_within_timeout, wait_for
 
-# The child starts a grandchild (same process group), records both pids, then sleeps.
+# The child starts a grandchild (same process group), then writes both pids (whole: aside,
+# then renamed) and holds on until the release file exists. Its SIGTERM handling by mode:
+# "default" dies, "ignore" ignores it (the grandchild inherits that), "note" writes
+# TERM to PIDS.term and goes on holding.
 FAMILY = (
-    "import os, subprocess, sys, time, signal\n"
-    "if len(sys.argv) > 2: signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "import os, signal, subprocess, sys, time\n"
+    "pids, release, mode = sys.argv[1:4]\n"
+    "if mode == 'ignore': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "if mode == 'note': signal.signal(signal.SIGTERM, lambda *a: open(pids + '.term', 'a').write('TERM'))\n"
     "g = subprocess.Popen(['sleep', '60'])\n"
-    "open(sys.argv[1], 'w').write('%d %d' % (os.getpid(), g.pid))\n"
-    "time.sleep(60)\n"
+    "open(pids + '.tmp', 'w').write('%d %d' % (os.getpid(), g.pid))\n"
+    "os.rename(pids + '.tmp', pids)\n"
+    "end = time.time() + 60\n"
+    "while not os.path.exists(release) and time.time() < end: time.sleep(0.02)\n"
 )
 
 
-def family_job(rj, extra, ignore_term=False):
-    pids = rj.dir / "pids"
-    args = [str(pids)] + (["ignore"] if ignore_term else [])
-    rj.write(f"[jobs.f]\ncommand = {py(FAMILY, *args)}\n{extra}\n")
-    return pids
+def family_job(rj, extra, mode="default"):
+    pids, release = rj.dir / "pids", rj.dir / "release"
+    rj.write(f"[jobs.f]\ncommand = {py(FAMILY, str(pids), str(release), mode)}\n{extra}\n")
+    return pids, release
+
+
+def family(pids):
+    return tuple(map(int, pids.read_text().split()))
+
+
+def gone(pids):
+    return wait_for(lambda: not any(alive(pid) for pid in family(pids)), timeout=10)
 
 
 def test_timeout_kills_child_and_grandchild_exit_124(rj):
-    pids = family_job(rj, 'timeout = "1s"\nkill_grace = "6s"')
-    started = time.monotonic()
-    r = rj.run("f")
-    elapsed = time.monotonic() - started
+    pids = rj.dir / "pids"
+
+    def attempt(timeout):
+        family_job(rj, f'timeout = "{timeout}"\nkill_grace = "1h"')
+        return rj.run("f")  # with an hour of grace, ending at all means SIGTERM alone ended it
+
+    r = ready_within_timeout(pids, attempt)
     assert r.code == 124
     end = r.one("run.end")
     assert end["status"] == "timeout" and end["exit_code"] == 124 and end["level"] == "error"
     assert r.one("run.attempt")["status"] == "timeout"
-    child, grandchild = map(int, pids.read_text().split())
-    assert wait_for(lambda: not alive(child) and not alive(grandchild), timeout=5)
-    assert elapsed < 5.5, "SIGTERM alone should have ended it well before the grace ran out"
+    assert gone(pids)
 
 
 def test_child_ignoring_sigterm_is_killed_after_grace(rj):
-    pids = family_job(rj, 'timeout = "500ms"\nkill_grace = "1s"', ignore_term=True)
-    started = time.monotonic()
-    r = rj.run("f")
-    elapsed = time.monotonic() - started
-    assert r.code == 124
-    assert 1.4 <= elapsed < 5
-    child, grandchild = map(int, pids.read_text().split())
-    assert wait_for(lambda: not alive(child) and not alive(grandchild), timeout=5)
+    pids = rj.dir / "pids"
+
+    def attempt(timeout):
+        family_job(rj, f'timeout = "{timeout}"\nkill_grace = "200ms"', "ignore")
+        return rj.run("f")
+
+    r = ready_within_timeout(pids, attempt)
+    assert r.code == 124 and r.one("run.end")["status"] == "timeout"
+    assert gone(pids)  # the child and the grandchild both ignored SIGTERM: SIGKILL ended them
+
+
+def test_kill_grace_is_waited_out_after_a_timeout(rj):
+    pids = rj.dir / "pids"
+    term = rj.dir / "pids.term"
+
+    def attempt(timeout):
+        term.unlink(missing_ok=True)
+        _, release = family_job(rj, f'timeout = "{timeout}"\nkill_grace = "1h"', "note")
+        proc = rj.popen("f")
+        assert wait_for(lambda: (term.exists() and pids.exists()) or proc.poll() is not None, timeout=90)
+        if pids.exists():
+            # SIGTERM came and was noted; within the hour of grace nothing may kill the child.
+            assert proc.poll() is None and alive(family(pids)[0])
+            release.write_text("go")
+        return finish(proc)
+
+    r = ready_within_timeout(pids, attempt)
+    assert r.code == 124 and r.one("run.end")["status"] == "timeout"
+    assert term.read_text() == "TERM" and gone(pids)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_to_runjob_is_forwarded_and_exits_128_plus_n(rj, sig):
-    pids = family_job(rj, 'timeout = "30s"\nkill_grace = "2s"')
+    pids, _ = family_job(rj, 'timeout = "1h"\nkill_grace = "1h"')
     proc = rj.popen("f")
     assert wait_for(pids.exists)
-    time.sleep(0.1)
     proc.send_signal(sig)
     r = finish(proc)
     assert r.code == 128 + sig
     end = r.one("run.end")
     assert end["status"] == "killed" and end["exit_code"] == 128 + sig
-    child, grandchild = map(int, pids.read_text().split())
-    assert wait_for(lambda: not alive(child) and not alive(grandchild), timeout=5)
+    assert gone(pids)
 
 
 def test_forwarded_signal_then_sigkill_after_grace(rj):
-    pids = family_job(rj, 'timeout = "30s"\nkill_grace = "700ms"', ignore_term=True)
+    pids, _ = family_job(rj, 'timeout = "1h"\nkill_grace = "200ms"', "ignore")
     proc = rj.popen("f")
     assert wait_for(pids.exists)
-    started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     r = finish(proc)
-    assert r.code == 143 and 0.6 <= time.monotonic() - started < 4
-    child, grandchild = map(int, pids.read_text().split())
-    assert wait_for(lambda: not alive(child) and not alive(grandchild), timeout=5)
+    assert r.code == 143 and r.one("run.end")["status"] == "killed"
+    assert gone(pids)
+
+
+def test_forwarded_signal_waits_out_the_grace(rj):
+    pids, release = family_job(rj, 'timeout = "1h"\nkill_grace = "1h"', "note")
+    term = rj.dir / "pids.term"
+    proc = rj.popen("f")
+    assert wait_for(pids.exists)
+    proc.send_signal(signal.SIGTERM)
+    assert wait_for(term.exists)  # forwarded to the child...
+    assert proc.poll() is None and alive(family(pids)[0])  # ...which may finish within its grace
+    release.write_text("go")
+    r = finish(proc)
+    assert r.code == 143 and r.one("run.end")["status"] == "killed"
+    assert gone(pids)
 
 
 def test_signal_during_backoff_ends_the_run(rj):
-    rj.write(f'[jobs.r]\ncommand = {py("import sys; sys.exit(1)")}\nretry = {{ attempts = 5, delay = "20s" }}\n')
-    proc = rj.popen("r")
-    time.sleep(1.0)
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    r = finish(proc)
-    assert r.code == 143 and time.monotonic() - started < 2
-    assert r.one("run.end")["status"] == "killed" and len(r.events("run.attempt")) == 1
+    attempts = rj.dir / "attempts"
+    code = "import sys; open(sys.argv[1], 'a').write('x'); sys.exit(1)"
+    rj.write(f'[jobs.r]\ncommand = {py(code, str(attempts))}\n'
+             f'retry = {{ attempts = 5, delay = "1h", max_delay = "1h" }}\n')  # fmt: skip
+    proc = rj.live("r")
+    assert proc.wait_event("run.attempt")["retry_in_s"] == 3600.0  # in the backoff now
+    proc.proc.send_signal(signal.SIGTERM)
+    r = proc.finish()  # an hour of backoff: ending at all means the signal cut it short
+    assert r.code == 143 and r.one("run.end")["status"] == "killed"
+    assert len(r.events("run.attempt")) == 1 and attempts.read_text() == "x"
 
 
 def test_daemon_holding_the_pipe_does_not_hang_runjob(rj):
-    code = "import subprocess; subprocess.Popen(['sleep', '30'], start_new_session=True); print('bye')"
-    rj.write(f'[jobs.d]\ncommand = {py(code)}\ntimeout = "20s"\n')
-    started = time.monotonic()
-    r = rj.run("d", timeout=15)
+    daemon_pid, release = rj.dir / "daemon.pid", rj.dir / "release"
+    code = ("import subprocess, sys; d = subprocess.Popen(sys.argv[1:], start_new_session=True); "
+            "open(sys.argv[-2] + '.pid', 'w').write(str(d.pid)); print('bye')")  # fmt: skip
+    rj.write(f'[jobs.d]\ncommand = {py(code, PY, "-c", HOLD, str(rj.dir / "daemon"), str(release))}\ntimeout = "1h"\n')
+    r = rj.run("d", timeout=30)  # the daemon holds runjob's pipes until released: only runjob can end this
     assert r.code == 0 and r.one("run.output")["line"] == "bye"
-    assert time.monotonic() - started < 3
+    daemon = int(daemon_pid.read_text())
+    assert alive(daemon)
+    release.write_text("go")
+    assert wait_for(lambda: not alive(daemon))
 
 
 def test_child_killed_by_a_signal_exits_128_plus_n(rj):

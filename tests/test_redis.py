@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
-from conftest import HOLD, Env, finish, py, q, wait_for
+from conftest import HOLD, Env, finish, py, q, race, wait_for
 
 pytestmark = pytest.mark.redis
 
-SLEEP = "import sys, time; open(sys.argv[1], 'a').write('x'); time.sleep(float(sys.argv[2]))"
 
-
-def registry(env: Env, url: str, seconds: str = "1.5", extra: str = "", defaults: str = "") -> None:
-    flag = env.dir / "started"
+def registry(env: Env, url: str, extra: str = "", defaults: str = "") -> Path:
+    """Job `s` under a Redis lock; its child marks `started` and holds on until the returned
+    release file exists (created up front: the child ends at once)."""
+    flag, release = env.dir / "started", env.dir / "release"
     env.write(f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(url)}\n{defaults}\n"
-              f"[jobs.s]\ncommand = {py(SLEEP, str(flag), seconds)}\n{extra}\n")  # fmt: skip
+              f"[jobs.s]\ncommand = {py(HOLD, str(flag), str(release))}\n{extra}\n")  # fmt: skip
+    return release
+
+
+def renewals(client, key: str, count: int) -> bool:
+    """Wait until the key's TTL has been seen reset `count` times (each renewal raises it)."""
+    seen, last = 0, client.pttl(key)
+    while seen < count:
+        ttl = client.pttl(key)
+        if ttl < 0:
+            return False  # expired or gone
+        seen += ttl > last
+        last = ttl
+        time.sleep(0.01)  # polling interval, not a wait for something to happen
+    return True
 
 
 def test_two_hosts_twenty_launches_exactly_one_runs(redis_server, tmp_path):
@@ -26,11 +41,7 @@ def test_two_hosts_twenty_launches_exactly_one_runs(redis_server, tmp_path):
         env.dir.mkdir()
         env.write(f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(redis_server.url)}\n"
                   f"[jobs.s]\ncommand = {py(HOLD, str(tmp_path / 'started'), str(release))}\n")  # fmt: skip
-    procs = [env.popen("s") for _ in range(20) for env in hosts]
-    # The winner holds the lock until every other launch has finished: no timing guesses.
-    assert wait_for(lambda: sum(p.poll() is not None for p in procs) == len(procs) - 1, timeout=90)
-    release.write_text("go")
-    results = [finish(p) for p in procs]
+    results = race([env.popen("s") for _ in range(20) for env in hosts], release)
     assert all(r.code == 0 for r in results), [r.err for r in results if r.code]
     ran = [r for r in results if r.events("run.end")]
     busy = [r for r in results if r.events("lock.busy")]
@@ -41,19 +52,22 @@ def test_two_hosts_twenty_launches_exactly_one_runs(redis_server, tmp_path):
 
 
 def test_renewal_keeps_a_long_job_locked_past_its_ttl(redis_server, rj):
-    registry(rj, redis_server.url, seconds="3", extra='lock_ttl = "1s"\non_busy = "fail"')
+    release = registry(rj, redis_server.url, extra='lock_ttl = "3s"\non_busy = "fail"')
     first = rj.popen("s")
     assert wait_for(lambda: (rj.dir / "started").exists())
-    time.sleep(1.8)  # past the TTL: only renewal keeps the key
-    assert 0 < redis_server.client().pttl("runjob:lock:s") <= 1000
+    client = redis_server.client()
+    # Renewal comes every third of the TTL: three renewals seen, the key has outlived its first TTL.
+    assert renewals(client, "runjob:lock:s", 3)
+    assert 0 < client.pttl("runjob:lock:s") <= 3000
     r = rj.run("s")
     assert r.code == 75 and r.one("lock.busy")["holder_pid"] == first.pid
+    release.write_text("go")
     assert finish(first).code == 0
 
 
 def test_lost_lock_kills_the_job_by_default(redis_server, rj):
-    registry(rj, redis_server.url, seconds="10", extra='lock_ttl = "1s"\nkill_grace = "1s"')
-    proc = rj.popen("s")
+    release = registry(rj, redis_server.url, extra='lock_ttl = "1s"\nkill_grace = "1s"')
+    proc = rj.popen("s")  # its child holds on until killed: only the lost lock can end this run
     assert wait_for(lambda: (rj.dir / "started").exists())
     redis_server.stop()
     r = finish(proc, timeout=30)
@@ -62,23 +76,25 @@ def test_lost_lock_kills_the_job_by_default(redis_server, rj):
     end = r.one("run.end")
     assert r.code == 143 and end["status"] == "killed" and "lock lost" in end["error"]
     redis_server.start()  # recovery: the next run takes the lock again
-    rj.write(rj.config.read_text().replace('"10"', '"0"'))
+    release.write_text("go")
     assert rj.run("s").one("run.end")["status"] == "success"
 
 
 def test_lost_lock_with_continue_lets_the_job_finish(redis_server, rj):
-    registry(rj, redis_server.url, seconds="2.5", extra='lock_ttl = "3s"\non_lock_lost = "continue"')
-    proc = rj.popen("s")
+    release = registry(rj, redis_server.url, extra='lock_ttl = "3s"\non_lock_lost = "continue"')
+    proc = rj.live("s")
     assert wait_for(lambda: (rj.dir / "started").exists())
     redis_server.client().delete("runjob:lock:s")  # as after a restart without persistence
-    r = finish(proc, timeout=30)
+    assert proc.wait_event("lock.lost")["on_lock_lost"] == "continue"
+    assert proc.proc.poll() is None  # the job goes on...
+    release.write_text("go")
+    r = proc.finish(timeout=30)  # ...and finishes as it would have
     assert r.code == 0 and r.one("run.end")["status"] == "success"
-    assert r.one("lock.lost")["on_lock_lost"] == "continue"
 
 
 @pytest.mark.parametrize("policy, code, ran", [("fail", 75, False), ("skip", 0, False), ("local", 0, True)])
 def test_redis_unreachable_at_start(rj, policy, code, ran):
-    registry(rj, "redis://127.0.0.1:9/0", seconds="0", defaults=f'lock_unavailable = "{policy}"')
+    registry(rj, "redis://127.0.0.1:9/0", defaults=f'lock_unavailable = "{policy}"').write_text("go")
     r = rj.run("s")
     assert r.code == code
     rec = r.one("lock.unavailable")
@@ -92,7 +108,7 @@ def test_password_comes_from_the_environment(tmp_path_factory, rj):
 
     server = RedisServer(tmp_path_factory.mktemp("redis"), password="s3cret-pw")
     try:
-        registry(rj, server.url, seconds="0", defaults='lock_password_env = "REDIS_PW"')
+        registry(rj, server.url, defaults='lock_password_env = "REDIS_PW"').write_text("go")
         assert rj.run("s", env={"REDIS_PW": "s3cret-pw"}).one("run.end")["status"] == "success"
         r = rj.run("s", env={"REDIS_PW": "wrong"})
         assert r.code == 75 and "s3cret-pw" not in r.out + r.err
@@ -106,11 +122,12 @@ def test_password_comes_from_the_environment(tmp_path_factory, rj):
 
 
 def test_locks_and_status_show_redis_held_locks(redis_server, rj):
-    registry(rj, redis_server.url, seconds="2")
+    release = registry(rj, redis_server.url)
     proc = rj.popen("s")
     assert wait_for(lambda: (rj.dir / "started").exists())
     (held,) = json.loads(rj.run("locks", "--json").out)
     status = {s["job"]: s for s in json.loads(rj.run("status", "--json").out)}
+    release.write_text("go")
     r = finish(proc)
     assert held["lock_key"] == "s" and held["backend"] == redis_server.url and held["pid"] == proc.pid
     assert held["run_id"] == r.one("run.start")["run_id"] and held["host"] and held["ttl_s"] > 0
@@ -118,9 +135,18 @@ def test_locks_and_status_show_redis_held_locks(redis_server, rj):
 
 
 def test_on_busy_wait_with_redis(redis_server, rj):
-    registry(rj, redis_server.url, seconds="0.8", extra='on_busy = "wait"\nwait = "5s"')
+    release = registry(rj, redis_server.url, extra='on_busy = "wait"\nwait = "1h"')
     first = rj.popen("s")
     assert wait_for(lambda: (rj.dir / "started").exists())
-    r = rj.run("s")
-    assert r.code == 0 and r.one("run.end")["status"] == "success"
+    client = redis_server.client()
+    tries = client.info("commandstats")["cmdstat_set"]["calls"]
+    second = rj.popen("s")
+    # Two more SET NX: the second run has tried and failed at least once, so it is waiting.
+    assert wait_for(lambda: client.info("commandstats")["cmdstat_set"]["calls"] >= tries + 2, timeout=30)
+    assert second.poll() is None
+    (rj.dir / "started").unlink()
+    release.write_text("go")
     assert finish(first).code == 0
+    r = finish(second)
+    assert r.code == 0 and r.one("run.end")["status"] == "success" and not r.events("lock.busy")
+    assert (rj.dir / "started").read_text() == "x"  # it ran its own child once it had the lock

@@ -294,10 +294,15 @@ def test_add_refuses_a_broken_registry(rj):
 def test_single_file_build_runs_with_plain_python(tmp_path):
     if not Path("/usr/bin/python3").exists():
         pytest.skip("no system python3")
-    build = subprocess.run([str(ROOT / "tools" / "build-pyz")], capture_output=True, text=True,
+    checkout = tmp_path / "checkout"  # a copy: the build writes build/ and dist/ beside it, not in the tree
+    for tree in ("src", "tools"):
+        shutil.copytree(ROOT / tree, checkout / tree, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, checkout / name)
+    build = subprocess.run([str(checkout / "tools" / "build-pyz")], capture_output=True, text=True,
                            env=os.environ | {"PYTHON": PY}, timeout=600)  # fmt: skip
     assert build.returncode == 0, build.stderr
-    pyz = ROOT / "dist" / "runjob.pyz"
+    pyz = checkout / "dist" / "runjob.pyz"
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no venv: only the system's python3
     version = subprocess.run([str(pyz), "--version"], capture_output=True, text=True, env=clean)
     assert version.returncode == 0 and version.stdout.startswith("runjob ")
