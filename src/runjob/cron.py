@@ -197,7 +197,7 @@ def _first_in_stretch(text: str, fixed: bool, z: tzinfo, low: datetime, offset: 
 
     for wall in CronSim(text, low):
         # A fixed time whose first pass is already behind us is a second pass of a repeated hour: skip it.
-        if not fixed or wall.replace(tzinfo=z, fold=0) > start:
+        if not fixed or wall.replace(tzinfo=z, fold=0).astimezone(timezone.utc) >= start:
             return (wall - offset).replace(tzinfo=timezone.utc)
     return None
 
