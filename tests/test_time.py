@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import q
 from cronsim import CronSim
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runjob import cron
@@ -282,6 +282,8 @@ def _minutes(start: datetime, end: datetime, cap: int) -> list[datetime]:
 
 
 @settings(max_examples=100, deadline=None)
+@example("0 0 12 * * 1")
+@example("*/30 * * * * *")
 @given(st.text(st.sampled_from("0123456789*/,- "), min_size=1, max_size=30))
 def test_problem_never_raises_and_refuses_six_fields(expr):
     found = cron.problem(expr)
