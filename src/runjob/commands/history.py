@@ -108,7 +108,16 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
         "next_due": due[0].isoformat() if due else None,
         "stale": None if job.max_age is None else stale is not None,
         "locks": watchdog.held_by(job, held),
-    }
+    } | _last_claim(job)
+
+
+def _last_claim(job: config.Job) -> dict[str, Any]:
+    """For a Redis-backed scheduled job: the last occurrence a fleet's tick claimed, and by which host and run."""
+    if not (job.lock_backend and job.schedule):
+        return {}
+    from runjob import claims
+
+    return {"last_claim": claims.last_claim(job.lock_backend, job.lock_password_env, job.name)}
 
 
 def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:

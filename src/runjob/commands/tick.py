@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from runjob import atomic, config, cron
 from runjob.errors import InternalError
 from runjob.lock import exclusive
-from runjob.logs import JsonSink, Records, new_run_id
+from runjob.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.schedule import Entry, entries
 
 TYPE_CHECKING = False
@@ -53,9 +53,10 @@ def tick(config_path: str | None, now: float | None = None) -> int:
         due = [] if already else _due(entries(registry), minute, since, repeated)
         if not replay and not already:
             _save(state_dir, minute, max(high or minute, minute))
-    started = [_start(registry.path, entry, reason) for entry, reason in due]
+    records = Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
+    started = [_start(registry.path, entry, reason, run_id) for entry, reason, run_id in _claimed(due, records)]
     note = " (this minute was already ticked)" if already else " (repeated time: the clock went back)" if repeated else ""
-    Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")).emit(
+    records.emit(
         "tick",
         f"tick {minute:%Y-%m-%d %H:%M}: started {len(started)} job(s){note}",
         minute=minute.isoformat(),
@@ -64,28 +65,66 @@ def tick(config_path: str | None, now: float | None = None) -> int:
     return 0
 
 
-def _due(scheduled: list[Entry], minute: datetime, since: datetime | None, repeated: bool) -> list[tuple[Entry, str]]:
+Due = list[tuple[Entry, str, datetime]]  # entry, reason, the occurrence (scheduled time) it is for
+
+
+def _due(scheduled: list[Entry], minute: datetime, since: datetime | None, repeated: bool) -> Due:
     """What starts at `minute`; `since` (the last tick, if before) bounds catch-up; in repeated time wildcard jobs only."""
-    due = []
+    due: Due = []
     for entry in scheduled:
         expr, zone = entry.job.schedule or "", entry.job.timezone
         if repeated and cron.is_fixed(expr):
             continue
         if cron.fires_at(expr, zone, minute):
-            due.append((entry, "due"))
+            due.append((entry, "due", minute))
         elif since is not None and entry.job.catch_up and since < minute - MINUTE:
             window = max(since, minute - timedelta(seconds=entry.job.catch_up) - timedelta(seconds=1))
             missed = cron.missed(expr, zone, window, minute - MINUTE)
             if missed is not None:
-                due.append((entry, f"catch-up of {missed.isoformat()}"))
+                due.append((entry, f"catch-up of {missed.isoformat()}", missed))
     return due
 
 
-def _start(registry_path: str, entry: Entry, reason: str) -> dict[str, Any]:
+def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
+    """The due runs this host may start, each with its run id if it claimed the occurrence in Redis.
+
+    A lost claim is a `tick.claimed` record naming the winner; an unreachable Redis is a
+    warning, and the run starts anyway: its own lock and `lock_unavailable` decide.
+    """
+    out: list[tuple[Entry, str, str | None]] = []
+    for entry, reason, occurrence in due:
+        if not entry.job.lock_backend:
+            out.append((entry, reason, None))
+            continue
+        from runjob import claims
+
+        run_id = new_run_id()
+        me = {"host": records.common["host"], "run_id": run_id, "tick_pid": os.getpid(), "claimed_at": timestamp()}
+        fields = {"params": entry.params, "occurrence": occurrence.isoformat()}
+        try:
+            winner = claims.claim(entry, occurrence, me)
+        except claims.Unavailable as e:
+            records.emit("tick.claim_unavailable", f"{entry.job.name}: cannot claim {occurrence:%Y-%m-%d %H:%M%z}: {e}; "
+                         "starting it, its lock decides", level="warning", **fields, error=str(e))  # fmt: skip
+            out.append((entry, reason, run_id))
+            continue
+        if winner is None:
+            out.append((entry, reason, run_id))
+        else:
+            records.emit("tick.claimed", f"{entry.job.name}: {occurrence:%Y-%m-%d %H:%M%z} was claimed by "
+                         f"{winner.get('host')} (run {winner.get('run_id')}); not starting it", **fields,
+                         winner_host=winner.get("host"), winner_run_id=winner.get("run_id"))  # fmt: skip
+    return out
+
+
+def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None) -> dict[str, Any]:
     argv = [*_runjob(), "--config", os.path.abspath(registry_path), *entry.words]
+    # The run takes the run id its claim names (see runner.execute), so the claim leads to its records.
+    env = None if run_id is None else dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id)
     # Its own session: a long job never holds tick up, and survives tick's exit.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
-    return {"job": entry.job.name, "params": entry.params, "pid": proc.pid, "reason": reason}
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    started = {"job": entry.job.name, "params": entry.params, "pid": proc.pid, "reason": reason}
+    return started if run_id is None else started | {"run_id": run_id}
 
 
 def _runjob() -> list[str]:
