@@ -35,6 +35,16 @@ class Unavailable(Exception):
     """Redis could not be reached to claim an occurrence."""
 
 
+_clients: dict[tuple[str, str | None], Any] = {}
+
+
+def _client(url: str, password_env: str | None) -> Any:
+    """One client (one connection) per Redis for all the claims of a tick."""
+    if (url, password_env) not in _clients:
+        _clients[url, password_env] = redis_lock.client(url, password_env)
+    return _clients[url, password_env]
+
+
 def key(entry: Entry, occurrence: datetime) -> str:
     from datetime import timezone
 
@@ -59,7 +69,7 @@ def claim(entry: Entry, occurrence: datetime, me: dict[str, Any]) -> dict[str, A
     job = entry.job
     name = key(entry, occurrence)
     try:
-        conn = redis_lock.client(job.lock_backend, job.lock_password_env)
+        conn = _client(job.lock_backend, job.lock_password_env)
         if conn.set(name, encode(me), nx=True, ex=ttl_s(entry, occurrence)):
             last = me | {"occurrence": occurrence.isoformat(), "params": entry.params}
             conn.set(LAST_PREFIX + job.name, encode(last))
