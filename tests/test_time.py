@@ -127,8 +127,10 @@ def test_at_in_summer_is_summer_whatever_today_is(rj):
     quarter = {"quarter", "quarter-host"}
     assert tick_at(rj, "2026-07-01T02:30:00+02:00", env) == {"nightly", "nightly-host"} | quarter
     assert tick_at(rj, "2026-07-01T03:30:00+02:00", env) == quarter
-    # An --at without an offset is a wall time in the host's zone, by that date's rules.
-    assert tick_at(rj, "2026-07-01T02:30:00", env) == {"nightly", "nightly-host"} | quarter
+    # An --at without an offset is refused: 02:30 on a fall-back night would be two instants.
+    for command in ("tick", "status", "list"):
+        r = rj.run(command, "--at", "2026-10-25T02:30:00", env=env)
+        assert r.code == 2 and "offset" in r.err and "Traceback" not in r.err
 
 
 def test_host_zone_from_a_zoneinfo_file_and_a_bad_tz(rj):

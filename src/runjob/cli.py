@@ -22,7 +22,7 @@ state: dict[str, Optional[str]] = {"config": None}
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="registry file (default: search path)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of a table (always, off a terminal)")]
 AtOpt = Annotated[
-    Optional[str], typer.Option("--at", help="as seen at this time (ISO 8601; no offset: the host's zone)")
+    Optional[str], typer.Option("--at", help="as seen at this time (RFC 3339 with Z or an offset)")
 ]
 
 
@@ -150,7 +150,8 @@ def export(
 @app.command()
 def tick(
     at: Annotated[
-        Optional[str], typer.Option(help="evaluate the schedules at this time (ISO 8601) without recording a tick")
+        Optional[str],
+        typer.Option(help="evaluate the schedules at this time (RFC 3339 with Z or an offset); records no tick"),
     ] = None,
 ) -> None:
     """Start every job due this minute, each as its own detached `runjob NAME` (for `* * * * * runjob tick`)."""

@@ -63,18 +63,18 @@ def problem(expr: str) -> str | None:
 
 
 def parse_at(text: str | None) -> float | None:
-    """`--at`: an ISO 8601 instant; without an offset, a wall time in the host's zone."""
+    """`--at`: an RFC 3339 instant, `Z` or an offset required (a bare wall time is ambiguous on DST nights)."""
     if text is None:
         return None
     from runjob.errors import UsageError
 
     try:
         when = datetime.fromisoformat(text)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=zone(None))
-        return when.timestamp()
+        if when.tzinfo is not None:
+            return when.timestamp()
     except (ValueError, OverflowError):
-        raise UsageError(f'--at: "{text}" is not an ISO 8601 time (e.g. 2026-11-23T16:05:00+00:00)') from None
+        pass
+    raise UsageError(f'--at: "{text}" is not an RFC 3339 time with Z or an offset (e.g. 2026-11-23T16:05:00+00:00)')
 
 
 def is_fixed(expr: str) -> bool:

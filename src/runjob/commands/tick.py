@@ -55,7 +55,8 @@ def tick(config_path: str | None, now: float | None = None) -> int:
             _save(state_dir, minute, max(high or minute, minute))
     records = Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     started = [_start(registry.path, entry, reason, run_id) for entry, reason, run_id in _claimed(due, records)]
-    note = " (this minute was already ticked)" if already else " (repeated time: the clock went back)" if repeated else ""
+    note = " (this minute was already ticked)" if already else ""
+    note += " (repeated time: the clock went back)" if repeated else ""
     records.emit(
         "tick",
         f"tick {minute:%Y-%m-%d %H:%M}: started {len(started)} job(s){note}",
@@ -69,7 +70,7 @@ Due = list[tuple[Entry, str, datetime]]  # entry, reason, the occurrence (schedu
 
 
 def _due(scheduled: list[Entry], minute: datetime, since: datetime | None, repeated: bool) -> Due:
-    """What starts at `minute`; `since` (the last tick, if before) bounds catch-up; in repeated time wildcard jobs only."""
+    """What starts at `minute`: `since` (the last tick, if earlier) bounds catch-up; in repeated time, wildcards only."""
     due: Due = []
     for entry in scheduled:
         expr, zone = entry.job.schedule or "", entry.job.timezone
@@ -104,8 +105,8 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
         try:
             winner = claims.claim(entry, occurrence, me)
         except claims.Unavailable as e:
-            records.emit("tick.claim_unavailable", f"{entry.job.name}: cannot claim {occurrence:%Y-%m-%d %H:%M%z}: {e}; "
-                         "starting it, its lock decides", level="warning", **fields, error=str(e))  # fmt: skip
+            records.emit("tick.claim_unavailable", f"{entry.job.name}: cannot claim {occurrence:%Y-%m-%d %H:%M%z}: "
+                         f"{e}; starting it, its lock decides", level="warning", **fields, error=str(e))  # fmt: skip
             out.append((entry, reason, run_id))
             continue
         if winner is None:
