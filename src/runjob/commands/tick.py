@@ -70,7 +70,7 @@ Due = list[tuple[Entry, str, datetime]]  # entry, reason, the occurrence (schedu
 
 
 def _due(scheduled: list[Entry], minute: datetime, since: datetime | None, repeated: bool) -> Due:
-    """What starts at `minute`: `since` (the last tick, if earlier) bounds catch-up; in repeated time, wildcards only."""
+    """Due at `minute`: `since` (the last tick, if earlier) bounds catch-up; in repeated time, wildcards only."""
     due: Due = []
     for entry in scheduled:
         expr, zone = entry.job.schedule or "", entry.job.timezone
