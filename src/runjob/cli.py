@@ -21,6 +21,9 @@ state: dict[str, Optional[str]] = {"config": None}
 
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="registry file (default: search path)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of a table (always, off a terminal)")]
+AtOpt = Annotated[
+    Optional[str], typer.Option("--at", help="as seen at this time (RFC 3339 with Z or an offset)")
+]
 
 
 def _version(value: bool) -> None:
@@ -64,19 +67,21 @@ def run(
 
 
 @app.command("list")
-def list_(as_json: JsonOpt = False) -> None:
+def list_(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """Jobs with schedule, next run, lock key, timeout and owners."""
     from runjob.commands.inspect import list_jobs
+    from runjob.cron import parse_at
 
-    _done(list_jobs(state["config"], _json(as_json)))
+    _done(list_jobs(state["config"], _json(as_json), parse_at(at)))
 
 
 @app.command()
-def show(name: str, as_json: JsonOpt = False) -> None:
+def show(name: str, as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """One job, fully resolved ([defaults] merged in)."""
     from runjob.commands.inspect import show_job
+    from runjob.cron import parse_at
 
-    _done(show_job(state["config"], name, _json(as_json)))
+    _done(show_job(state["config"], name, _json(as_json), parse_at(at)))
 
 
 @app.command()
@@ -102,11 +107,12 @@ def history(
 
 
 @app.command()
-def status(as_json: JsonOpt = False) -> None:
+def status(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """Per job: last run, status, duration, last success, next due time, stale flag, locks held."""
     from runjob.commands.history import show_status
+    from runjob.cron import parse_at
 
-    _done(show_status(state["config"], _json(as_json)))
+    _done(show_status(state["config"], _json(as_json), parse_at(at)))
 
 
 @app.command()
@@ -143,10 +149,14 @@ def export(
 
 @app.command()
 def tick(
-    at: Annotated[Optional[str], typer.Option(help="tick as of this time (ISO 8601), e.g. to replay a minute")] = None,
+    at: Annotated[
+        Optional[str],
+        typer.Option(help="evaluate the schedules at this time (RFC 3339 with Z or an offset); records no tick"),
+    ] = None,
 ) -> None:
     """Start every job due this minute, each as its own detached `runjob NAME` (for `* * * * * runjob tick`)."""
-    from runjob.commands.tick import parse_at, tick as run_tick
+    from runjob.commands.tick import tick as run_tick
+    from runjob.cron import parse_at
 
     _done(run_tick(state["config"], parse_at(at)))
 

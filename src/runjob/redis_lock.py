@@ -11,6 +11,9 @@ child is stopped).
 If runjob is SIGKILLed, nothing renews the key: it expires after the TTL (default:
 timeout + kill_grace + 60 s), so another host may start while an orphaned child still
 runs past that. A host-local file lock does not have this gap.
+
+The host's file lock is always taken too, after the key (runner._take_lock), so a host
+never overlaps itself whichever backend was reachable.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class RedisLock:
     """A held Redis lock. `fd` is -1: there is nothing for the child to inherit."""
 
     fd = -1
+    local: Any = None  # the host's file lock, taken after the key (runner._take_lock)
 
     def __init__(self, lock: Any, key: str, holder: dict[str, Any], ttl: float) -> None:
         self.lock = lock
@@ -104,6 +108,8 @@ class RedisLock:
             self.lock.release()
         except redis.exceptions.RedisError:
             pass  # lost meanwhile, or Redis is down: the TTL ends it
+        if self.local is not None:
+            self.local.release()
 
 
 def acquire(url: str, password_env: str | None, key: str, ttl: float, wait_s: float,

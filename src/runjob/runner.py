@@ -62,7 +62,7 @@ class Outcome:
 
 def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
-    records = Records(sink, plan.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
+    records = Records(sink, plan.name, _claimed_run_id() or new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     run = Run(plan, records)
     holder = {"pid": os.getpid(), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
               "since": run.started_at}  # fmt: skip
@@ -93,24 +93,47 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
         _restore_signals(stop, previous)
 
 
+def _claimed_run_id() -> str | None:
+    """The run id `tick` claimed this occurrence under (popped: the child and its runjobs never see it)."""
+    given = os.environ.pop("RUNJOB_CLAIM_RUN_ID", "")
+    return given if len(given) == 36 and all(c in "0123456789abcdef-" for c in given) else None
+
+
 def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.RedisLock | int | None:
     """The held lock; None if busy; an exit code if Redis is unavailable and the policy says stop."""
     job = run.plan.job
     wait = job.wait if job.on_busy == "wait" else 0.0
     if not job.lock_backend:
         return locks.acquire(run.plan.lock_file, wait)
+    # Redis's key first (it names its holder atomically: a loser's lock.busy can say who won), then the
+    # host's file lock, always: a host never overlaps itself, whichever backend was reachable.
     ttl = job.lock_ttl or job.timeout + job.kill_grace + redis_lock.TTL_MARGIN_S
     try:
-        return redis_lock.acquire(job.lock_backend, job.lock_password_env, run.plan.lock_key, ttl, wait, holder)
+        fleet = redis_lock.acquire(job.lock_backend, job.lock_password_env, run.plan.lock_key, ttl, wait, holder)
     except redis_lock.Unavailable as e:
-        policy = job.lock_unavailable
-        then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "taking a host-local file lock instead"}
-        run.records.emit("lock.unavailable", f"{run.plan.name}: {e}; {then[policy]}",
-                         level="error" if policy == "fail" else "warning", lock_key=run.plan.lock_key,
-                         backend=job.lock_backend, lock_unavailable=policy, error=str(e))  # fmt: skip
-        if policy == "local":
-            return locks.acquire(run.plan.lock_file, wait)
-        return EXIT_BUSY if policy == "fail" else EXIT_OK
+        return _unavailable(run, wait, e)
+    if fleet is None:
+        return None
+    local = locks.acquire(run.plan.lock_file, wait)
+    if local is None:  # a run of this host taken while Redis was down still holds it
+        fleet.release()
+        return None
+    fleet.local = local
+    fleet.fd = local.fd  # the child inherits the host lock, as with the file backend
+    return fleet
+
+
+def _unavailable(run: Run, wait: float, e: Exception) -> locks.FileLock | int | None:
+    """Redis is down: this host's file lock only (`local`), or stop."""
+    job = run.plan.job
+    policy = job.lock_unavailable
+    then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "running under this host's file lock only"}
+    run.records.emit("lock.unavailable", f"{run.plan.name}: {e}; {then[policy]}",
+                     level="error" if policy == "fail" else "warning", lock_key=run.plan.lock_key,
+                     backend=job.lock_backend, lock_unavailable=policy, error=str(e))  # fmt: skip
+    if policy == "local":
+        return locks.acquire(run.plan.lock_file, wait)
+    return EXIT_BUSY if policy == "fail" else EXIT_OK
 
 
 def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:

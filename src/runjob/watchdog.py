@@ -68,4 +68,6 @@ def held_locks(registry: Registry) -> list[dict[str, Any]]:
             held += redis_lock.held_locks(url, password_env or None)
         except redis_lock.Unavailable as e:
             sys.stderr.write(f"runjob: {e}; its locks are not shown\n")
-    return held
+    # A Redis-backed run also holds this host's file lock: show it once, as the Redis lock.
+    in_redis = {h["lock_key"] for h in held if h["backend"] != "file"}
+    return [h for h in held if h["backend"] != "file" or h["lock_key"] not in in_redis]

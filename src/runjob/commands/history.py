@@ -72,12 +72,12 @@ def _since(text: str | None) -> float | None:
         raise UsageError(f"--since: {e}") from None
 
 
-def show_status(config_path: str | None, as_json: bool) -> int:
+def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:
     registry = config.load(config_path, check_schedules=True)
     db = _open(registry.state_dir)
     held = watchdog.held_locks(registry)
     now = time.time()
-    rows = [_job_status(registry, name, db, held, now) for name in registry.jobs]
+    rows = [_job_status(registry, name, db, held, now, at) for name in registry.jobs]
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -88,7 +88,7 @@ def show_status(config_path: str | None, as_json: bool) -> int:
 
 
 def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | None, held: list[dict[str, Any]],
-                now: float) -> dict[str, Any]:  # fmt: skip
+                now: float, at: float | None = None) -> dict[str, Any]:  # fmt: skip
     job = registry.jobs[name]
     host = os.uname().nodename
     last, success = history.last_runs(db, name) if db else (None, None)
@@ -96,7 +96,7 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
     success_row = history.row_dict(success, host) if success else None
     from runjob.schedule import next_times
 
-    due = next_times(job, datetime.fromtimestamp(now, timezone.utc), 1)
+    due = next_times(job, datetime.fromtimestamp(now if at is None else at, timezone.utc), 1)  # --at: seen from then
     stale = watchdog.staleness(job, success_row["ended"] if success_row else None, now)
     return {
         "job": name,
@@ -108,7 +108,16 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
         "next_due": due[0].isoformat() if due else None,
         "stale": None if job.max_age is None else stale is not None,
         "locks": watchdog.held_by(job, held),
-    }
+    } | _last_claim(job)
+
+
+def _last_claim(job: config.Job) -> dict[str, Any]:
+    """For a Redis-backed scheduled job: the last occurrence a fleet's tick claimed, and by which host and run."""
+    if not (job.lock_backend and job.schedule):
+        return {}
+    from runjob import claims
+
+    return {"last_claim": claims.last_claim(job.lock_backend, job.lock_password_env, job.name)}
 
 
 def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:

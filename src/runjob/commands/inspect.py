@@ -29,9 +29,14 @@ def summary(job: config.Job, now: datetime) -> dict[str, Any]:
     }
 
 
-def list_jobs(config_path: str | None, as_json: bool) -> int:
+def _now(at: float | None) -> datetime:
+    """Now, or the `--at` instant the next due times are seen from."""
+    return datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
+
+
+def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
     registry = config.load(config_path, check_schedules=True)
-    now = datetime.now(timezone.utc)
+    now = _now(at)
     rows = [summary(job, now) for job in registry.jobs.values()]
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -42,10 +47,10 @@ def list_jobs(config_path: str | None, as_json: bool) -> int:
     return EXIT_OK
 
 
-def show_job(config_path: str | None, name: str, as_json: bool) -> int:
+def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
     registry = config.load(config_path, check_schedules=True)
     job = registry.job(name)
-    shown = job.as_dict() | {"next": [t.isoformat() for t in next_times(job, datetime.now(timezone.utc), 5)]}
+    shown = job.as_dict() | {"next": [t.isoformat() for t in next_times(job, _now(at), 5)]}
     shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
     if as_json:
         print(json.dumps(shown, indent=2))

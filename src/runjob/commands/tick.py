@@ -1,10 +1,17 @@
 """`runjob tick`: start every job due this minute, each as its own detached `runjob NAME`.
 
-Meant for one crontab line, `* * * * * runjob tick`. The last minute ticked is kept in
+Meant for one crontab line, `* * * * * runjob tick`. What was ticked is kept in
 `state_dir/tick.json`, written under `tick.lock` before any job is started, so a second
 tick in the same minute starts nothing (never twice, at the price of missing the minute
 if tick dies between the write and the starts). After downtime each job with `catch_up`
 is started once if its last missed time is within `catch_up`, never once per missed minute.
+
+The clock may step either way and never stops later ticks. The state holds the last minute
+ticked and the latest one ever ticked ("high"). A tick at or before "high" (the clock went
+back by less than BIG_STEP) is in repeated time and, as Debian cron does, starts only
+wildcard jobs, since fixed-time ones already ran; a bigger step back forgets "high".
+`tick --at T` evaluates the schedules at T and neither reads nor writes that state, beyond
+using the last real tick for catch-up: it is a replay, and can never poison later ticks.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from runjob import atomic, config, cron
-from runjob.errors import InternalError, UsageError
+from runjob.errors import InternalError
 from runjob.lock import exclusive
-from runjob.logs import JsonSink, Records, new_run_id
+from runjob.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.schedule import Entry, entries
 
 TYPE_CHECKING = False
@@ -27,56 +34,98 @@ if TYPE_CHECKING:
     from typing import Any
 
 MINUTE = timedelta(minutes=1)
+BIG_STEP = timedelta(hours=3)  # Debian cron's limit between "a time change" and "a new time"
 
 
 def tick(config_path: str | None, now: float | None = None) -> int:
+    """Tick the current minute, or replay the minute of `now` (`--at`) without recording it."""
     registry = config.load(config_path, check_schedules=True)
     state_dir = registry.state_dir
+    replay = now is not None
     minute = datetime.fromtimestamp((time.time() if now is None else now) // 60 * 60, timezone.utc)
     with _tick_lock(state_dir):
-        last = _last_minute(state_dir)
-        due = [] if last is not None and last >= minute else _due(entries(registry), minute, last)
-        if last is None or last < minute:
-            _save_minute(state_dir, minute)
-    started = [_start(registry.path, entry, reason) for entry, reason in due]
-    Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")).emit(
+        last, high = _state(state_dir)
+        already = not replay and last == minute
+        if high is not None and minute <= high and (replay or high - minute >= BIG_STEP):
+            high = None  # a replay, or a big step back: no repeated time
+        repeated = high is not None and minute <= high
+        since = last if last is not None and last < minute and not repeated else None
+        due = [] if already else _due(entries(registry), minute, since, repeated)
+        if not replay and not already:
+            _save(state_dir, minute, max(high or minute, minute))
+    records = Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
+    started = [_start(registry.path, entry, reason, run_id) for entry, reason, run_id in _claimed(due, records)]
+    note = " (this minute was already ticked)" if already else ""
+    note += " (repeated time: the clock went back)" if repeated else ""
+    records.emit(
         "tick",
-        f"tick {minute:%Y-%m-%d %H:%M}: started {len(started)} job(s)"
-        + (" (this minute was already ticked)" if last is not None and last >= minute else ""),
+        f"tick {minute:%Y-%m-%d %H:%M}: started {len(started)} job(s){note}",
         minute=minute.isoformat(),
         started=started,
     )
     return 0
 
 
-def parse_at(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f'--at: "{text}" is not an ISO 8601 time (e.g. 2026-11-23T16:05:00+00:00)') from None
-    return (when if when.tzinfo else when.astimezone()).timestamp()
+Due = list[tuple[Entry, str, datetime]]  # entry, reason, the occurrence (scheduled time) it is for
 
 
-def _due(scheduled: list[Entry], minute: datetime, last: datetime | None) -> list[tuple[Entry, str]]:
-    due = []
+def _due(scheduled: list[Entry], minute: datetime, since: datetime | None, repeated: bool) -> Due:
+    """Due at `minute`: `since` (the last tick, if earlier) bounds catch-up; in repeated time, wildcards only."""
+    due: Due = []
     for entry in scheduled:
         expr, zone = entry.job.schedule or "", entry.job.timezone
-        if cron.fires_between(expr, zone, minute - MINUTE, minute) == minute:
-            due.append((entry, "due"))
-        elif last is not None and entry.job.catch_up and last < minute - MINUTE:
-            missed = cron.fires_between(expr, zone, last, minute - MINUTE)
-            if missed is not None and (minute - missed).total_seconds() <= entry.job.catch_up:
-                due.append((entry, f"catch-up of {missed.isoformat()}"))
+        if repeated and cron.is_fixed(expr):
+            continue
+        if cron.fires_at(expr, zone, minute):
+            due.append((entry, "due", minute))
+        elif since is not None and entry.job.catch_up and since < minute - MINUTE:
+            window = max(since, minute - timedelta(seconds=entry.job.catch_up) - timedelta(seconds=1))
+            missed = cron.missed(expr, zone, window, minute - MINUTE)
+            if missed is not None:
+                due.append((entry, f"catch-up of {missed.isoformat()}", missed))
     return due
 
 
-def _start(registry_path: str, entry: Entry, reason: str) -> dict[str, Any]:
+def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
+    """The due runs this host may start, each with its run id if it claimed the occurrence in Redis.
+
+    A lost claim is a `tick.claimed` record naming the winner; an unreachable Redis is a
+    warning, and the run starts anyway: its own lock and `lock_unavailable` decide.
+    """
+    out: list[tuple[Entry, str, str | None]] = []
+    for entry, reason, occurrence in due:
+        if not entry.job.lock_backend:
+            out.append((entry, reason, None))
+            continue
+        from runjob import claims
+
+        run_id = new_run_id()
+        me = {"host": records.common["host"], "run_id": run_id, "tick_pid": os.getpid(), "claimed_at": timestamp()}
+        fields = {"params": entry.params, "occurrence": occurrence.isoformat()}
+        try:
+            winner = claims.claim(entry, occurrence, me)
+        except claims.Unavailable as e:
+            records.emit("tick.claim_unavailable", f"{entry.job.name}: cannot claim {occurrence:%Y-%m-%d %H:%M%z}: "
+                         f"{e}; starting it, its lock decides", level="warning", **fields, error=str(e))  # fmt: skip
+            out.append((entry, reason, run_id))
+            continue
+        if winner is None:
+            out.append((entry, reason, run_id))
+        else:
+            records.emit("tick.claimed", f"{entry.job.name}: {occurrence:%Y-%m-%d %H:%M%z} was claimed by "
+                         f"{winner.get('host')} (run {winner.get('run_id')}); not starting it", **fields,
+                         winner_host=winner.get("host"), winner_run_id=winner.get("run_id"))  # fmt: skip
+    return out
+
+
+def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None) -> dict[str, Any]:
     argv = [*_runjob(), "--config", os.path.abspath(registry_path), *entry.words]
+    # The run takes the run id its claim names (see runner.execute), so the claim leads to its records.
+    env = None if run_id is None else dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id)
     # Its own session: a long job never holds tick up, and survives tick's exit.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
-    return {"job": entry.job.name, "params": entry.params, "pid": proc.pid, "reason": reason}
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    started = {"job": entry.job.name, "params": entry.params, "pid": proc.pid, "reason": reason}
+    return started if run_id is None else started | {"run_id": run_id}
 
 
 def _runjob() -> list[str]:
@@ -94,17 +143,24 @@ def _tick_lock(state_dir: str) -> exclusive:
         raise InternalError(f"cannot use state dir {state_dir}: {e.strerror}") from None
 
 
-def _last_minute(state_dir: str) -> datetime | None:
+def _state(state_dir: str) -> tuple[datetime | None, datetime | None]:
+    """The last minute ticked and the latest one ever ticked (None, None when never, or unreadable)."""
     try:
         with open(os.path.join(state_dir, "tick.json")) as f:
-            return datetime.fromisoformat(json.load(f)["last_minute"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+            state = json.load(f)
+        last = datetime.fromisoformat(state["last_minute"])
+        high = datetime.fromisoformat(state.get("high_minute") or state["last_minute"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    if last.tzinfo is None or high.tzinfo is None:
+        return None, None
+    return last, max(last, high)
 
 
-def _save_minute(state_dir: str, minute: datetime) -> None:
+def _save(state_dir: str, minute: datetime, high: datetime) -> None:
     path = os.path.join(state_dir, "tick.json")
+    data = {"last_minute": minute.isoformat(), "high_minute": high.isoformat()}
     try:
-        atomic.replace(path, json.dumps({"last_minute": minute.isoformat()}).encode())
+        atomic.replace(path, json.dumps(data).encode())
     except OSError as e:
         raise InternalError(f"cannot record the tick in {path}: {e.strerror}") from None
