@@ -165,9 +165,9 @@ def test_export_systemd_units(rj):
                            for kind in ("service", "timer"))  # fmt: skip
     service = (out / "runjob-imp-acme.service").read_text()
     assert "Type=oneshot" in service and f"--config {rj.config} imp supplier=acme" in service
-    assert "TimeoutStartSec=" + str(3 * (600 + 5) + 2 * 60 + 30) in service
+    assert "TimeoutStartSec=" + str(3 * (600 + 5) + 0 + 30) in service  # retry delay 0: no backoff
     timer = (out / "runjob-berlin.timer").read_text()
-    assert "OnCalendar=Mon..Fri *-*-* 06:00:00 Europe/Berlin" in timer and "Persistent=true" in timer
+    assert "OnCalendar=Mon..Fri *-*-* 06:00:00 Europe/Berlin" in timer and "Persistent" not in timer
     if shutil.which("systemd-analyze"):
         for unit in out.glob("*.timer"):
             calendar = unit.read_text().split("OnCalendar=")[1].split("\n")[0]
@@ -188,7 +188,7 @@ def test_export_kubernetes(rj):
     assert imp["apiVersion"] == "batch/v1" and imp["kind"] == "CronJob" and imp["metadata"]["namespace"] == "shop"
     assert spec["schedule"] == "0 * * * *" and spec["concurrencyPolicy"] == "Forbid"
     assert spec["startingDeadlineSeconds"] == 120 and spec["successfulJobsHistoryLimit"] == 3
-    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] == 3 * 605 + 120 + 30
+    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] == 3 * 605 + 0 + 30
     container = job["template"]["spec"]["containers"][0]
     assert container["command"] == ["runjob", "imp", "supplier=acme"] and container["image"] == "registry.example/shop:1.2"
     assert job["template"]["spec"]["restartPolicy"] == "Never"

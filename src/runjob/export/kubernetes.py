@@ -4,13 +4,18 @@ The CronJob takes over what runjob does on a host: `concurrencyPolicy: Forbid` i
 lock, `activeDeadlineSeconds` the whole run's budget, `backoffLimit: 0` because runjob
 retries inside the pod. The container runs `runjob NAME k=v`, so records, retries and
 notifications are the same as on a host; the image must hold runjob and the registry
-(RUNJOB_CONFIG points at it).
+(RUNJOB_CONFIG points at it). The schedule is written in robfig/cron's dialect (the API
+server's parser; dialects.kubernetes), and every `$` in the command as `$$`, since the
+kubelet expands `$(NAME)` and `$$` there.
 """
 
 from __future__ import annotations
 
-from runjob import cron
-from runjob.schedule import Entry, entries, run_budget
+from runjob.budget import outer_budget
+from runjob.errors import ConfigError
+from runjob.export import dialects, names
+from runjob.schedule import Entry, entries
+from runjob.templating import substitute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,9 +36,13 @@ def _label(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", value)[:LABEL_LIMIT].strip("-._")
 
 
-def cronjob(entry: Entry, image: str, namespace: str | None) -> dict[str, Any]:
+def cronjob_name(entry: Entry) -> str:
+    return names.object_name(entry, "runjob-", "a-z0-9-", NAME_LIMIT, lower=True)
+
+
+def cronjob(entry: Entry, schedule: str, image: str, namespace: str | None) -> dict[str, Any]:
     job = entry.job
-    name = "runjob-" + entry.safe_slug("a-z0-9-", NAME_LIMIT - len("runjob-")).lower()
+    name = cronjob_name(entry)
     labels = {"app.kubernetes.io/name": "runjob", "app.kubernetes.io/managed-by": "runjob",
               "runjob.dev/job": _label(job.name)}  # fmt: skip
     for role, owner in job.owners.items():
@@ -45,7 +54,7 @@ def cronjob(entry: Entry, image: str, namespace: str | None) -> dict[str, Any]:
     if namespace:
         metadata["namespace"] = namespace
     spec: dict[str, Any] = {
-        "schedule": cron.expand(job.schedule or ""),
+        "schedule": schedule,
         "concurrencyPolicy": "Forbid",
         "startingDeadlineSeconds": int(job.catch_up or DEFAULT_STARTING_DEADLINE_S),
         "successfulJobsHistoryLimit": 3,
@@ -54,7 +63,7 @@ def cronjob(entry: Entry, image: str, namespace: str | None) -> dict[str, Any]:
             "metadata": {"labels": dict(labels)},
             "spec": {
                 "backoffLimit": 0,
-                "activeDeadlineSeconds": int(run_budget(job)) + 30,
+                "activeDeadlineSeconds": outer_budget(job),
                 "template": {
                     "metadata": {"labels": dict(labels)},
                     "spec": {
@@ -62,7 +71,7 @@ def cronjob(entry: Entry, image: str, namespace: str | None) -> dict[str, Any]:
                         "containers": [{
                             "name": "runjob",
                             "image": image,
-                            "command": ["runjob", *entry.words],
+                            "command": [w.replace("$", "$$") for w in ["runjob", *entry.words]],
                             "env": [{"name": "RUNJOB_CONFIG", "value": CONFIG_IN_IMAGE}],
                         }],
                     },
@@ -75,12 +84,39 @@ def cronjob(entry: Entry, image: str, namespace: str | None) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata, "spec": spec}
 
 
-def render(registry: Registry, image: str, namespace: str | None) -> dict[str, str]:
-    """File name -> YAML of one CronJob, for every scheduled entry."""
+def render(registry: Registry, image: str, namespace: str | None) -> tuple[dict[str, str], list[str]]:
+    """File name -> YAML of one CronJob for every scheduled entry, and the notes for stderr."""
     import yaml
 
-    out = {}
+    out, errors, named = {}, [], []
     for entry in entries(registry):
-        doc = cronjob(entry, image, namespace)
+        try:
+            schedule = dialects.kubernetes(entry.job.schedule or "")
+        except dialects.Untranslatable as e:
+            errors.append(f'jobs.{entry.job.name}.schedule: Kubernetes cannot run "{entry.job.schedule}": {e}')
+            continue
+        doc = cronjob(entry, schedule, image, namespace)
+        named.append((doc["metadata"]["name"], entry))
         out[f"{doc['metadata']['name']}.yaml"] = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-    return out
+    if errors:
+        raise ConfigError(errors, registry.path)
+    names.check_unique(named, "CronJob", registry)
+    return out, _shared_lock_notes(named)
+
+
+def _shared_lock_notes(named: list[tuple[str, Entry]]) -> list[str]:
+    """One note per lock key that several CronJobs share: Forbid and file locks do not span CronJobs."""
+    by_key: dict[str, list[str]] = {}
+    for name, entry in named:
+        job = entry.job
+        defaults = {k: spec["default"] for k, spec in job.params.items() if spec["default"] is not None}
+        key = substitute(job.lock_key, defaults | entry.params | {"job": job.name})
+        if not job.lock_backend:
+            by_key.setdefault(key, []).append(name)
+    return [
+        f'CronJobs {", ".join(group)} share the lock key "{key}" but run independently: concurrencyPolicy '
+        "Forbid holds per CronJob and a pod's file lock is private to it; set lock_backend "
+        '(a Redis lock, see "Many hosts: Redis locks") to keep them apart'
+        for key, group in by_key.items()
+        if len(group) > 1
+    ]
