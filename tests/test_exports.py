@@ -13,14 +13,14 @@ import os
 import re
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import PY, RUNJOB, py, q
 from cronsim import CronSim
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runjob import budget, cron, validate
@@ -28,7 +28,6 @@ from runjob.export import dialects
 
 ROBFIG_SRC = "/usr/share/gocode/src/github.com/robfig/cron"
 ARGV = "import json, sys; print('ARGV ' + json.dumps(sys.argv[1:]))"
-UTC = timezone.utc
 START = datetime(2027, 1, 1, tzinfo=UTC)
 
 
@@ -246,12 +245,12 @@ def test_kubernetes_schedules_are_read_by_robfig_as_runjob_reads_them(rj, robfig
     dialect_registry(rj)
     docs = export_k8s(rj)
     assert len(docs) == len(DIALECT_CASES)
-    for name in DIALECT_CASES:
+    for name, expr in DIALECT_CASES.items():
         schedule = docs[f"runjob-{name}"]["spec"]["schedule"]
         expected = show_next(rj, name)
         assert robfig(schedule, expected[0] - timedelta(seconds=1), 5) == expected, (name, schedule)
         # and over a long stretch, against runjob's own evaluator
-        it = CronSim(cron.expand(DIALECT_CASES[name]), START)
+        it = CronSim(cron.expand(expr), START)
         assert robfig(schedule, START, 200) == [next(it) for _ in range(200)], (name, schedule)
     assert docs["runjob-sunday-seven"]["spec"]["schedule"] == "0 4 * * 0"
     assert docs["runjob-weekend"]["spec"]["schedule"] == "30 1 * * 0,5,6"

@@ -28,7 +28,7 @@ def backoff_total(retry: dict[str, Any]) -> float:
 def run_budget(job: Job) -> float:
     """Seconds from start to end of the longest run: lock wait + every attempt (timeout + grace) + backoff."""
     wait = job.wait if job.on_busy == "wait" else 0.0
-    attempts = job.retry["attempts"]
+    attempts: int = job.retry["attempts"]
     return wait + attempts * (job.timeout + job.kill_grace) + backoff_total(job.retry)
 
 

@@ -58,9 +58,10 @@ def _zone_notes(registry: Registry) -> list[str]:
     zoned = sorted({e.job.name for e in entries(registry) if e.job.timezone and e.job.timezone != host})
     if not zoned:
         return []
+    where = host or "unknown zone"
     return [
-        f"Debian's cron ignores CRON_TZ: {', '.join(zoned)} run at the host's time ({host or 'unknown zone'})"
-        " there, not in their own timezone; use cronie, systemd timers or `runjob tick` for them."
+        f"Debian's cron ignores CRON_TZ: {', '.join(zoned)} run at the host's time ({where}) there, "
+        + "not in their own timezone; use cronie, systemd timers or `runjob tick` for them."
     ]
 
 
