@@ -212,7 +212,7 @@ def show_next(rj, name: str) -> list[datetime]:
 def export_k8s(rj, *args: str) -> dict[str, dict]:
     r = rj.run("export", "kubernetes", *args)
     assert r.code == 0, r.err
-    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(r.out)}
+    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(r.out) if d["kind"] == "CronJob"}
 
 
 def crontab_lines(text: str) -> list[str]:
@@ -426,7 +426,7 @@ def test_kubernetes_command_reaches_the_pod_as_written(rj):
     for doc in docs.values():
         kv.validate(doc, kv.latest_version(), strict=True)
         container = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
         argv = [kubelet_expand(word, env) for word in container["command"]]
         name = argv[2].removeprefix("name=")
         assert argv == ["runjob", "export-report", f"name={name}", f"arg={VALUES[name]}"]
@@ -574,3 +574,41 @@ def test_validate_checks_every_instances_lock_key(rj):
     r = rj.run("validate")
     assert r.code == 78 and 'jobs.remind.instances[1]: bad lock key "remind.night shift"' in r.err, r.err
     assert "instances[0]" not in r.err
+
+
+# --- 15.4 (export parts): a pod and a unit that run as documented -------------------------------------
+
+SECRET_JOB = '[jobs.charge]\ncommand = ["true"]\nschedule = "0 5 * * *"\nsecrets = ["PSP_TOKEN"]\n[jobs.plain]\ncommand = ["true"]\nschedule = "0 6 * * *"\n'
+
+
+def test_kubernetes_pods_mount_the_registry_state_and_secrets(rj):
+    kv = pytest.importorskip("kubernetes_validate")
+    rj.write(SECRET_JOB)
+    out = rj.dir / "k8s"
+    r = rj.run("export", "kubernetes", "--namespace", "shop", "--out", str(out))
+    assert r.code == 0, r.err
+    docs = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+    for doc in docs:
+        kv.validate(doc, kv.latest_version(), strict=True)
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert cm["data"]["jobs.toml"] == rj.config.read_text() and cm["metadata"]["namespace"] == "shop"
+    charge = next(d for d in docs if d["metadata"]["name"] == "runjob-charge")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = charge["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in charge["volumes"]}
+    assert volumes["registry"]["configMap"]["name"] == cm["metadata"]["name"] and "emptyDir" in volumes["state"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RUNJOB_CONFIG"]["value"] == mounts["registry"] + "/jobs.toml"
+    assert env["XDG_STATE_HOME"]["value"] == mounts["state"]
+    assert env["PSP_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "runjob-secrets", "key": "PSP_TOKEN"}
+    plain = next(d for d in docs if d["metadata"]["name"] == "runjob-plain")
+    assert "PSP_TOKEN" not in str(plain)
+
+
+def test_systemd_units_read_secrets_from_an_environment_file(rj):
+    rj.write(SECRET_JOB)
+    out = rj.dir / "units"
+    assert rj.run("export", "systemd", "--out", str(out)).code == 0
+    assert "\nEnvironmentFile=/etc/runjob/secrets.env\n" in (out / "runjob-charge.service").read_text()
+    assert "EnvironmentFile" not in (out / "runjob-plain.service").read_text()
+    systemd_dump(sorted(out.iterdir()))  # verify accepts them

@@ -3,8 +3,9 @@
 The CronJob takes over what runjob does on a host: `concurrencyPolicy: Forbid` is the
 lock, `activeDeadlineSeconds` the whole run's budget, `backoffLimit: 0` because runjob
 retries inside the pod. The container runs `runjob NAME k=v`, so records, retries and
-notifications are the same as on a host; the image must hold runjob and the registry
-(RUNJOB_CONFIG points at it). The schedule is written in robfig/cron's dialect (the API
+notifications are the same as on a host; the image must hold runjob. The registry comes
+from a ConfigMap (exported too) mounted where RUNJOB_CONFIG points, the state from a
+writable emptyDir, and each name in a job's `secrets` from the Secret `runjob-secrets`. The schedule is written in robfig/cron's dialect (the API
 server's parser; dialects.kubernetes), and every `$` in the command as `$$`, since the
 kubelet expands `$(NAME)` and `$$` there.
 """
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
 NAME_LIMIT = 52  # CronJob names: the controller appends 11 characters for its Jobs
 LABEL_LIMIT = 63
 DEFAULT_STARTING_DEADLINE_S = 120
-CONFIG_IN_IMAGE = "/etc/runjob/jobs.toml"
+CONFIG_DIR = "/etc/runjob"  # where runjob looks for jobs.toml: the ConfigMap is mounted here
+CONFIG_MAP = "runjob-registry"
+SECRET = "runjob-secrets"  # the Secret holding one key per name in a job's `secrets`
+STATE_DIR = "/var/lib/runjob"  # a writable emptyDir: locks, history and cache live under it
 
 
 def _label(value: str) -> str:
@@ -64,24 +68,46 @@ def cronjob(entry: Entry, schedule: str, image: str, namespace: str | None) -> d
             "spec": {
                 "backoffLimit": 0,
                 "activeDeadlineSeconds": outer_budget(job),
-                "template": {
-                    "metadata": {"labels": dict(labels)},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [{
-                            "name": "runjob",
-                            "image": image,
-                            "command": [w.replace("$", "$$") for w in ["runjob", *entry.words]],
-                            "env": [{"name": "RUNJOB_CONFIG", "value": CONFIG_IN_IMAGE}],
-                        }],
-                    },
-                },
+                "template": {"metadata": {"labels": dict(labels)}, "spec": _pod(entry, image)},
             },
         },
     }  # fmt: skip
     if job.timezone:
         spec["timeZone"] = job.timezone
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata, "spec": spec}
+
+
+def _pod(entry: Entry, image: str) -> dict[str, Any]:
+    """The pod: `runjob NAME k=v` with the registry from the ConfigMap, a writable state
+    volume, and each of the job's secrets from the Secret by name."""
+    env: list[dict[str, Any]] = [
+        {"name": "RUNJOB_CONFIG", "value": f"{CONFIG_DIR}/jobs.toml"},
+        {"name": "XDG_STATE_HOME", "value": STATE_DIR},  # state_dir's default, unless [defaults] sets one
+    ]
+    env += [{"name": s, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": s}}} for s in entry.job.secrets]
+    return {
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": "runjob",
+            "image": image,
+            # the kubelet expands $(NAME) and turns $$ into $ in command and args
+            "command": [w.replace("$", "$$") for w in ["runjob", *entry.words]],
+            "env": env,
+            "volumeMounts": [{"name": "registry", "mountPath": CONFIG_DIR, "readOnly": True},
+                             {"name": "state", "mountPath": STATE_DIR}],
+        }],
+        "volumes": [{"name": "registry", "configMap": {"name": CONFIG_MAP}}, {"name": "state", "emptyDir": {}}],
+    }  # fmt: skip
+
+
+def config_map(registry: Registry, namespace: str | None) -> dict[str, Any]:
+    """The registry file itself, for the pods to mount at CONFIG_DIR."""
+    with open(registry.path, encoding="utf-8") as f:
+        text = f.read()
+    metadata: dict[str, Any] = {"name": CONFIG_MAP, "labels": {"app.kubernetes.io/managed-by": "runjob"}}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"jobs.toml": text}}
 
 
 def render(registry: Registry, image: str, namespace: str | None) -> tuple[dict[str, str], list[str]]:
@@ -101,7 +127,8 @@ def render(registry: Registry, image: str, namespace: str | None) -> tuple[dict[
     if errors:
         raise ConfigError(errors, registry.path)
     names.check_unique(named, "CronJob", registry)
-    return out, _shared_lock_notes(named)
+    registry_doc = yaml.safe_dump(config_map(registry, namespace), sort_keys=False, allow_unicode=True)
+    return {f"configmap-{CONFIG_MAP}.yaml": registry_doc} | out, _shared_lock_notes(named)
 
 
 def _shared_lock_notes(named: list[tuple[str, Entry]]) -> list[str]:

@@ -29,6 +29,7 @@ DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 SYSTEMD_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
 UNIT_CHARS = "A-Za-z0-9_.-"  # no ":": `systemd-analyze verify` reads it as PATH:ALIAS
+SECRETS_FILE = "/etc/runjob/secrets.env"  # KEY=value lines for the names in a job's `secrets`, mode 0600
 UNIT_NAME_LIMIT = 220  # systemd's limit is 255 with the .service/.timer suffix
 Untranslatable = dialects.Untranslatable
 
@@ -147,9 +148,10 @@ def _units(entry: Entry, name: str, runjob_path: str, config: str, calendar: str
     exec_start = " ".join(_quote(w) for w in [runjob_path, "--config", config, *entry.words])
     # Persistent= makes up a missed run at boot however late: only for jobs that ask to catch up.
     persistent = "Persistent=true\n" if job.catch_up else ""
+    secrets = f"EnvironmentFile={SECRETS_FILE}\n" if job.secrets else ""  # refuse to start without it
     return {
         f"{name}.service": (
-            f"[Unit]\nDescription={_text('runjob ' + title)}\n\n[Service]\nType=oneshot\nExecStart={exec_start}\n"
+            f"[Unit]\nDescription={_text('runjob ' + title)}\n\n[Service]\nType=oneshot\n{secrets}ExecStart={exec_start}\n"
             f"TimeoutStartSec={outer_budget(job)}\n"
         ),
         f"{name}.timer": (
