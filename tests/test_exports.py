@@ -299,7 +299,8 @@ def test_systemd_calendars_fire_when_runjob_does(rj):
     ("crontab", "0 9 * * MON#2", "# (nth weekday)"),
     ("crontab", "0 0 LW * *", "extension L"),
     ("systemd", "0 0 1 * mon", "OR day of week matches (neither field starts with *)"),
-    ("systemd", "0 0 L * *", "extension L"),
+    ("systemd", "0 0 LW * *", "extension L"),
+    ("systemd", "0 0 L * 1", "extension L"),
 ])  # fmt: skip
 def test_what_a_target_reads_differently_is_refused_by_job_name(rj, target, expr, says):
     rj.write(f'[jobs.month-end]\ncommand = ["true"]\nschedule = "{expr}"\n[jobs.fine]\ncommand = ["true"]\nschedule = "0 1 * * *"\n')
@@ -316,6 +317,22 @@ def test_systemd_translates_a_star_step_beside_a_weekday_as_cron_ands_them(rj):
     calendar = (rj.dir / "u" / "runjob-wed-report.timer").read_text().split("OnCalendar=")[1].split("\n")[0]
     got = systemd_times(calendar, datetime(2026, 12, 1, tzinfo=UTC), 5)
     assert [t.date().isoformat() for t in got] == ["2026-12-09", "2026-12-23", "2027-01-13", "2027-01-27", "2027-02-03"]
+
+
+@pytest.mark.parametrize("expr, calendar", [
+    ("0 23 L * *", "*-*~01 23:00:00"),
+    ("0 0 L 2 *", "*-02~01 00:00:00"),
+    ("0 9 * * MON#2", "Mon *-*-08..14 09:00:00"),
+    ("0 9 * * 0#5", "Sun *-*-29..31 09:00:00"),
+    ("30 7 * * 5L", "Fri *-*~07/1 07:30:00"),
+])  # fmt: skip
+def test_systemd_spells_last_day_and_nth_weekday_exactly(expr, calendar):
+    need("systemd-analyze")
+    from runjob.export.systemd import on_calendar
+
+    assert on_calendar(expr) == calendar
+    it = CronSim(expr, START)
+    assert systemd_times(calendar, START, 15) == [next(it) for _ in range(15)]
 
 
 day = st.sampled_from(["*", "*/2", "*/3", "*/1", "1-15", "1,15", "10/5", "3", "2-31/7", "1-31"])

@@ -136,8 +136,8 @@ def test_systemd_calendar_fires_when_cron_does(expr, base):
 
 @pytest.mark.parametrize("expr, why", [
     ("0 0 1 * mon", "day of month OR day of week"),
-    ("0 0 L * *", "extension"),
-    ("0 0 * * 1#2", "extension"),
+    ("0 0 LW * *", "extension"),
+    ("0 0 * * 1#2,5", "extension"),
     ("0 0 * * */2", "step"),
 ])  # fmt: skip
 def test_systemd_refuses_what_it_cannot_express(rj, expr, why):

@@ -3,7 +3,9 @@
 Cron and systemd calendars differ in a few places; those are refused with an error
 naming the job rather than exported wrong: a restricted day-of-month together with a
 restricted day-of-week when neither starts with `*` (cron runs when either matches,
-systemd when both do), the L, W and # extensions, and steps on the day of week.
+systemd when both do), LW, L or # beside another restricted day field or in a list, and
+steps on the day of week. `L`, `NL` and `N#k` alone are spelled exactly (`~01`, `~07/1`,
+`-08..14`).
 Every `%` that reaches a unit line is written `%%` (systemd's specifiers), and a value
 that a unit line cannot hold (a newline) is refused with the job named.
 """
@@ -39,17 +41,38 @@ def on_calendar(expr: str, timezone: str | None = None) -> str:
     parts = cron.expand(expr).split()
     if len(parts) != 5:
         raise Untranslatable(f'"{expr}" is not a 5-field cron expression')
-    dialects.refuse_extensions(parts, "systemd")
-    minute, hour, dom, month, dow = (_field(p, *spec) for p, spec in zip(parts, FIELDS, strict=True))
+    minute, hour, month = (_field(parts[i], *FIELDS[i]) for i in (0, 1, 3))
+    days = _extension_days(parts)
+    if days is None:
+        dialects.refuse_extensions(parts, "systemd")
+        dow = _field(parts[4], *FIELDS[4])
+        days = (dow if parts[4] != "*" else "", f"-{_field(parts[2], *FIELDS[2])}")
     if parts[2] != "*" and parts[4] != "*" and not dialects.day_and(parts):
         # With a field starting with `*` (`*/2`) cron ANDs the two, as systemd does.
         raise Untranslatable(
             "cron runs when day of month OR day of week matches (neither field starts with *); systemd needs both"
         )
-    text = f"*-{month}-{dom} {hour}:{minute}:00"
-    if parts[4] != "*":
-        text = f"{dow} {text}"
+    text = f"*-{month}{days[1]} {hour}:{minute}:00"
+    if days[0]:
+        text = f"{days[0]} {text}"
     return f"{text} {timezone}" if timezone else text
+
+
+def _extension_days(parts: list[str]) -> tuple[str, str] | None:
+    """(weekday, day part) for cronsim's `L` (last day), `N#k` (k-th weekday N) and `NL` (last
+    weekday N) when the other day field is `*`; None for anything else."""
+    dom, dow = parts[2].upper(), parts[4].upper()
+    if dom == "L" and dow == "*":
+        return "", "~01"  # systemd's ~ counts from the month's end
+    if dom != "*" or "," in dow:
+        return None
+    if "#" in dow:
+        term, _, nth = dow.partition("#")
+        k = int(nth)  # cronsim: 1..5, the k-th week of days 7k-6..7k
+        return SYSTEMD_DAYS[_value(term.lower(), "day of week") % 7], f"-{7 * k - 6:02d}..{min(7 * k, 31):02d}"
+    if dow.endswith("L") and dow[:-1].isdigit():
+        return SYSTEMD_DAYS[int(dow[:-1]) % 7], "~07/1"  # the weekday among the last seven days
+    return None
 
 
 def _field(text: str, name: str, low: int, high: int) -> str:
