@@ -6,8 +6,6 @@ tick-started run all mean the same `runjob NAME k=v ...`.
 
 from __future__ import annotations
 
-import re
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
@@ -22,11 +20,7 @@ class Entry:
         self.job = job
         self.params = params
         self.words = [job.name] + [f"{k}={v}" for k, v in params.items()]
-        self.slug = "-".join([job.name, *params.values()])  # for unit and object names
-
-    def safe_slug(self, allowed: str, limit: int) -> str:
-        """The slug with characters outside `allowed` (a regex class) turned into "-", cut to `limit`."""
-        return re.sub(f"[^{allowed}]", "-", self.slug)[:limit].strip("-.")
+        self.slug = "-".join([job.name, *params.values()])  # for unit and object names (export.names)
 
 
 def entries(registry: Registry) -> list[Entry]:
@@ -43,8 +37,3 @@ def next_times(job: Job, now: datetime, count: int) -> list[datetime]:
 
     return cron.next_times(job.schedule, job.timezone, now, count) if job.schedule else []
 
-
-def run_budget(job: Job) -> float:
-    """Seconds a whole run may take: every attempt with its grace, plus the waits between them."""
-    attempts = job.retry["attempts"]
-    return attempts * (job.timeout + job.kill_grace) + (attempts - 1) * job.retry["max_delay"]

@@ -15,7 +15,7 @@ from runjob.config import Job, Registry, key, lock_key_problem
 from runjob.durations import parse_duration
 from runjob.errors import ConfigError
 from runjob.schema import REQUIRED, Key
-from runjob.templating import placeholders
+from runjob.templating import placeholders, substitute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: l
         if owner is not None and owner not in owners:
             errors.append(f'{where}.owners.{role}: owner "{owner}" is not declared in [owners]')
     _check_instances(where, job, errors)
+    _check_instance_lock_keys(name, where, job, errors)
     bounds = job["expected_duration"]
     if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
         errors.append(f"{where}.expected_duration: min is greater than max")
@@ -155,6 +156,21 @@ def _check_instances(where: str, job: dict[str, Any], errors: list[str]) -> None
         for name, spec in params.items():
             if spec["default"] is None:
                 errors.append(f'{where}.schedule: param "{name}" has no default; list instances = [{{ {name} = "..." }}]')
+
+
+def _check_instance_lock_keys(name: str, where: str, job: dict[str, Any], errors: list[str]) -> None:
+    """Each instance's own lock key must name a lock file: a value can make a valid template bad."""
+    if job["lock_key"] is None:
+        return
+    defaults = {k: spec["default"] for k, spec in job["params"].items() if spec["default"] is not None}
+    for i, instance in enumerate(job["instances"]):
+        try:
+            lock_key = substitute(job["lock_key"], defaults | instance | {"job": name})
+        except (KeyError, ValueError):
+            continue  # a missing param or a bad template: reported above
+        problem = lock_key_problem(lock_key)
+        if problem:
+            errors.append(f"{where}.instances[{i}]: {problem}")
 
 
 def _check_lock_template(template: str, where: str, errors: list[str]) -> None:

@@ -20,15 +20,18 @@ def export(config_path: str | None, fmt: str, out_dir: str | None, image: str, n
     if fmt == "crontab":
         from runjob.export import crontab
 
-        files = {"runjob.crontab": crontab.render(registry, os.path.dirname(runjob))}
+        text, notes = crontab.render(registry, os.path.dirname(runjob))
+        files = {"runjob.crontab": text}
     elif fmt == "systemd":
         from runjob.export import systemd
 
-        files = systemd.render(registry, runjob)
+        files, notes = systemd.render(registry, runjob)
     else:
         from runjob.export import kubernetes
 
-        files = kubernetes.render(registry, image, namespace)
+        files, notes = kubernetes.render(registry, image, namespace)
+    for note in notes:
+        print(f"runjob: note: {note}", file=sys.stderr)
     if out_dir is None:
         _print(files, fmt)
     else:

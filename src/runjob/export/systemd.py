@@ -2,8 +2,12 @@
 
 Cron and systemd calendars differ in a few places; those are refused with an error
 naming the job rather than exported wrong: a restricted day-of-month together with a
-restricted day-of-week (cron runs when either matches, systemd when both do), the L, W
-and # extensions, and steps on the day of week.
+restricted day-of-week when neither starts with `*` (cron runs when either matches,
+systemd when both do), LW, L or # beside another restricted day field or in a list, and
+steps on the day of week. `L`, `NL` and `N#k` alone are spelled exactly (`~01`, `~07/1`,
+`-08..14`).
+Every `%` that reaches a unit line is written `%%` (systemd's specifiers), and a value
+that a unit line cannot hold (a newline) is refused with the job named.
 """
 
 from __future__ import annotations
@@ -11,24 +15,25 @@ from __future__ import annotations
 import os
 
 from runjob import cron
+from runjob.budget import outer_budget
 from runjob.errors import ConfigError
-from runjob.schedule import Entry, entries, run_budget
+from runjob.export import dialects, names
+from runjob.schedule import Entry, entries
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
     from runjob.config import Registry
 
-MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-DAYS = "sun mon tue wed thu fri sat".split()
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 SYSTEMD_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
-UNIT_CHARS = "A-Za-z0-9:_.-"
-
-
-class Untranslatable(ValueError):
-    pass
+UNIT_CHARS = "A-Za-z0-9_.-"  # no ":": `systemd-analyze verify` reads it as PATH:ALIAS
+SECRETS_FILE = "/etc/runjob/secrets.env"  # KEY=value lines for the names in a job's `secrets`, mode 0600
+UNIT_NAME_LIMIT = 220  # systemd's limit is 255 with the .service/.timer suffix
+Untranslatable = dialects.Untranslatable
 
 
 def on_calendar(expr: str, timezone: str | None = None) -> str:
@@ -36,13 +41,38 @@ def on_calendar(expr: str, timezone: str | None = None) -> str:
     parts = cron.expand(expr).split()
     if len(parts) != 5:
         raise Untranslatable(f'"{expr}" is not a 5-field cron expression')
-    minute, hour, dom, month, dow = (_field(p, *spec) for p, spec in zip(parts, FIELDS, strict=True))
-    if parts[2] != "*" and parts[4] != "*":
-        raise Untranslatable("cron runs when day of month OR day of week matches; systemd needs both")
-    text = f"*-{month}-{dom} {hour}:{minute}:00"
-    if parts[4] != "*":
-        text = f"{dow} {text}"
+    minute, hour, month = (_field(parts[i], *FIELDS[i]) for i in (0, 1, 3))
+    days = _extension_days(parts)
+    if days is None:
+        dialects.refuse_extensions(parts, "systemd")
+        dow = _field(parts[4], *FIELDS[4])
+        days = (dow if parts[4] != "*" else "", f"-{_field(parts[2], *FIELDS[2])}")
+    if parts[2] != "*" and parts[4] != "*" and not dialects.day_and(parts):
+        # With a field starting with `*` (`*/2`) cron ANDs the two, as systemd does.
+        raise Untranslatable(
+            "cron runs when day of month OR day of week matches (neither field starts with *); systemd needs both"
+        )
+    text = f"*-{month}{days[1]} {hour}:{minute}:00"
+    if days[0]:
+        text = f"{days[0]} {text}"
     return f"{text} {timezone}" if timezone else text
+
+
+def _extension_days(parts: list[str]) -> tuple[str, str] | None:
+    """(weekday, day part) for cronsim's `L` (last day), `N#k` (k-th weekday N) and `NL` (last
+    weekday N) when the other day field is `*`; None for anything else."""
+    dom, dow = parts[2].upper(), parts[4].upper()
+    if dom == "L" and dow == "*":
+        return "", "~01"  # systemd's ~ counts from the month's end
+    if dom != "*" or "," in dow:
+        return None
+    if "#" in dow:
+        term, _, nth = dow.partition("#")
+        k = int(nth)  # cronsim: 1..5, the k-th week of days 7k-6..7k
+        return SYSTEMD_DAYS[_value(term.lower(), "day of week") % 7], f"-{7 * k - 6:02d}..{min(7 * k, 31):02d}"
+    if dow.endswith("L") and dow[:-1].isdigit():
+        return SYSTEMD_DAYS[int(dow[:-1]) % 7], "~07/1"  # the weekday among the last seven days
+    return None
 
 
 def _field(text: str, name: str, low: int, high: int) -> str:
@@ -52,8 +82,6 @@ def _field(text: str, name: str, low: int, high: int) -> str:
     is Sun,Mon), and systemd 252 skips values of a repetition that does not divide its
     range (`*:0/31` misses midnight), so only dividing minute/hour steps stay as steps.
     """
-    if any(c in text.upper() for c in "LW#?"):
-        raise Untranslatable(f'the {name} "{text}" uses an extension systemd has no match for')
     if text == "*":
         return "*"
     weekday = name == "day of week"
@@ -121,7 +149,12 @@ def _value(text: str, name: str) -> int:
 
 
 def unit_name(entry: Entry) -> str:
-    return "runjob-" + entry.safe_slug(UNIT_CHARS, 200)
+    return names.object_name(entry, "runjob-", UNIT_CHARS, UNIT_NAME_LIMIT)
+
+
+def _text(text: str) -> str:
+    """Free text for a unit line (Description=): on one line, `%` not a specifier."""
+    return " ".join(text.splitlines()).replace("%", "%%")
 
 
 def _quote(word: str) -> str:
@@ -132,9 +165,38 @@ def _quote(word: str) -> str:
     return word
 
 
-def render(registry: Registry, runjob_path: str) -> dict[str, str]:
+def _units(entry: Entry, name: str, runjob_path: str, config: str, calendar: str) -> dict[str, str]:
+    job = entry.job
+    title = " ".join(entry.words) + (f": {job.description}" if job.description else "")
+    exec_start = " ".join(_quote(w) for w in [runjob_path, "--config", config, *entry.words])
+    # Persistent= makes up a missed run at boot however late: only for jobs that ask to catch up.
+    persistent = "Persistent=true\n" if job.catch_up else ""
+    secrets = f"EnvironmentFile={SECRETS_FILE}\n" if job.secrets else ""  # refuse to start without it
+    return {
+        f"{name}.service": (
+            f"[Unit]\nDescription={_text('runjob ' + title)}\n\n[Service]\nType=oneshot\n{secrets}ExecStart={exec_start}\n"
+            f"TimeoutStartSec={outer_budget(job)}\n"
+        ),
+        f"{name}.timer": (
+            f"[Unit]\nDescription={_text('Schedule of runjob ' + ' '.join(entry.words))}\n\n"
+            f"[Timer]\nOnCalendar={calendar}\n{persistent}Unit={name}.service\n\n"
+            "[Install]\nWantedBy=timers.target\n"
+        ),
+    }
+
+
+def _problem(entry: Entry) -> str | None:
+    for word in entry.words[1:]:
+        if "\n" in word or "\r" in word:
+            key = word.split("=")[0]
+            return f"jobs.{entry.job.name}.instances: `{key}=...` has a newline in its value; a unit line cannot hold one"
+    return None
+
+
+def render(registry: Registry, runjob_path: str) -> tuple[dict[str, str], list[str]]:
     """Unit file name -> content, for every scheduled entry; ConfigError naming each job systemd cannot schedule."""
-    files, errors = {}, []
+    files: dict[str, str] = {}
+    errors, named = [], []
     config = os.path.abspath(registry.path)
     for entry in entries(registry):
         job = entry.job
@@ -143,18 +205,13 @@ def render(registry: Registry, runjob_path: str) -> dict[str, str]:
         except Untranslatable as e:
             errors.append(f"jobs.{job.name}.schedule: systemd cannot express \"{job.schedule}\": {e}")
             continue
-        name = unit_name(entry)
-        title = " ".join(entry.words) + (f": {job.description}" if job.description else "")
-        exec_start = " ".join(_quote(w) for w in [runjob_path, "--config", config, *entry.words])
-        files[f"{name}.service"] = (
-            f"[Unit]\nDescription=runjob {title}\n\n[Service]\nType=oneshot\nExecStart={exec_start}\n"
-            f"TimeoutStartSec={int(run_budget(job)) + 30}\n"
-        )
-        files[f"{name}.timer"] = (
-            f"[Unit]\nDescription=Schedule of runjob {' '.join(entry.words)}\n\n"
-            f"[Timer]\nOnCalendar={calendar}\nPersistent=true\nUnit={name}.service\n\n"
-            "[Install]\nWantedBy=timers.target\n"
-        )
+        problem = _problem(entry)
+        if problem:
+            errors.append(problem)
+            continue
+        named.append((unit_name(entry), entry))
+        files |= _units(entry, named[-1][0], runjob_path, config, calendar)
     if errors:
         raise ConfigError(errors, registry.path)
-    return files
+    names.check_unique(named, "systemd unit", registry)
+    return files, []
