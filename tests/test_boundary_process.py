@@ -52,3 +52,166 @@ def test_closed_stdout_never_turns_the_lock_file_into_the_record_stream(rj, form
     assert json.loads((rj.state / "locks/report.lock").read_text())["run_id"] == holder["run_id"]
     rows = json.loads(rj.run("history", "--json").out)
     assert sorted(row["status"] for row in rows) == ["skipped", "success"]
+
+
+def test_started_with_sigchld_ignored_the_exit_code_is_still_the_childs(rj):
+    rj.write(f"[jobs.three]\ncommand = {py('raise SystemExit(3)')}\n")
+    proc = subprocess.run([RUNJOB, "three"], capture_output=True, env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL,
+                          preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN), timeout=60)  # fmt: skip
+    r = Result(proc)
+    assert r.code == 3, r.err
+    end = r.one("run.end")
+    assert end["status"] == "failure" and end["exit_code"] == 3
+
+
+# Helpers that double-fork (`( cmd & )`): each is re-parented to PID 1 when its parent exits.
+SPAWNER = """
+for i in $(seq 20); do ( sleep 0.1 & ); done
+# wait (bounded only as a safety net) until no sleep is left, alive or zombie
+i=0
+while [ "$(ps -eo comm= | grep -c '^sleep$')" -ne 0 ] && [ "$i" -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+echo "zombies now: $(ps -eo stat=,comm= | grep -c '^Z.* sleep$')"
+exit 7
+"""
+
+
+def test_as_pid_1_runjob_reaps_orphans_and_keeps_the_childs_status(rj):
+    if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode:
+        pytest.skip("unshare --pid --fork --mount-proc is not permitted here")
+    rj.write(f'[jobs.spawner]\ncommand = ["sh", "-c", {q(SPAWNER)}]\ntimeout = "2m"\n')
+    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", RUNJOB, "spawner"], capture_output=True,
+                          env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    r = Result(proc)
+    assert [o["line"] for o in r.events("run.output")] == ["zombies now: 0"], r.out + r.err
+    end = r.one("run.end")
+    assert (r.code, end["status"], end["exit_code"]) == (7, "failure", 7)
+
+
+def test_sigterm_while_waiting_for_the_lock_ends_the_run_with_run_end_and_a_history_row(rj):
+    started, release = rj.dir / "started", rj.dir / "release"
+    rj.write(f'[jobs.settle]\ncommand = {py(HOLD, str(started), str(release))}\non_busy = "wait"\nwait = "5m"\n')
+    first = rj.popen("settle")
+    assert wait_for(started.exists, timeout=30)
+    second = rj.popen("settle")
+    # Signal it once it catches SIGTERM (its handler is in place): it is then waiting or about to.
+    # Before the fix it never catches SIGTERM while waiting, and this wait fails.
+    assert wait_for(lambda: _catches(second.pid, signal.SIGTERM), timeout=30)
+    second.send_signal(signal.SIGTERM)
+    r = finish(second)
+    assert r.code == 143 and "Traceback" not in r.err
+    end = r.one("run.end")
+    assert end["status"] == "killed" and end["exit_code"] == 143 and end["level"] == "error"
+    assert "signal 15" in end["message"] and "waiting for lock settle" in end["message"]
+    assert first.poll() is None  # the first run's child is not affected
+    release.write_text("go")
+    assert finish(first).code == 0
+    rows = {row["run_id"]: row["status"] for row in json.loads(rj.run("history", "--json").out)}
+    assert rows[end["run_id"]] == "killed" and sorted(rows.values()) == ["killed", "success"]
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Has process `pid` a handler for `sig` (SigCgt in /proc/PID/status)?"""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) >> (sig - 1) & 1)
+
+
+# An LD_PRELOAD shim: CLOCK_REALTIME steps back one hour once the file $STEP_BACK_AFTER exists.
+CLOCK_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+int clock_gettime(clockid_t id, struct timespec *ts) {
+    static int (*real)(clockid_t, struct timespec *);
+    if (!real) real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    int rc = real(id, ts);
+    const char *flag = getenv("STEP_BACK_AFTER");
+    if (rc == 0 && id == CLOCK_REALTIME && flag && access(flag, F_OK) == 0) ts->tv_sec -= 3600;
+    return rc;
+}
+"""
+
+
+def test_a_wall_clock_step_back_changes_no_duration(rj, tmp_path):
+    source, shim = tmp_path / "shim.c", tmp_path / "shim.so"
+    source.write_text(CLOCK_SHIM)
+    if subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], capture_output=True).returncode:
+        pytest.skip("no C compiler to build the clock shim")
+    flag = rj.dir / "stepped"
+    touch = py("import sys; open(sys.argv[1], 'w')", str(flag))
+    rj.write(f'[jobs.step]\ncommand = {touch}\nexpected_duration = {{ min = "1s" }}\n')
+    r = rj.run("step", env={"LD_PRELOAD": str(shim), "STEP_BACK_AFTER": str(flag)})
+    assert flag.exists()
+    end = r.one("run.end")
+    assert end["status"] == "success" and 0 <= end["duration_s"] < 3600
+    assert r.one("run.attempt")["duration_s"] >= 0
+    # runjob's own clock stepped back an hour; the too-fast warning must still come from the true duration
+    duration = r.one("run.duration")
+    assert 0 <= duration["duration_s"] < 1
+
+
+def bare(rj, *args: str) -> Result:
+    """`runjob ARGS` in cron's bare environment: no LANG, no LC_*."""
+    given = ["HOME=/root", "LOGNAME=root", "SHELL=/bin/sh", "PATH=/usr/bin:/bin", f"RUNJOB_CONFIG={rj.config}"]
+    proc = subprocess.run(["env", "-i", *given, RUNJOB, *args], capture_output=True, cwd=rj.dir,
+                          stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    return Result(proc)
+
+
+CRON_ENV = {"HOME": "/root", "LOGNAME": "root", "SHELL": "/bin/sh", "PATH": "/usr/bin:/bin"}
+
+
+@pytest.mark.parametrize("locale", [{}, {"LANG": "C"}, {"LC_CTYPE": "C.UTF-8"}])
+def test_the_child_gets_exactly_the_environment_runjob_was_given(rj, locale):
+    rj.write('[jobs.e]\ncommand = ["env"]\nsecrets = ["TOKEN"]\n[jobs.e.env]\nAPP = "prod"\nTOKEN = "s3cr3t-v4lue"\n')
+    given = CRON_ENV | {"RUNJOB_CONFIG": str(rj.config)} | locale
+    proc = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in given.items()), RUNJOB, "e"], capture_output=True,
+                          cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    r = Result(proc)
+    assert r.code == 0, r.err
+    seen = dict(line.split("=", 1) for line in (o["line"] for o in r.events("run.output")) if "=" in line)
+    ids = {"RUNJOB_RUN_ID", "RUNJOB_JOB", "RUNJOB_CORRELATION_ID", "RUNJOB_ATTEMPT"}
+    assert set(seen) == set(given) | {"APP", "TOKEN"} | ids
+    assert {k: seen[k] for k in given} == given  # LC_CTYPE only when it was given
+    dry = bare(rj, "run", "e", "--dry-run", "--format", "json")
+    shown = json.loads(dry.out)["env"]
+    expected = set(given) - set(locale) | {"APP", "TOKEN"} | ids
+    assert set(shown) == expected and shown["TOKEN"] == "***" and "s3cr3t-v4lue" not in dry.out
+
+
+CRLF_SCRIPT = b"#!/bin/sh\r\necho cleaned\r\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "code", "says"),
+    [
+        (CRLF_SCRIPT, 0o755, 127, 'interpreter not found: "/bin/sh\\r" named in the #! line of ./job.sh'),
+        (b"#!/no/such/shell\necho x\n", 0o755, 127, 'interpreter not found: "/no/such/shell"'),
+        (b"#!@DIR@/plain\necho x\n", 0o755, 126, 'interpreter not executable: "@DIR@/plain"'),
+        (b"#!/bin/sh\necho x\n", 0o644, 126, "command not executable"),
+        (b"#!  /bin/sh -e\necho fine\n", 0o755, 0, None),
+    ],
+)
+def test_dry_run_and_run_agree_on_what_can_be_executed(rj, content, mode, code, says):
+    (rj.dir / "plain").write_text("not a program\n")  # mode 0644
+    content, says = content.replace(b"@DIR@", bytes(rj.dir)), says and says.replace("@DIR@", str(rj.dir))
+    script = rj.dir / "job.sh"
+    script.write_bytes(content)
+    script.chmod(mode)
+    rj.write('[jobs.c]\ncommand = ["./job.sh"]\n')
+    dry = rj.run("run", "c", "--dry-run", "--format", "json")
+    plan = json.loads(dry.out)
+    r = rj.run("c")
+    assert dry.code == r.code == code
+    if says is None:
+        assert plan["executable_problem"] is None and r.one("run.end")["status"] == "success"
+        return
+    end = r.one("run.end")
+    assert says in plan["executable_problem"] and says in end["message"] and says in end["error"]
+    if content == CRLF_SCRIPT:
+        assert "CRLF" in end["message"]

@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover
 
 def main(argv: list[str] | None = None) -> int:
     standard_streams()
+    undo_locale_coercion()
     # Started with SIGCHLD ignored (a parent's choice, inherited over exec), the kernel
     # reaps our child itself and its exit status is lost: take the default back.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -71,6 +72,28 @@ def standard_streams() -> None:
     for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace" if fd == 2 else None))
+
+
+COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what Python's locale coercion (PEP 538) sets LC_CTYPE to
+
+
+def undo_locale_coercion() -> None:
+    """Take out the LC_CTYPE that Python itself put into our environment at start-up.
+
+    Started with no usable locale (cron: no LANG, no LC_*), the interpreter sets
+    LC_CTYPE=C.UTF-8 in its own environ; every child would inherit it and, say, grep a
+    Latin-1 file differently than under cron. Our own locale is set by then and stays.
+    The environment we were given is in /proc/self/environ (setenv does not touch it).
+    """
+    if os.environ.get("LC_CTYPE") not in COERCED:
+        return
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            given = f.read().split(b"\0")
+    except OSError:
+        return  # cannot tell: keep it
+    if not any(item.startswith(b"LC_CTYPE=") for item in given):
+        del os.environ["LC_CTYPE"]
 
 
 def crontab_form(args: list[str]) -> tuple[tuple[str | None, str, list[str]] | None, list[str]]:

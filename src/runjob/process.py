@@ -13,7 +13,8 @@ import os
 import select
 import time
 
-from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
+from runjob import executable
+from runjob.errors import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
 from runjob.output import READ_SIZE
 
 try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
@@ -33,6 +34,10 @@ LAST_READS = 16  # at the very end, at most this many chunks more: a daemon may 
 POLL_FALLBACK_S = 0.1  # child-exit check interval where pidfd_open is missing
 
 
+class Interrupted(Exception):
+    """A stop signal came during a step that cannot poll the wakeup fd (see Stop.interruptible)."""
+
+
 class Stop:
     """Why and when the run must stop (a signal to runjob, a lost lock), and notices from
     other threads, which run on the main thread: only it writes records."""
@@ -45,12 +50,17 @@ class Stop:
         self.wake_fd = -1  # the signal wakeup pipe: writing to it wakes the supervise loop...
         self.wake_read = -1  # ...which polls this end
         self.notices: list[Callable[[], None]] = []
+        self.interruptible = False  # handle() raises Interrupted (once) while this is set
+        self.reaper = os.getpid() == 1  # as PID 1 (a container's first process) orphans are ours to reap
 
     def handle(self, signum: int, frame: object) -> None:
         if not self.signum:
             self.signum, self.at = signum, time.monotonic()
         if self.pgid:
             _killpg(self.pgid, signum)
+        if self.interruptible:  # a blocking step (waiting for the lock) that must end now
+            self.interruptible = False
+            raise Interrupted(signum)
 
     def stop(self, signum: int, reason: str) -> None:
         """Stop the run as if runjob got `signum`, saying why."""
@@ -120,7 +130,10 @@ def run(
 ) -> Result:
     started = time.monotonic()
     try:
-        pid, streams = spawn(argv, cwd, env, output, pass_fds)
+        program = executable.resolve(argv[0], cwd, env)
+        pid, streams = spawn(program, argv, cwd, env, output, pass_fds)
+    except executable.Problem as e:
+        return Result(e.exit_code, "failure", time.monotonic() - started, error=str(e))
     except OSError as e:
         code, message = spawn_error(e, argv[0], cwd)
         return Result(code, "failure", time.monotonic() - started, error=message)
@@ -136,18 +149,17 @@ def run(
             os.close(fd)
 
 
-def spawn(argv: list[str], cwd: str, env: dict[str, str], output: str,
+def spawn(program: str, argv: list[str], cwd: str, env: dict[str, str], output: str,
           pass_fds: tuple[int, ...]) -> tuple[int, dict[str, int]]:  # fmt: skip
     """Start argv in its own process group with stdin from /dev/null; (pid, read ends of its pipes).
 
     os.posix_spawn (vfork + exec) rather than subprocess: importing subprocess costs
     runjob ~10 ms of start-up here (threading, selectors, locale and, through locale, re).
-    What subprocess would do for us is done here: the program is looked up on the
-    child's PATH, signals Python ignores are reset, only `pass_fds` are inherited, and
+    What subprocess would do for us is done here: the program was looked up on the
+    child's PATH (executable.resolve), signals Python ignores are reset, only `pass_fds` are inherited, and
     cwd is entered around the spawn (runjob uses absolute paths, and no other thread
     exists yet that could mind).
     """
-    program = _find_program(argv[0], env)
     pipes: dict[str, int] = {}
     ours: list[int] = []  # our copies of the child's pipe ends, closed after the spawn
     actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
@@ -190,22 +202,6 @@ def _pipe() -> tuple[int, int]:
     return r, w
 
 
-def _find_program(name: str, env: dict[str, str]) -> str:
-    """`name` as exec would find it on the child's PATH (not runjob's)."""
-    if "/" in name:
-        return name
-    denied = None
-    for directory in os.get_exec_path(env):
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            if os.access(path, os.X_OK):
-                return path
-            denied = path
-    if denied:
-        raise PermissionError(13, "Permission denied", denied)
-    raise FileNotFoundError(2, "No such file or directory", name)
-
-
 def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, timeout: float, grace: float,
                stop: Stop, watch: Watch) -> Result:  # fmt: skip
     streams = dict(streams)
@@ -240,6 +236,8 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
                 kill_at = float("inf")  # sent; nothing more to escalate
             if status is None:
                 status = _reap(pid)
+            if stop.reaper:
+                reap_orphans(pid if status is None else 0)
             if status is not None:
                 stopping = timed_out or stop.signum
                 if stopping and kill_at != float("inf") and _group_alive(pid):
@@ -274,11 +272,13 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
 def _result(status: tuple[int, int], started: float, timed_out: bool, stop: Stop) -> Result:
     wait_status, rss = status
     duration = time.monotonic() - started
-    code = os.waitstatus_to_exitcode(wait_status)
     if stop.signum:
         return Result(128 + stop.signum, "killed", duration, rss)
     if timed_out:
         return Result(EXIT_TIMEOUT, "timeout", duration, rss)
+    if wait_status == LOST:
+        return Result(EXIT_INTERNAL, "failure", duration, rss, error="the exit status of the command was lost")
+    code = os.waitstatus_to_exitcode(wait_status)
     if code < 0:
         return Result(128 - code, "killed", duration, rss)
     return Result(code, "success" if code == 0 else "failure", duration, rss)
@@ -317,12 +317,31 @@ def _read_rest(fd: int, handler: StreamHandler) -> None:
     handler.finish()
 
 
+LOST = -1  # a wait status no real one equals: the child's status could not be had
+
+
 def _reap(pid: int) -> tuple[int, int] | None:
     try:
         got, wait_status, usage = os.wait4(pid, os.WNOHANG)
-    except ChildProcessError:
-        return (0, 0)
+    except ChildProcessError:  # someone else reaped it (SIGCHLD ignored): we do not know how it ended
+        return (LOST, 0)
     return None if got == 0 else (wait_status, usage.ru_maxrss)
+
+
+def reap_orphans(child: int) -> None:
+    """As PID 1, reap every exited process re-parented to us, but never `child` (the job):
+    its status is ours to read with wait4. WNOWAIT peeks at who is waiting first."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == child:
+            return  # nothing left, or the job itself exited: the supervise loop reaps it next
+        try:
+            os.waitpid(info.si_pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 def _pidfd(pid: int) -> int:
@@ -348,10 +367,29 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Is any member of the group alive? Zombies do not count: a zombie waiting for a parent
+    that never reaps it (or for us, as PID 1) must not hold the run up until kill_grace."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return _live_member(pgid)
+
+
+def _live_member(pgid: int) -> bool:
+    """A non-zombie process in group `pgid`, from /proc (True if /proc cannot tell)."""
+    try:
+        pids = [d for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
