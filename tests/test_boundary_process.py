@@ -215,3 +215,18 @@ def test_dry_run_and_run_agree_on_what_can_be_executed(rj, content, mode, code, 
     assert says in plan["executable_problem"] and says in end["message"] and says in end["error"]
     if content == CRLF_SCRIPT:
         assert "CRLF" in end["message"]
+
+
+@pytest.mark.parametrize("where", ["param", "correlation_id"])
+def test_bytes_that_are_not_utf8_are_a_one_line_usage_error(rj, where):
+    rj.write('[jobs.p]\ncommand = ["echo", "{v}"]\n[jobs.p.params.v]\npattern = ".*"\n')
+    env = {k.encode(): v.encode() for k, v in rj.env().items()}
+    args = [RUNJOB.encode(), b"p", b"v=ok"]
+    if where == "param":
+        args[2] = b"v=caf\xe9"
+    else:
+        env[b"RUNJOB_CORRELATION_ID"] = b"id-\xff"
+    r = Result(subprocess.run(args, capture_output=True, env=env, cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=60))
+    assert r.code == 2 and "Traceback" not in r.err and len(r.err.splitlines()) == 1, r.err
+    assert "not valid UTF-8" in r.err and r.out == ""
+    assert not (rj.state / "history.sqlite3").exists() or json.loads(rj.run("history", "--json").out) == []
