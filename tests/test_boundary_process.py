@@ -230,3 +230,54 @@ def test_bytes_that_are_not_utf8_are_a_one_line_usage_error(rj, where):
     assert r.code == 2 and "Traceback" not in r.err and len(r.err.splitlines()) == 1, r.err
     assert "not valid UTF-8" in r.err and r.out == ""
     assert not (rj.state / "history.sqlite3").exists() or json.loads(rj.run("history", "--json").out) == []
+
+
+def test_a_passthrough_write_to_a_closed_stderr_does_not_escape(rj):
+    started, release = rj.dir / "started", rj.dir / "release"
+    code = "import sys; sys.stderr.write('to stderr\\n'); sys.stderr.flush()\n" + HOLD
+    rj.write(f'[jobs.p]\ncommand = {py(code, str(started), str(release))}\noutput = "passthrough"\n')
+    proc = rj.popen("p")
+    proc.stderr.close()  # runjob's stderr: nobody reads it, writing to it is EPIPE
+    assert wait_for(started.exists, timeout=30)
+    release.write_text("go")
+    out = proc.stdout.read()
+    assert proc.wait(timeout=60) == 0
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    end = [x for x in records if x["event"] == "run.end"]
+    assert end and end[0]["status"] == "success" and "to stderr" in end[0]["stderr_tail"]
+
+
+# Prints far more than a pipe holds, as fast as it can, until killed.
+FLOOD = "import sys\nline = 'x' * 200 + '\\n'\nwhile True: sys.stdout.write(line * 100)\n"
+
+
+def test_a_stalled_reader_of_runjobs_stdout_does_not_stop_the_timeout(rj):
+    rj.write(f'[jobs.flood]\ncommand = {py(FLOOD)}\ntimeout = "1s"\nkill_grace = "1s"\n')
+    r, w = os.pipe()  # runjob's stdout: the test never reads it until runjob has exited
+    proc = rj.popen("flood", stdout=w)
+    os.close(w)
+    try:
+        assert proc.wait(timeout=90) == 124  # before the fix: blocked in write() for ever
+        err = proc.stderr.read().decode()
+        assert "is not being read" in err and "Traceback" not in err
+        rows = json.loads(rj.run("history", "--json").out)
+        assert [row["status"] for row in rows] == ["timeout"]
+        assert rj.run("flood", "--timeout", "1s").code == 124  # the lock is free again
+    finally:
+        os.close(r)
+        proc.kill()
+        proc.wait()
+
+
+def test_a_slow_reader_of_runjobs_stdout_gets_every_record_in_order(rj):
+    printer = "for i in range(30000): print('line %06d ' % i + 'y' * 100)"
+    rj.write(f'[jobs.many]\ncommand = {py(printer)}\n')
+    proc = rj.popen("many")
+    out = b""
+    while chunk := proc.stdout.read(4096):  # small reads: the pipe is full most of the time
+        out += chunk
+    assert proc.wait(timeout=60) == 0
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    lines = [x["line"] for x in records if x["event"] == "run.output"]
+    assert lines == ["line %06d " % i + "y" * 100 for i in range(30000)]
+    assert records[-1]["event"] == "run.end" and records[-1]["status"] == "success"

@@ -13,8 +13,9 @@ import os
 import select
 import time
 
-from runjob import executable
+from runjob import executable, reaper
 from runjob.errors import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
+from runjob.logs import PENDING_MAX
 from runjob.output import READ_SIZE
 
 try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
@@ -57,7 +58,7 @@ class Stop:
         if not self.signum:
             self.signum, self.at = signum, time.monotonic()
         if self.pgid:
-            _killpg(self.pgid, signum)
+            reaper.killpg(self.pgid, signum)
         if self.interruptible:  # a blocking step (waiting for the lock) that must end now
             self.interruptible = False
             raise Interrupted(signum)
@@ -139,10 +140,16 @@ def run(
         return Result(code, "failure", time.monotonic() - started, error=message)
     stop.pgid = pid
     if stop.signum:  # a signal came while we were spawning
-        _killpg(pid, stop.signum)
+        reaper.killpg(pid, stop.signum)
     fds = {fd: handlers[0 if name == "stdout" else 1] for name, fd in streams.items()}
     try:
-        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None))
+        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None),
+                          handlers[0].sink)  # fmt: skip
+    except Exception as e:  # a bug or an output failure: the child must not outlive its supervision
+        reaper.killpg(pid, signal.SIGKILL)
+        reaper.wait_gone(pid)
+        message = f"runjob failed while supervising the command ({type(e).__name__}: {e}); it was killed"
+        return Result(EXIT_INTERNAL, "failure", time.monotonic() - started, error=message)
     finally:
         stop.pgid = 0
         for fd in streams.values():
@@ -202,19 +209,45 @@ def _pipe() -> tuple[int, int]:
     return r, w
 
 
-def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, timeout: float, grace: float,
-               stop: Stop, watch: Watch) -> Result:  # fmt: skip
-    streams = dict(streams)
-    poller = select.poll()
-    for fd in streams:
-        os.set_blocking(fd, False)
-        poller.register(fd, select.POLLIN)
-    pidfd = _pidfd(pid)
-    if pidfd >= 0:
-        poller.register(pidfd, select.POLLIN)
-    if stop.wake_read >= 0:
-        poller.register(stop.wake_read, select.POLLIN)
+class Outflow:
+    """Records waiting for a slow reader of runjob's stdout (logs.JsonSink.pending) go out
+    when the pipe has room; while they are over PENDING_MAX the child's pipes are not read,
+    so the child waits on its own writes and runjob's memory stays bounded. Nothing here
+    blocks: the timeout and signals are enforced whatever the reader does."""
 
+    def __init__(self, sink: Any, poller: select.poll, streams: dict[int, StreamHandler]) -> None:
+        self.sink = sink if getattr(sink, "nonblocking", False) else None
+        self.poller = poller
+        self.streams = streams
+        self.watching = False  # POLLOUT registered on the sink's fd
+        self.paused = False  # the child's pipes unregistered
+
+    def update(self) -> None:
+        if self.sink is None:
+            return
+        self.sink.flush()
+        backlog = self.sink.backlog()
+        if bool(backlog) != self.watching:
+            self.watching = bool(backlog)
+            if self.watching:
+                self.poller.register(self.sink.fd, select.POLLOUT)
+            else:
+                self.poller.unregister(self.sink.fd)
+        over = backlog > PENDING_MAX
+        if over != self.paused:
+            self.paused = over
+            for fd in self.streams:
+                if over:
+                    self.poller.unregister(fd)
+                else:
+                    self.poller.register(fd, select.POLLIN)
+
+
+def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, timeout: float, grace: float,
+               stop: Stop, watch: Watch, sink: Any = None) -> Result:  # fmt: skip
+    streams = dict(streams)
+    poller, pidfd = _poller(pid, streams, stop)
+    outflow = Outflow(sink, poller, streams)
     deadline = started + timeout
     kill_at: float | None = None
     timed_out = False
@@ -223,24 +256,25 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
     try:
         while True:
             stop.run_notices()
+            outflow.update()
             now = time.monotonic()
             watch.check(now)
             if stop.signum and kill_at is None:
                 kill_at = stop.at + grace
             if not timed_out and status is None and now >= deadline:
                 timed_out = True
-                _killpg(pid, signal.SIGTERM)
+                reaper.killpg(pid, signal.SIGTERM)
                 kill_at = now + grace if kill_at is None else min(kill_at, now + grace)
             if kill_at is not None and now >= kill_at:
-                _killpg(pid, signal.SIGKILL)
+                reaper.killpg(pid, signal.SIGKILL)
                 kill_at = float("inf")  # sent; nothing more to escalate
             if status is None:
-                status = _reap(pid)
+                status = reaper.reap(pid)
             if stop.reaper:
-                reap_orphans(pid if status is None else 0)
+                reaper.reap_orphans(pid if status is None else 0)
             if status is not None:
                 stopping = timed_out or stop.signum
-                if stopping and kill_at != float("inf") and _group_alive(pid):
+                if stopping and kill_at != float("inf") and reaper.group_alive(pid):
                     pass  # the leader is gone but others in its group still run: wait for grace
                 elif not streams:
                     break
@@ -258,7 +292,7 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
                     pidfd = -1
                 elif fd == stop.wake_read:
                     _drain_wakeup(fd)
-                elif fd in streams:
+                elif fd in streams and not outflow.paused:
                     _read(fd, streams, poller)
     finally:
         if pidfd >= 0:
@@ -269,6 +303,20 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
     return _result(status, started, timed_out, stop)
 
 
+def _poller(pid: int, streams: dict[int, StreamHandler], stop: Stop) -> tuple[select.poll, int]:
+    """A poll set of the child's pipes, a pidfd of the child (-1 if none) and the wakeup fd."""
+    poller = select.poll()
+    for fd in streams:
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLIN)
+    pidfd = _pidfd(pid)
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+    if stop.wake_read >= 0:
+        poller.register(stop.wake_read, select.POLLIN)
+    return poller, pidfd
+
+
 def _result(status: tuple[int, int], started: float, timed_out: bool, stop: Stop) -> Result:
     wait_status, rss = status
     duration = time.monotonic() - started
@@ -276,7 +324,7 @@ def _result(status: tuple[int, int], started: float, timed_out: bool, stop: Stop
         return Result(128 + stop.signum, "killed", duration, rss)
     if timed_out:
         return Result(EXIT_TIMEOUT, "timeout", duration, rss)
-    if wait_status == LOST:
+    if wait_status == reaper.LOST:
         return Result(EXIT_INTERNAL, "failure", duration, rss, error="the exit status of the command was lost")
     code = os.waitstatus_to_exitcode(wait_status)
     if code < 0:
@@ -317,33 +365,6 @@ def _read_rest(fd: int, handler: StreamHandler) -> None:
     handler.finish()
 
 
-LOST = -1  # a wait status no real one equals: the child's status could not be had
-
-
-def _reap(pid: int) -> tuple[int, int] | None:
-    try:
-        got, wait_status, usage = os.wait4(pid, os.WNOHANG)
-    except ChildProcessError:  # someone else reaped it (SIGCHLD ignored): we do not know how it ended
-        return (LOST, 0)
-    return None if got == 0 else (wait_status, usage.ru_maxrss)
-
-
-def reap_orphans(child: int) -> None:
-    """As PID 1, reap every exited process re-parented to us, but never `child` (the job):
-    its status is ours to read with wait4. WNOWAIT peeks at who is waiting first."""
-    while True:
-        try:
-            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return
-        if info is None or info.si_pid == child:
-            return  # nothing left, or the job itself exited: the supervise loop reaps it next
-        try:
-            os.waitpid(info.si_pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
 def _pidfd(pid: int) -> int:
     try:
         return os.pidfd_open(pid)
@@ -357,39 +378,3 @@ def _drain_wakeup(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """Is any member of the group alive? Zombies do not count: a zombie waiting for a parent
-    that never reaps it (or for us, as PID 1) must not hold the run up until kill_grace."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _live_member(pgid)
-
-
-def _live_member(pgid: int) -> bool:
-    """A non-zombie process in group `pgid`, from /proc (True if /proc cannot tell)."""
-    try:
-        pids = [d for d in os.listdir("/proc") if d.isdigit()]
-    except OSError:
-        return True
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rpartition(b")")[2].split()
-        except OSError:
-            continue  # gone meanwhile
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
