@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HOLD, PY, RUNJOB, Result, finish, py, q, wait_for
+from conftest import HOLD, RUNJOB, Result, finish, py, q, wait_for
 
 ECHO_DONE = py("print('work done')")
 
@@ -56,7 +56,7 @@ def test_closed_stdout_never_turns_the_lock_file_into_the_record_stream(rj, form
 
 def test_started_with_sigchld_ignored_the_exit_code_is_still_the_childs(rj):
     rj.write(f"[jobs.three]\ncommand = {py('raise SystemExit(3)')}\n")
-    proc = subprocess.run([RUNJOB, "three"], capture_output=True, env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL,
+    proc = subprocess.run([RUNJOB, "three"], check=False, capture_output=True, env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL,
                           preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN), timeout=60)  # fmt: skip
     r = Result(proc)
     assert r.code == 3, r.err
@@ -76,10 +76,10 @@ exit 7
 
 
 def test_as_pid_1_runjob_reaps_orphans_and_keeps_the_childs_status(rj):
-    if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode:
+    if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], check=False, capture_output=True).returncode:
         pytest.skip("unshare --pid --fork --mount-proc is not permitted here")
     rj.write(f'[jobs.spawner]\ncommand = ["sh", "-c", {q(SPAWNER)}]\ntimeout = "2m"\n')
-    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", RUNJOB, "spawner"], capture_output=True,
+    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", RUNJOB, "spawner"], check=False, capture_output=True,
                           env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
     r = Result(proc)
     assert [o["line"] for o in r.events("run.output")] == ["zombies now: 0"], r.out + r.err
@@ -140,7 +140,7 @@ int clock_gettime(clockid_t id, struct timespec *ts) {
 def test_a_wall_clock_step_back_changes_no_duration(rj, tmp_path):
     source, shim = tmp_path / "shim.c", tmp_path / "shim.so"
     source.write_text(CLOCK_SHIM)
-    if subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], capture_output=True).returncode:
+    if subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], check=False, capture_output=True).returncode:
         pytest.skip("no C compiler to build the clock shim")
     flag = rj.dir / "stepped"
     touch = py("import sys; open(sys.argv[1], 'w')", str(flag))
@@ -158,7 +158,7 @@ def test_a_wall_clock_step_back_changes_no_duration(rj, tmp_path):
 def bare(rj, *args: str) -> Result:
     """`runjob ARGS` in cron's bare environment: no LANG, no LC_*."""
     given = ["HOME=/root", "LOGNAME=root", "SHELL=/bin/sh", "PATH=/usr/bin:/bin", f"RUNJOB_CONFIG={rj.config}"]
-    proc = subprocess.run(["env", "-i", *given, RUNJOB, *args], capture_output=True, cwd=rj.dir,
+    proc = subprocess.run(["env", "-i", *given, RUNJOB, *args], check=False, capture_output=True, cwd=rj.dir,
                           stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
     return Result(proc)
 
@@ -170,7 +170,7 @@ CRON_ENV = {"HOME": "/root", "LOGNAME": "root", "SHELL": "/bin/sh", "PATH": "/us
 def test_the_child_gets_exactly_the_environment_runjob_was_given(rj, locale):
     rj.write('[jobs.e]\ncommand = ["env"]\nsecrets = ["TOKEN"]\n[jobs.e.env]\nAPP = "prod"\nTOKEN = "s3cr3t-v4lue"\n')
     given = CRON_ENV | {"RUNJOB_CONFIG": str(rj.config)} | locale
-    proc = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in given.items()), RUNJOB, "e"], capture_output=True,
+    proc = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in given.items()), RUNJOB, "e"], check=False, capture_output=True,
                           cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
     r = Result(proc)
     assert r.code == 0, r.err
@@ -226,7 +226,8 @@ def test_bytes_that_are_not_utf8_are_a_one_line_usage_error(rj, where):
         args[2] = b"v=caf\xe9"
     else:
         env[b"RUNJOB_CORRELATION_ID"] = b"id-\xff"
-    r = Result(subprocess.run(args, capture_output=True, env=env, cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=60))
+    proc = subprocess.run(args, check=False, capture_output=True, env=env, cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=60)
+    r = Result(proc)
     assert r.code == 2 and "Traceback" not in r.err and len(r.err.splitlines()) == 1, r.err
     assert "not valid UTF-8" in r.err and r.out == ""
     assert not (rj.state / "history.sqlite3").exists() or json.loads(rj.run("history", "--json").out) == []
@@ -279,5 +280,5 @@ def test_a_slow_reader_of_runjobs_stdout_gets_every_record_in_order(rj):
     assert proc.wait(timeout=60) == 0
     records = [json.loads(line) for line in out.decode().splitlines()]
     lines = [x["line"] for x in records if x["event"] == "run.output"]
-    assert lines == ["line %06d " % i + "y" * 100 for i in range(30000)]
+    assert lines == [f"line {i:06d} " + "y" * 100 for i in range(30000)]
     assert records[-1]["event"] == "run.end" and records[-1]["status"] == "success"

@@ -23,7 +23,8 @@ from runjob.errors import InternalError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Protocol
+    from collections.abc import Callable
+    from typing import Any, Protocol
 
     class Sink(Protocol):
         def record(self, fields: dict[str, Any]) -> None: ...
@@ -171,7 +172,7 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-PENDING_MAX = 1 << 20  # records waiting for a slow stdout reader; above it the child's pipes are not read
+PENDING_MAX = 1 << 16  # records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read
 FINAL_FLUSH_S = 5.0  # at the end, how long we wait for a stalled stdout reader before dropping the rest
 
 

@@ -71,7 +71,8 @@ def standard_streams() -> None:
                 os.close(null)
     for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
         if getattr(sys, name) is None:
-            setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace" if fd == 2 else None))
+            stream = open(fd, mode, closefd=False, errors="backslashreplace" if fd == 2 else None)  # noqa: SIM115  (lives as long as the process)
+            setattr(sys, name, stream)
 
 
 COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what Python's locale coercion (PEP 538) sets LC_CTYPE to

@@ -145,7 +145,7 @@ def run(
     try:
         return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None),
                           handlers[0].sink)  # fmt: skip
-    except Exception as e:  # a bug or an output failure: the child must not outlive its supervision
+    except Exception as e:  # noqa: BLE001  (a bug or an output failure: the child must not outlive its supervision)
         reaper.killpg(pid, signal.SIGKILL)
         reaper.wait_gone(pid)
         message = f"runjob failed while supervising the command ({type(e).__name__}: {e}); it was killed"
