@@ -173,6 +173,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 PENDING_MAX = 1 << 16  # records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read
+PIPE_SIZE = 1 << 20
 FINAL_FLUSH_S = 5.0  # at the end, how long we wait for a stalled stdout reader before dropping the rest
 
 
@@ -188,6 +189,18 @@ def _stdout_fd() -> tuple[int, bool]:
     return 1, False
 
 
+def _grow_pipe(fd: int) -> None:
+    """Up to 1 MiB of pipe buffer (the unprivileged limit), once the pipe first fills: a
+    reader that takes big reads then wakes us far less often than with the default 64 KiB
+    (fewer polls, bigger writes; as fast as blocking writes were). Quick runs never grow it."""
+    import fcntl  # loaded already by lock.py on the run path
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError):
+        pass  # a smaller pipe only costs wake-ups
+
+
 class JsonSink:
     """JSON lines to stdout or to a file opened with O_APPEND (whole lines per write).
 
@@ -201,6 +214,7 @@ class JsonSink:
         self.fd = 1
         self.nonblocking = False
         self.pending = bytearray()
+        self.grown = False  # the pipe's buffer enlarged (_grow_pipe)
         self.failed: str | None = None
         self.pieces: dict[tuple[str, int], tuple[str, str, str]] = {}
         if not path:
@@ -233,9 +247,16 @@ class JsonSink:
 
     def _rest(self, fd: int, data: bytes) -> None:
         if self.nonblocking:
-            self.pending += data
+            self._wait(data)
         else:
             write_all(fd, data)
+
+    def _wait(self, data: bytes) -> None:
+        """`data` waits for the pipe to take it."""
+        if not self.grown:
+            self.grown = True
+            _grow_pipe(self.fd)
+        self.pending += data
 
     def _pieces(self, common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
         key = (stream, attempt)
@@ -263,7 +284,7 @@ class JsonSink:
             self._lost(e)
             return
         if written < len(data):
-            self.pending += data[written:]
+            self._wait(data[written:])
 
     def backlog(self) -> int:
         """Bytes of records waiting for the pipe to take them."""
