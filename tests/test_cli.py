@@ -39,7 +39,8 @@ def test_dry_run_prints_the_plan_and_runs_nothing(rj):
     assert plan["dry_run"] is True and plan["argv"] == ["python3", "bin/import.py", "--supplier=acme"]
     assert plan["lock_key"] == "cron.suppliers.import.supplier.acme"
     assert plan["lock_file"] == str(rj.state / "locks" / "cron.suppliers.import.supplier.acme.lock")
-    assert plan["env"] == {"APP_ENV": "prod", "DB_PASSWORD": "***"} and "from-config-secret" not in r.out
+    assert plan["env_added"] == {"APP_ENV": "prod", "DB_PASSWORD": "***"} and "from-config-secret" not in r.out
+    assert plan["env"]["APP_ENV"] == "prod" and plan["env"]["DB_PASSWORD"] == "***"  # the child's whole env
     assert plan["timeout_s"] == 1200.0 and plan["owners"] == {"responsible": "ops", "accountable": "dom"}
     assert plan["lock_held"] is False and plan["log_file"] == "stdout" and plan["cwd"] == str(rj.dir)
     assert plan["executable"].endswith("python3") and plan["executable_problem"] is None

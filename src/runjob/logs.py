@@ -16,12 +16,14 @@ chunk read, with the same bytes as `encode`.
 from __future__ import annotations
 
 import os
+import stat  # already loaded by os: costs nothing
 import time
 
 from runjob.errors import InternalError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Protocol
 
     class Sink(Protocol):
@@ -142,19 +144,24 @@ def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str
 RECORDS_PER_WRITEV = 204  # 5 parts each: 1020 iovecs, under IOV_MAX (1024)
 
 
-def writev_records(fd: int, parts: list[bytes], lines: list[bytes]) -> None:
+def writev_records(fd: int, parts: list[bytes], lines: list[bytes],
+                   rest: Callable[[int, bytes], None] | None = None) -> None:  # fmt: skip
     """Write plain_output_parts(...) with writev, in batches of whole records. A record is
     its line twice plus fixed text, so a batch's size comes from the line lengths (summing
-    every part's length cost as much as the writev). A short write (a signal on a pipe) is
-    finished by write_all."""
+    every part's length cost as much as the writev). What a short write (a signal on a
+    pipe, a full non-blocking pipe) leaves goes to `rest` (default: write_all), in order."""
     fixed = len(parts[0]) + len(parts[2]) + len(parts[4]) if parts else 0
     sizes = list(map(len, lines))
     for first in range(0, len(lines), RECORDS_PER_WRITEV):
         batch = parts[5 * first : 5 * (first + RECORDS_PER_WRITEV)]
         count = len(batch) // 5
-        written = os.writev(fd, batch)
+        try:
+            written = os.writev(fd, batch)
+        except BlockingIOError:
+            written = 0
         if written < fixed * count + 2 * sum(sizes[first : first + count]):
-            write_all(fd, b"".join(batch)[written:])
+            (rest or write_all)(fd, b"".join(batch)[written:] + b"".join(parts[5 * (first + RECORDS_PER_WRITEV) :]))
+            return
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -165,15 +172,54 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+PENDING_MAX = 1 << 16  # records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read
+PIPE_SIZE = 1 << 20
+FINAL_FLUSH_S = 5.0  # at the end, how long we wait for a stalled stdout reader before dropping the rest
+
+
+def _stdout_fd() -> tuple[int, bool]:
+    """(fd for records on stdout, non-blocking?). A pipe is opened a second time, non-blocking
+    (its own open file description, so the O_NONBLOCK is not shared with whoever else holds
+    the pipe): a reader that stalls must never block the supervise loop (see process.py)."""
+    try:
+        if stat.S_ISFIFO(os.fstat(1).st_mode):
+            return os.open("/proc/self/fd/1", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC), True
+    except OSError:
+        pass  # no /proc: blocking writes, as to a file or a terminal
+    return 1, False
+
+
+def _grow_pipe(fd: int) -> None:
+    """Up to 1 MiB of pipe buffer (the unprivileged limit), once the pipe first fills: a
+    reader that takes big reads then wakes us far less often than with the default 64 KiB
+    (fewer polls, bigger writes; as fast as blocking writes were). Quick runs never grow it."""
+    import fcntl  # loaded already by lock.py on the run path
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError):
+        pass  # a smaller pipe only costs wake-ups
+
+
 class JsonSink:
-    """JSON lines to stdout or to a file opened with O_APPEND (whole lines per write)."""
+    """JSON lines to stdout or to a file opened with O_APPEND (whole lines per write).
+
+    On a pipe, records are written without blocking: what the pipe does not take waits in
+    `pending` (in order), flushed when the pipe has room (process.py polls for it and stops
+    reading the child while `pending` is over PENDING_MAX), and at close for FINAL_FLUSH_S.
+    """
 
     def __init__(self, path: str = "") -> None:
         self.path = path or "<stdout>"
         self.fd = 1
+        self.nonblocking = False
+        self.pending = bytearray()
+        self.grown = False  # the pipe's buffer enlarged (_grow_pipe)
         self.failed: str | None = None
         self.pieces: dict[tuple[str, int], tuple[str, str, str]] = {}
-        if path:
+        if not path:
+            self.fd, self.nonblocking = _stdout_fd()
+        else:
             try:
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
                 self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -191,10 +237,26 @@ class JsonSink:
         if self.failed:
             return
         parts = plain_output_parts(self._pieces(common, stream, attempt), lines, timestamp())
+        if self.pending:  # behind earlier records: keep the order
+            self.pending += b"".join(parts)
+            return
         try:
-            writev_records(self.fd, parts, lines)
+            writev_records(self.fd, parts, lines, self._rest)
         except OSError as e:
             self._lost(e)
+
+    def _rest(self, fd: int, data: bytes) -> None:
+        if self.nonblocking:
+            self._wait(data)
+        else:
+            write_all(fd, data)
+
+    def _wait(self, data: bytes) -> None:
+        """`data` waits for the pipe to take it."""
+        if not self.grown:
+            self.grown = True
+            _grow_pipe(self.fd)
+        self.pending += data
 
     def _pieces(self, common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
         key = (stream, attempt)
@@ -208,20 +270,83 @@ class JsonSink:
     def write_bytes(self, data: bytes) -> None:
         if self.failed:
             return
+        if self.pending:  # behind earlier records: keep the order
+            self.pending += data
+            return
         try:
-            write_all(self.fd, data)
+            if not self.nonblocking:
+                write_all(self.fd, data)
+                return
+            written = os.write(self.fd, data)
+        except BlockingIOError:
+            written = 0
         except OSError as e:
             self._lost(e)
+            return
+        if written < len(data):
+            self._wait(data[written:])
+
+    def backlog(self) -> int:
+        """Bytes of records waiting for the pipe to take them."""
+        return len(self.pending)
+
+    def flush(self) -> None:
+        """Write what the pipe takes now of the pending records, without blocking."""
+        if not self.pending or self.failed:
+            return
+        try:
+            written = os.write(self.fd, self.pending)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            self._lost(e)
+            return
+        del self.pending[:written]
+
+    def _final_flush(self) -> None:
+        """Pending records get FINAL_FLUSH_S to go out; then they are dropped, with a note."""
+        import select  # only when a reader fell behind
+
+        deadline = time.monotonic() + FINAL_FLUSH_S
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT)
+        while self.pending and not self.failed and (left := deadline - time.monotonic()) > 0:
+            poller.poll(int(left * 1000) + 1)
+            self.flush()
+        if self.pending and not self.failed:
+            self.failed = f"runjob: {self.path} is not being read: the last {len(self.pending)} bytes of records are lost"
+            _note(self.failed)
+        self.pending = bytearray()
 
     def _lost(self, e: OSError) -> None:
         # The job goes on and its exit code stays true; we say once that records are lost.
         self.failed = f"runjob: cannot write records to {self.path}: {e.strerror}; further records are lost"
-        os.write(2, (self.failed + "\n").encode())
+        self.pending = bytearray()
+        _note(self.failed)
 
     def close(self) -> None:
+        if self.pending:
+            self._final_flush()
         if self.fd > 2:
             os.close(self.fd)
             self.fd = -1
+
+
+def _note(text: str) -> None:
+    """One line on stderr, never blocking: stderr may be the same stalled pipe as stdout (2>&1)."""
+    fd = 2
+    try:
+        if stat.S_ISFIFO(os.fstat(2).st_mode):
+            fd = os.open("/proc/self/fd/2", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        pass
+    try:
+        os.write(fd, (text + "\n").encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass  # nowhere to say it
+    finally:
+        if fd != 2:
+            os.close(fd)
 
 
 class TeeSink:

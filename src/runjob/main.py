@@ -13,8 +13,18 @@ import sys
 from runjob.errors import EXIT_INTERNAL, ConfigError, RunjobError, one_line
 from runjob.schema import SUBCOMMANDS
 
+try:  # the C module: `signal` wraps it only to add enums (see process.py)
+    import _signal as signal
+except ImportError:  # pragma: no cover
+    import signal  # type: ignore[no-redef]
+
 
 def main(argv: list[str] | None = None) -> int:
+    standard_streams()
+    undo_locale_coercion()
+    # Started with SIGCHLD ignored (a parent's choice, inherited over exec), the kernel
+    # reaps our child itself and its exit status is lost: take the default back.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     args = sys.argv[1:] if argv is None else argv
     try:
         fast, args = crontab_form(args)
@@ -40,6 +50,51 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         sys.stderr.write("runjob: internal error (a bug): please report it with the traceback above\n")
         return EXIT_INTERNAL
+
+
+def standard_streams() -> None:
+    """Open any of fds 0-2 that is closed on /dev/null, before runjob opens anything else.
+
+    A crontab `>&-` starts us with fd 1 closed: the next file we open (the lock file)
+    would become fd 1 and records would be written into it. Python sets sys.stdout (or
+    stdin/stderr) to None for a stream closed at start; give it a working one back.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            # O_RDWR: one mode that suits stdin as well as stdout/stderr. The lowest free fd
+            # is this one (the lower ones are open by now), but say so rather than trust it.
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # pragma: no cover
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            stream = open(fd, mode, closefd=False, errors="backslashreplace" if fd == 2 else None)  # noqa: SIM115  (lives as long as the process)
+            setattr(sys, name, stream)
+
+
+COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what Python's locale coercion (PEP 538) sets LC_CTYPE to
+
+
+def undo_locale_coercion() -> None:
+    """Take out the LC_CTYPE that Python itself put into our environment at start-up.
+
+    Started with no usable locale (cron: no LANG, no LC_*), the interpreter sets
+    LC_CTYPE=C.UTF-8 in its own environ; every child would inherit it and, say, grep a
+    Latin-1 file differently than under cron. Our own locale is set by then and stays.
+    The environment we were given is in /proc/self/environ (setenv does not touch it).
+    """
+    if os.environ.get("LC_CTYPE") not in COERCED:
+        return
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            given = f.read().split(b"\0")
+    except OSError:
+        return  # cannot tell: keep it
+    if not any(item.startswith(b"LC_CTYPE=") for item in given):
+        del os.environ["LC_CTYPE"]
 
 
 def crontab_form(args: list[str]) -> tuple[tuple[str | None, str, list[str]] | None, list[str]]:

@@ -111,8 +111,11 @@ class StreamHandler:
             self.tail += chunk
             if len(self.tail) > 2 * TAIL_BYTES:
                 del self.tail[:-TAIL_BYTES]
-        if self.mode == "passthrough":
-            write_all(self.fd_out, chunk)
+        if self.mode == "passthrough" and self.fd_out >= 0:
+            try:
+                write_all(self.fd_out, chunk)
+            except OSError:  # our own stdout/stderr is gone (EPIPE): the job goes on, its output is dropped
+                self.fd_out = -1
         if self.mode == "json" or self.patterns:
             for piece, truncated in self.splitter.feed(chunk):
                 self._lines(piece, truncated)

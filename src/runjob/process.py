@@ -13,7 +13,9 @@ import os
 import select
 import time
 
-from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
+from runjob import executable, reaper
+from runjob.errors import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
+from runjob.logs import PENDING_MAX
 from runjob.output import READ_SIZE
 
 try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
@@ -33,6 +35,10 @@ LAST_READS = 16  # at the very end, at most this many chunks more: a daemon may 
 POLL_FALLBACK_S = 0.1  # child-exit check interval where pidfd_open is missing
 
 
+class Interrupted(Exception):
+    """A stop signal came during a step that cannot poll the wakeup fd (see Stop.interruptible)."""
+
+
 class Stop:
     """Why and when the run must stop (a signal to runjob, a lost lock), and notices from
     other threads, which run on the main thread: only it writes records."""
@@ -45,12 +51,17 @@ class Stop:
         self.wake_fd = -1  # the signal wakeup pipe: writing to it wakes the supervise loop...
         self.wake_read = -1  # ...which polls this end
         self.notices: list[Callable[[], None]] = []
+        self.interruptible = False  # handle() raises Interrupted (once) while this is set
+        self.reaper = os.getpid() == 1  # as PID 1 (a container's first process) orphans are ours to reap
 
     def handle(self, signum: int, frame: object) -> None:
         if not self.signum:
             self.signum, self.at = signum, time.monotonic()
         if self.pgid:
-            _killpg(self.pgid, signum)
+            reaper.killpg(self.pgid, signum)
+        if self.interruptible:  # a blocking step (waiting for the lock) that must end now
+            self.interruptible = False
+            raise Interrupted(signum)
 
     def stop(self, signum: int, reason: str) -> None:
         """Stop the run as if runjob got `signum`, saying why."""
@@ -120,34 +131,42 @@ def run(
 ) -> Result:
     started = time.monotonic()
     try:
-        pid, streams = spawn(argv, cwd, env, output, pass_fds)
+        program = executable.resolve(argv[0], cwd, env)
+        pid, streams = spawn(program, argv, cwd, env, output, pass_fds)
+    except executable.Problem as e:
+        return Result(e.exit_code, "failure", time.monotonic() - started, error=str(e))
     except OSError as e:
         code, message = spawn_error(e, argv[0], cwd)
         return Result(code, "failure", time.monotonic() - started, error=message)
     stop.pgid = pid
     if stop.signum:  # a signal came while we were spawning
-        _killpg(pid, stop.signum)
+        reaper.killpg(pid, stop.signum)
     fds = {fd: handlers[0 if name == "stdout" else 1] for name, fd in streams.items()}
     try:
-        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None))
+        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None),
+                          handlers[0].sink)  # fmt: skip
+    except Exception as e:  # noqa: BLE001  (a bug or an output failure: the child must not outlive its supervision)
+        reaper.killpg(pid, signal.SIGKILL)
+        reaper.wait_gone(pid)
+        message = f"runjob failed while supervising the command ({type(e).__name__}: {e}); it was killed"
+        return Result(EXIT_INTERNAL, "failure", time.monotonic() - started, error=message)
     finally:
         stop.pgid = 0
         for fd in streams.values():
             os.close(fd)
 
 
-def spawn(argv: list[str], cwd: str, env: dict[str, str], output: str,
+def spawn(program: str, argv: list[str], cwd: str, env: dict[str, str], output: str,
           pass_fds: tuple[int, ...]) -> tuple[int, dict[str, int]]:  # fmt: skip
     """Start argv in its own process group with stdin from /dev/null; (pid, read ends of its pipes).
 
     os.posix_spawn (vfork + exec) rather than subprocess: importing subprocess costs
     runjob ~10 ms of start-up here (threading, selectors, locale and, through locale, re).
-    What subprocess would do for us is done here: the program is looked up on the
-    child's PATH, signals Python ignores are reset, only `pass_fds` are inherited, and
+    What subprocess would do for us is done here: the program was looked up on the
+    child's PATH (executable.resolve), signals Python ignores are reset, only `pass_fds` are inherited, and
     cwd is entered around the spawn (runjob uses absolute paths, and no other thread
     exists yet that could mind).
     """
-    program = _find_program(argv[0], env)
     pipes: dict[str, int] = {}
     ours: list[int] = []  # our copies of the child's pipe ends, closed after the spawn
     actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
@@ -190,35 +209,45 @@ def _pipe() -> tuple[int, int]:
     return r, w
 
 
-def _find_program(name: str, env: dict[str, str]) -> str:
-    """`name` as exec would find it on the child's PATH (not runjob's)."""
-    if "/" in name:
-        return name
-    denied = None
-    for directory in os.get_exec_path(env):
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            if os.access(path, os.X_OK):
-                return path
-            denied = path
-    if denied:
-        raise PermissionError(13, "Permission denied", denied)
-    raise FileNotFoundError(2, "No such file or directory", name)
+class Outflow:
+    """Records waiting for a slow reader of runjob's stdout (logs.JsonSink.pending) go out
+    when the pipe has room; while they are over PENDING_MAX the child's pipes are not read,
+    so the child waits on its own writes and runjob's memory stays bounded. Nothing here
+    blocks: the timeout and signals are enforced whatever the reader does."""
+
+    def __init__(self, sink: Any, poller: select.poll, streams: dict[int, StreamHandler]) -> None:
+        self.sink = sink if getattr(sink, "nonblocking", False) else None
+        self.poller = poller
+        self.streams = streams
+        self.watching = False  # POLLOUT registered on the sink's fd
+        self.paused = False  # the child's pipes unregistered
+
+    def update(self) -> None:
+        if self.sink is None:
+            return
+        self.sink.flush()
+        backlog = self.sink.backlog()
+        if bool(backlog) != self.watching:
+            self.watching = bool(backlog)
+            if self.watching:
+                self.poller.register(self.sink.fd, select.POLLOUT)
+            else:
+                self.poller.unregister(self.sink.fd)
+        over = backlog > PENDING_MAX
+        if over != self.paused:
+            self.paused = over
+            for fd in self.streams:
+                if over:
+                    self.poller.unregister(fd)
+                else:
+                    self.poller.register(fd, select.POLLIN)
 
 
 def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, timeout: float, grace: float,
-               stop: Stop, watch: Watch) -> Result:  # fmt: skip
+               stop: Stop, watch: Watch, sink: Any = None) -> Result:  # fmt: skip
     streams = dict(streams)
-    poller = select.poll()
-    for fd in streams:
-        os.set_blocking(fd, False)
-        poller.register(fd, select.POLLIN)
-    pidfd = _pidfd(pid)
-    if pidfd >= 0:
-        poller.register(pidfd, select.POLLIN)
-    if stop.wake_read >= 0:
-        poller.register(stop.wake_read, select.POLLIN)
-
+    poller, pidfd = _poller(pid, streams, stop)
+    outflow = Outflow(sink, poller, streams)
     deadline = started + timeout
     kill_at: float | None = None
     timed_out = False
@@ -227,22 +256,25 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
     try:
         while True:
             stop.run_notices()
+            outflow.update()
             now = time.monotonic()
             watch.check(now)
             if stop.signum and kill_at is None:
                 kill_at = stop.at + grace
             if not timed_out and status is None and now >= deadline:
                 timed_out = True
-                _killpg(pid, signal.SIGTERM)
+                reaper.killpg(pid, signal.SIGTERM)
                 kill_at = now + grace if kill_at is None else min(kill_at, now + grace)
             if kill_at is not None and now >= kill_at:
-                _killpg(pid, signal.SIGKILL)
+                reaper.killpg(pid, signal.SIGKILL)
                 kill_at = float("inf")  # sent; nothing more to escalate
             if status is None:
-                status = _reap(pid)
+                status = reaper.reap(pid)
+            if stop.reaper:
+                reaper.reap_orphans(pid if status is None else 0)
             if status is not None:
                 stopping = timed_out or stop.signum
-                if stopping and kill_at != float("inf") and _group_alive(pid):
+                if stopping and kill_at != float("inf") and reaper.group_alive(pid):
                     pass  # the leader is gone but others in its group still run: wait for grace
                 elif not streams:
                     break
@@ -260,7 +292,7 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
                     pidfd = -1
                 elif fd == stop.wake_read:
                     _drain_wakeup(fd)
-                elif fd in streams:
+                elif fd in streams and not outflow.paused:
                     _read(fd, streams, poller)
     finally:
         if pidfd >= 0:
@@ -271,14 +303,30 @@ def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, time
     return _result(status, started, timed_out, stop)
 
 
+def _poller(pid: int, streams: dict[int, StreamHandler], stop: Stop) -> tuple[select.poll, int]:
+    """A poll set of the child's pipes, a pidfd of the child (-1 if none) and the wakeup fd."""
+    poller = select.poll()
+    for fd in streams:
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLIN)
+    pidfd = _pidfd(pid)
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+    if stop.wake_read >= 0:
+        poller.register(stop.wake_read, select.POLLIN)
+    return poller, pidfd
+
+
 def _result(status: tuple[int, int], started: float, timed_out: bool, stop: Stop) -> Result:
     wait_status, rss = status
     duration = time.monotonic() - started
-    code = os.waitstatus_to_exitcode(wait_status)
     if stop.signum:
         return Result(128 + stop.signum, "killed", duration, rss)
     if timed_out:
         return Result(EXIT_TIMEOUT, "timeout", duration, rss)
+    if wait_status == reaper.LOST:
+        return Result(EXIT_INTERNAL, "failure", duration, rss, error="the exit status of the command was lost")
+    code = os.waitstatus_to_exitcode(wait_status)
     if code < 0:
         return Result(128 - code, "killed", duration, rss)
     return Result(code, "success" if code == 0 else "failure", duration, rss)
@@ -317,14 +365,6 @@ def _read_rest(fd: int, handler: StreamHandler) -> None:
     handler.finish()
 
 
-def _reap(pid: int) -> tuple[int, int] | None:
-    try:
-        got, wait_status, usage = os.wait4(pid, os.WNOHANG)
-    except ChildProcessError:
-        return (0, 0)
-    return None if got == 0 else (wait_status, usage.ru_maxrss)
-
-
 def _pidfd(pid: int) -> int:
     try:
         return os.pidfd_open(pid)
@@ -338,20 +378,3 @@ def _drain_wakeup(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

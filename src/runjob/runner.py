@@ -53,7 +53,7 @@ class Outcome:
         self.exit_code = exit_code
         self.attempts = attempts
         self.ended = time.time()
-        self.duration = self.ended - started
+        self.duration = time.monotonic() - started  # `started` is monotonic: a clock step changes no duration
         self.stderr_tail = stderr_tail
         self.max_rss_kb = max_rss_kb
         self.error = error
@@ -66,13 +66,24 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     run = Run(plan, records)
     holder = {"pid": os.getpid(), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
               "since": run.started_at}  # fmt: skip
-    held = _take_lock(run, holder)
-    if isinstance(held, int):
-        return held
-    if held is None:
-        return _busy(run, observers)
     stop = process.Stop()
-    previous = _install_signals(stop)
+    previous = _install_signals(stop)  # before the lock: a signal while waiting for it ends the run too
+    try:
+        held = _lock_or_signal(run, holder, stop)
+        if stop.signum:
+            return _killed_waiting(run, observers, stop)
+        if isinstance(held, int):
+            return held
+        if held is None:
+            return _busy(run, observers)
+        return _locked(run, held, stop, observers, holder)
+    finally:
+        _restore_signals(stop, previous)
+
+
+def _locked(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop,
+            observers: list[Observer], holder: dict[str, Any]) -> int:  # fmt: skip
+    """The run once its lock is held: records, attempts, after-run steps; the lock released last."""
     try:
         held.set_holder(**holder)
         if isinstance(held, redis_lock.RedisLock):
@@ -89,8 +100,38 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
             _safely(observer.end, run, outcome)
         return outcome.exit_code
     finally:
-        held.release()  # first: it joins a Redis renewal thread that may still write to the wakeup pipe
-        _restore_signals(stop, previous)
+        held.release()  # before the signals are restored: it joins a Redis renewal thread that may still
+        # write to the wakeup pipe
+
+
+def _lock_or_signal(run: Run, holder: dict[str, Any], stop: process.Stop) -> Any:
+    """_take_lock, cut short by a stop signal (the handler raises Interrupted meanwhile).
+    A lock taken as the signal came is released: the run ends without running."""
+    held: Any = None
+    stop.interruptible = True  # first: a signal before it is seen by the test below, one after raises
+    try:
+        if not stop.signum:
+            held = _take_lock(run, holder)
+    except process.Interrupted:
+        pass
+    finally:
+        stop.interruptible = False
+    if stop.signum and not isinstance(held, (int, type(None))):
+        held.release()
+    return held
+
+
+def _killed_waiting(run: Run, observers: list[Observer], stop: process.Stop) -> int:
+    """A stop signal before the run got its lock: run.end (killed) and a history row all the same."""
+    plan = run.plan
+    for observer in observers:
+        _safely(observer.start, run)
+    why = f"while waiting for lock {plan.lock_key}"
+    outcome = Outcome("killed", 128 + stop.signum, 0, run.started_mono, "", 0, why)
+    outcome.record = _end_record(run, outcome)
+    for observer in observers:
+        _safely(observer.end, run, outcome)
+    return outcome.exit_code
 
 
 def _claimed_run_id() -> str | None:
@@ -191,8 +232,7 @@ def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: proce
     plan = run.plan
     retry = RetryState(plan.retry)
     patterns = _compile(plan.job.transient["stderr_patterns"])
-    env = dict(os.environ) | plan.env
-    env |= {"RUNJOB_RUN_ID": run.run_id, "RUNJOB_JOB": plan.name, "RUNJOB_CORRELATION_ID": run.correlation_id}
+    env = child_env(plan, run.run_id, run.correlation_id)
     attempt, max_rss = 0, 0
     while True:
         attempt += 1
@@ -218,7 +258,15 @@ def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: proce
                 status, code, error = "killed", 128 + stop.signum, stop.reason or error
             else:
                 code = result.exit_code
-            return Outcome(status, code, attempt, run.started, handlers[1].tail_text(), max_rss, error)
+            return Outcome(status, code, attempt, run.started_mono, handlers[1].tail_text(), max_rss, error)
+
+
+def child_env(plan: Plan, run_id: str, correlation_id: str) -> dict[str, str]:
+    """What the child gets: the environment runjob was given (main.py took Python's own
+    locale coercion back out of it), the job's env, and the RUNJOB_* ids (RUNJOB_ATTEMPT
+    is added per attempt)."""
+    env = dict(os.environ) | plan.env
+    return env | {"RUNJOB_RUN_ID": run_id, "RUNJOB_JOB": plan.name, "RUNJOB_CORRELATION_ID": correlation_id}
 
 
 def _compile(patterns: list[str]) -> list[Any]:
@@ -275,6 +323,8 @@ def _end_message(name: str, o: Outcome) -> str:
         return f"{name} succeeded in {o.duration:.3f}s{tries}"
     if o.status == "killed":
         why = f" ({o.error})" if o.error else ""
+        if o.attempts == 0:
+            return f"{name} was killed by signal {o.exit_code - 128} {o.error}"
         return f"{name} was killed by signal {o.exit_code - 128}{why}{tries}"
     if o.error:
         return f"{name} failed: {o.error}"
@@ -337,7 +387,13 @@ def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int]:
     stop.wake_read, stop.wake_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     old_wakeup = signal.set_wakeup_fd(stop.wake_fd, warn_on_full_buffer=False)
     handlers = {s: signal.signal(s, stop.handle) for s in process.STOP_SIGNALS}
+    if stop.reaper:  # as PID 1: an orphan's exit wakes the supervise loop, which reaps it
+        handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _wake_only)
     return handlers, old_wakeup
+
+
+def _wake_only(signum: int, frame: object) -> None:
+    """A handler whose only work is the wakeup fd's byte, written by Python's C handler."""
 
 
 def _restore_signals(stop: process.Stop, previous: tuple[dict[int, Any], int]) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 
-from runjob import lock
-from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_OK
+from runjob import executable, lock
+from runjob.errors import EXIT_OK
 from runjob.logs import encode
 from runjob.plan import Plan
+from runjob.runner import child_env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 def describe(plan: Plan) -> dict[str, Any]:
     job = plan.job
-    executable, problem = check_executable(plan)
+    env = child_env(plan, "(new per run)", os.environ.get("RUNJOB_CORRELATION_ID") or "(the run id)")
+    env["RUNJOB_ATTEMPT"] = "1"
+    path, problem, code = check_executable(plan, env)
     held = lock.is_held(plan.lock_file)
     return {
         "dry_run": True,
@@ -25,9 +27,11 @@ def describe(plan: Plan) -> dict[str, Any]:
         "params": plan.params,
         "argv": [plan.redact(a) for a in plan.argv],
         "cwd": plan.cwd,
-        "env": plan.shown_env(),
-        "executable": executable,
+        "env": {k: "***" if k in job.secrets else plan.redact(v) for k, v in sorted(env.items())},  # as the child gets it
+        "env_added": plan.shown_env(),  # what the job adds to the inherited environment
+        "executable": path,
         "executable_problem": problem,
+        "executable_exit_code": code,
         "lock_key": plan.lock_key,
         "lock_file": plan.lock_file,
         "lock_held": held,
@@ -46,19 +50,12 @@ def describe(plan: Plan) -> dict[str, Any]:
     }
 
 
-def check_executable(plan: Plan) -> tuple[str | None, str | None]:
-    """(resolved path, problem) of argv[0], found as exec would find it."""
-    program = plan.argv[0]
-    if "/" in program:
-        path: str | None = os.path.join(plan.cwd, program)
-    else:
-        search = plan.env.get("PATH", os.environ.get("PATH", os.defpath))
-        path = shutil.which(program, mode=os.F_OK, path=search)
-    if path is None or not os.path.exists(path):
-        return path, f"command not found: {program}"
-    if os.path.isdir(path) or not os.access(path, os.X_OK):
-        return path, f"command not executable: {path}"
-    return path, None
+def check_executable(plan: Plan, env: dict[str, str]) -> tuple[str | None, str | None, int]:
+    """(resolved path, problem, exit code) of argv[0]: the run's own check (executable.resolve)."""
+    try:
+        return executable.resolve(plan.argv[0], plan.cwd, env), None, EXIT_OK
+    except executable.Problem as e:
+        return e.path, str(e), e.exit_code
 
 
 def show_plan(plan: Plan, pretty: bool) -> int:
@@ -69,7 +66,4 @@ def show_plan(plan: Plan, pretty: bool) -> int:
         render(described)
     else:
         print(encode(described))
-    problem = described["executable_problem"]
-    if problem is None:
-        return EXIT_OK
-    return EXIT_NOT_FOUND if problem.startswith("command not found") else EXIT_NOT_EXECUTABLE
+    return int(described["executable_exit_code"])

@@ -32,6 +32,7 @@ def run_job(
     fmt: str = "auto",
 ) -> int:
     pretty = _pretty(fmt)
+    _check_utf8(list(words) + list(extra_params))
     try:
         registry = config.load(config_path, cached=True)
     except ConfigError as e:
@@ -77,6 +78,19 @@ def _pretty(fmt: str) -> bool:
     if fmt not in FORMATS:
         raise UsageError(f'--format must be one of {", ".join(FORMATS)}, got "{fmt}"')
     return fmt == "pretty" or (fmt == "auto" and sys.stdout.isatty())
+
+
+def _check_utf8(words: list[str]) -> None:
+    """Params and RUNJOB_CORRELATION_ID go into records, the history and the child's env as
+    text: bytes that are not UTF-8 (kept by Python as lone surrogates) are a usage error."""
+    named = [("param", w) for w in words]
+    named.append(("RUNJOB_CORRELATION_ID", os.environ.get("RUNJOB_CORRELATION_ID", "")))
+    for what, text in named:
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise UsageError(f'{what} "{shown}" is not valid UTF-8') from None
 
 
 def _timeout(text: str | None) -> float | None:
