@@ -42,6 +42,7 @@ class Run:
         self.started = time.time()
         self.started_at = timestamp(self.started)
         self.started_mono = time.monotonic()
+        self.stop: process.Stop | None = None  # a signal to runjob shows here; network steps give up on it
 
 
 class Outcome:
@@ -72,10 +73,12 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     if held is None:
         return _busy(run, observers)
     stop = process.Stop()
+    run.stop = stop
     previous = _install_signals(stop)
     try:
         held.set_holder(**holder)
         if isinstance(held, redis_lock.RedisLock):
+            held.kill_grace = plan.job.kill_grace  # the child is stopped this long before the key can expire
             held.watch(lambda reason: stop.notify(lambda: _lock_lost(run, stop, reason)))
         for observer in observers:
             observer.start(run)
@@ -168,7 +171,7 @@ def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: proce
     plan = run.plan
     retry = RetryState(plan.retry)
     patterns = _compile(plan.job.transient["stderr_patterns"])
-    env = dict(os.environ) | plan.env
+    env = {k: v for k, v in os.environ.items() if k not in plan.withheld} | plan.env
     env |= {"RUNJOB_RUN_ID": run.run_id, "RUNJOB_JOB": plan.name, "RUNJOB_CORRELATION_ID": run.correlation_id}
     attempt, max_rss = 0, 0
     while True:
@@ -307,6 +310,8 @@ def _safely(step: Any, *args: Any) -> None:
         step(*args)
     except RunjobError as e:
         os.write(2, f"runjob: {e}\n".encode())
+    except Exception as e:  # contained at the boundary: an after-run step never takes the run down
+        os.write(2, f"runjob: {type(e).__name__} in an after-run step: {str(e)[:200]}\n".encode())
 
 
 def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int]:
