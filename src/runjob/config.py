@@ -79,6 +79,19 @@ class Registry:
         self.state_dir = self.resolve(defaults.get("state_dir") or default_state_dir())
         self.metrics_file = self.resolve(defaults["metrics_file"]) if defaults.get("metrics_file") else ""
         self.history_keep: float = defaults.get("history_keep", schema.DEFAULTS_ONLY["history_keep"].default)
+        self.notify_timeout: float = defaults.get("notify_timeout", schema.DEFAULTS_ONLY["notify_timeout"].default)
+        self.ping_timeout: float = defaults.get("ping_timeout", schema.DEFAULTS_ONLY["ping_timeout"].default)
+        self.warnings: list[str] = []  # from validate: allowed, but probably not what was meant
+
+    def secret_names(self) -> set[str]:
+        """Variables no process gets unless its job names them: every job's secrets, the Redis passwords."""
+        names = set(self.defaults.get("secrets", []))
+        for job in self.jobs.values():
+            names.update(job.secrets)
+            names.update([job.lock_password_env] if job.lock_password_env else [])
+        if self.defaults.get("lock_password_env"):
+            names.add(self.defaults["lock_password_env"])
+        return names
 
     def resolve(self, path: str) -> str:
         """`path` from the registry as an absolute path: relative to the file's directory, ~ expanded."""

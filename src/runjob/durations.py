@@ -1,12 +1,19 @@
-"""Durations as the registry writes them: "250ms", "0.5s", "90s", "15m", "1h30m", "2d", or seconds."""
+"""Durations as the registry writes them: "250ms", "0.5s", "90s", "15m", "1h30m", "2d", or seconds.
+
+Every duration is finite and at most MAX_S (365 days): a larger value is a typo, and
+NaN, infinity or 1e300 would only fail later, after the child started (an overflowing
+poll() or sleep), when nothing can report it as a configuration error.
+"""
 
 from __future__ import annotations
 
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+_PART = re.compile(r"(\d{1,12}(?:\.\d{1,9})?)(ms|s|m|h|d)")
+_WHOLE = re.compile(r"(?:\d{1,12}(?:\.\d{1,9})?(?:ms|s|m|h|d))+")
+MAX_S = 365 * 86400.0
+MAX_TEXT = "365d"
 
 
 def parse_duration(value: object) -> float:
@@ -14,15 +21,25 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got {value!r}")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"duration must not be negative, got {value!r}")
-        return float(value)
+        return _bounded(float(value) if isinstance(value, float) or abs(value) < 10**16 else float("inf"), value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration, got {type(value).__name__}")
     text = value.strip()
-    if _WHOLE.fullmatch(text) is None:
-        raise ValueError(f'bad duration "{value}" (use e.g. "250ms", "90s", "15m", "1h30m", "2d")')
-    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if len(text) > 100 or _WHOLE.fullmatch(text) is None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f'bad duration "{shown}" (use e.g. "250ms", "90s", "15m", "1h30m", "2d")')
+    return _bounded(sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)), value)
+
+
+def _bounded(seconds: float, value: object) -> float:
+    shown = repr(value)[:40]
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError(f"duration must be a finite number, got {shown}")
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative, got {shown}")
+    if seconds > MAX_S:
+        raise ValueError(f"duration {shown} is longer than the limit of {MAX_TEXT}")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -11,7 +11,7 @@ import os
 
 from runjob.config import Job, Registry, lock_key_problem
 from runjob.errors import UsageError
-from runjob.templating import substitute
+from runjob.templating import path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class Plan:
     cwd: str
     env: dict[str, str]  # what the job adds to the inherited environment
     secret_values: list[str]
+    withheld: frozenset[str]  # inherited variables the child does not get (other jobs' secrets, Redis passwords)
     lock_key: str
     lock_file: str
     state_dir: str
@@ -103,6 +104,7 @@ def build(
     env = {k: substitute(v, values) for k, v in job.env.items()}
     if output is not None and output not in OUTPUT_MODES:
         raise UsageError(f'--output must be one of {", ".join(OUTPUT_MODES)}, got "{output}"')
+    _check_path_params(job, params)
     log = substitute(job.log_file, values) if log_file is None else log_file
     retry = dict(job.retry) | ({"attempts": 1} if no_retry else {})
     return Plan(
@@ -113,6 +115,7 @@ def build(
         cwd=registry.resolve(substitute(job.cwd, values)) if job.cwd else registry.base_dir,
         env=env,
         secret_values=_secret_values(job.secrets, env),
+        withheld=frozenset(registry.secret_names() - set(job.secrets)),
         lock_key=lock_key,
         lock_file=os.path.join(registry.state_dir, "locks", lock_key + ".lock"),
         state_dir=registry.state_dir,
@@ -123,6 +126,17 @@ def build(
         retry=retry,
         registry_path=registry.path,
     )
+
+
+def _check_path_params(job: Job, params: dict[str, str]) -> None:
+    """A param put into log_file or cwd must stay one path component, whatever its pattern allows."""
+    for field in ("log_file", "cwd"):
+        for name in placeholders(getattr(job, field) or ""):
+            problem = path_component_problem(params[name]) if name in params else None
+            if problem:
+                shown = params[name].replace("\0", "\\0").replace("\n", "\\n")[:100]
+                raise UsageError(f'param {name}="{shown}" cannot go into {field}: {problem} '
+                                 "(a param in a path must stay one file name)")  # fmt: skip
 
 
 def _secret_values(names: list[str], env: dict[str, str]) -> list[str]:

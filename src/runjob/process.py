@@ -337,7 +337,8 @@ def _wait_ms(now: float, times: list[float | None], poll_child: bool) -> int | N
     waits = [t - now for t in times if t is not None and t != float("inf")]
     if poll_child:  # no pidfd, or the leader is gone and we watch its group
         waits.append(POLL_FALLBACK_S)
-    return max(0, int(min(waits) * 1000) + 1) if waits else None
+    # At most a day: poll() takes a C int of milliseconds (about 24.8 days), and waking once a day costs nothing.
+    return max(0, min(int(min(waits) * 1000) + 1, 86_400_000)) if waits else None
 
 
 def _read(fd: int, streams: dict[int, StreamHandler], poller: select.poll) -> None:

@@ -42,6 +42,7 @@ class Run:
         self.started = time.time()
         self.started_at = timestamp(self.started)
         self.started_mono = time.monotonic()
+        self.stop: process.Stop | None = None  # a signal to runjob shows here; network steps give up on it
 
 
 class Outcome:
@@ -67,6 +68,7 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     holder = {"pid": os.getpid(), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
               "since": run.started_at}  # fmt: skip
     stop = process.Stop()
+    run.stop = stop
     previous = _install_signals(stop)  # before the lock: a signal while waiting for it ends the run too
     try:
         held = _lock_or_signal(run, holder, stop)
@@ -87,6 +89,7 @@ def _locked(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process
     try:
         held.set_holder(**holder)
         if isinstance(held, redis_lock.RedisLock):
+            held.kill_grace = run.plan.job.kill_grace  # the child is stopped this long before the key can expire
             held.watch(lambda reason: stop.notify(lambda: _lock_lost(run, stop, reason)))
         for observer in observers:
             observer.start(run)
@@ -265,7 +268,7 @@ def child_env(plan: Plan, run_id: str, correlation_id: str) -> dict[str, str]:
     """What the child gets: the environment runjob was given (main.py took Python's own
     locale coercion back out of it), the job's env, and the RUNJOB_* ids (RUNJOB_ATTEMPT
     is added per attempt)."""
-    env = dict(os.environ) | plan.env
+    env = {k: v for k, v in os.environ.items() if k not in plan.withheld} | plan.env
     return env | {"RUNJOB_RUN_ID": run_id, "RUNJOB_JOB": plan.name, "RUNJOB_CORRELATION_ID": correlation_id}
 
 
@@ -380,6 +383,8 @@ def _safely(step: Any, *args: Any) -> None:
         step(*args)
     except RunjobError as e:
         os.write(2, f"runjob: {e}\n".encode())
+    except Exception as e:  # contained at the boundary: an after-run step never takes the run down
+        os.write(2, f"runjob: {type(e).__name__} in an after-run step: {str(e)[:200]}\n".encode())
 
 
 def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int]:

@@ -12,12 +12,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 REQUIRED = object()  # a default that means "must be given"
+MAX_ATTEMPTS = 100  # exponential backoff doubles per attempt: bounded, so no wait can overflow
+MAX_DURATION_S = 365 * 86400  # durations.MAX_S: every duration is finite and at most this
 
 
 class Key:
     """One registry key: its kind (how it is checked), default and doc."""
 
-    __slots__ = ("kind", "default", "doc", "choices", "table", "minimum")
+    __slots__ = ("kind", "default", "doc", "choices", "table", "minimum", "maximum")
 
     def __init__(
         self,
@@ -27,6 +29,7 @@ class Key:
         choices: tuple[str, ...] = (),
         table: dict[str, Key] | None = None,
         minimum: int | None = None,
+        maximum: int | None = None,
     ) -> None:
         self.kind = kind  # str bool int duration argv cron enum str_list int_list str_map regex_list regex table
         self.default = default
@@ -34,10 +37,11 @@ class Key:
         self.choices = choices
         self.table = table  # sub-keys, for kind "table", "params", "owners", "jobs"
         self.minimum = minimum
+        self.maximum = maximum
 
 
 RETRY = {
-    "attempts": Key("int", 1, "total number of attempts (1 = no retry)", minimum=1),
+    "attempts": Key("int", 1, "total number of attempts (1 = no retry)", minimum=1, maximum=MAX_ATTEMPTS),
     "backoff": Key("enum", "fixed", "how the wait grows", ("fixed", "exponential")),
     "delay": Key("duration", 0.0, "wait before the second attempt"),
     "max_delay": Key("duration", 300.0, "the longest wait, however far exponential backoff got"),
@@ -109,6 +113,8 @@ DEFAULTS_ONLY = {
     "state_dir": Key("str", None, "locks/ and history.sqlite3 live here"),
     "metrics_file": Key("str", "", "Prometheus textfile written after each run"),
     "history_keep": Key("duration", 90 * 86400.0, "history rows older than this are purged"),
+    "notify_timeout": Key("duration", 10.0, "one deadline for all notifications of a run"),
+    "ping_timeout": Key("duration", 10.0, "deadline of each ping's whole exchange"),
 }
 
 DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "params", "instances")} | DEFAULTS_ONLY
@@ -129,7 +135,7 @@ SUBCOMMANDS = frozenset(
 _DURATION_SCHEMA = {
     "oneOf": [
         {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"},
-        {"type": "number", "minimum": 0},
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
     ]
 }
 
@@ -152,6 +158,7 @@ def _key_schema(key: Key) -> dict[str, Any]:
         out = dict(simple[key.kind])
     elif key.kind == "int":
         out = {"type": "integer"} | ({"minimum": key.minimum} if key.minimum is not None else {})
+        out |= {"maximum": key.maximum} if key.maximum is not None else {}
     elif key.kind == "enum":
         out = {"enum": list(key.choices)}
     elif key.kind == "table":

@@ -1,43 +1,68 @@
 """`{name}` placeholders, substituted per value: a param can never become a second argument.
 
-Only `{identifier}` is special, and `{{` / `}}` stand for literal braces. This is not
-str.format: no attribute access, no format specs, nothing that evaluates. A small
-scanner rather than a regex: `runjob NAME` substitutes on every run and must not pay
-for importing `re`.
+Only `{` + identifier + `}` is a placeholder (SPEC section 1). `{{` and `}}` stand for one
+literal brace, and every other brace is literal as written, so `find . -exec rm {} ;`
+works unchanged. This is not str.format: no attribute access, no format specs, nothing
+that evaluates. A small scanner rather than a regex: `runjob NAME` substitutes on every
+run and must not pay for importing `re`. The scan is linear: each character is looked
+at a bounded number of times, so `validate` stays fast on a huge value.
 """
 
 from __future__ import annotations
 
-_IDENT_START = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
-_IDENT = _IDENT_START + "0123456789"
+_IDENT_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_IDENT = _IDENT_START | frozenset("0123456789")
+MAX_NAME = 100  # a longer run of identifier characters after "{" is literal text, not a name
+
+
+def _name_end(template: str, start: int) -> int:
+    """Index of the "}" closing a placeholder name that begins at `start`, or -1."""
+    n = len(template)
+    if start >= n or template[start] not in _IDENT_START:
+        return -1
+    i = start + 1
+    limit = min(n, start + MAX_NAME)
+    while i < limit and template[i] in _IDENT:
+        i += 1
+    return i if i < n and template[i] == "}" else -1
 
 
 def _tokens(template: str) -> list[tuple[str, bool]]:
-    """(text, is_name) pieces of `template`; ValueError on a stray brace."""
+    """(text, is_name) pieces of `template`; never fails: a brace that is no placeholder is literal."""
     out: list[tuple[str, bool]] = []
-    literal, i, n = "", 0, len(template)
+    literal: list[str] = []
+    i, n = 0, len(template)
+    next_open = next_close = -1  # where the next "{" / "}" is, found once each, not once per brace
     while i < n:
-        c = template[i]
-        if c in "{}" and template[i : i + 2] in ("{{", "}}"):
-            literal, i = literal + c, i + 2
+        if next_open < i:
+            next_open = template.find("{", i) % (n + 1)  # -1 (none left) becomes n
+        if next_close < i:
+            next_close = template.find("}", i) % (n + 1)
+        j = min(next_open, next_close)
+        literal.append(template[i:j])
+        if j >= n:
+            break
+        c = template[j]
+        if template.startswith(c + c, j):  # "{{" or "}}": one literal brace
+            literal.append(c)
+            i = j + 2
             continue
-        if c == "{":
-            end = template.find("}", i)
-            name = template[i + 1 : end] if end > 0 else ""
-            if name and name[0] in _IDENT_START and not name.strip(_IDENT):
-                out.append((literal, False))
-                out.append((name, True))
-                literal, i = "", end + 1
-                continue
-        if c in "{}":
-            raise ValueError(f'stray "{c}" in "{template}" (write {c}{c} for a literal brace)')
-        literal, i = literal + c, i + 1
-    out.append((literal, False))
+        end = _name_end(template, j + 1) if c == "{" else -1
+        if end < 0:
+            literal.append(c)
+            i = j + 1
+            continue
+        out.append(("".join(literal), False))
+        out.append((template[j + 1 : end], True))
+        literal, i = [], end + 1
+    out.append(("".join(literal), False))
     return out
 
 
 def placeholders(template: str) -> list[str]:
-    """Names used in `template`; raises ValueError on a stray brace."""
+    """Names used in `template`, in order (a name used twice is listed twice)."""
+    if "{" not in template:
+        return []
     return [text for text, is_name in _tokens(template) if is_name]
 
 
@@ -46,3 +71,13 @@ def substitute(template: str, values: dict[str, str]) -> str:
     if "{" not in template and "}" not in template:
         return template
     return "".join(values[text] if is_name else text for text, is_name in _tokens(template))
+
+
+def path_component_problem(value: str) -> str | None:
+    """Why `value` cannot be put into a path as one component (SPEC section 1), or None."""
+    if value in ("", ".", ".."):
+        return f'"{value}" is not a file name'
+    for bad, what in (("/", '"/"'), ("\0", "a NUL byte"), ("\n", "a newline"), ("\r", "a carriage return")):
+        if bad in value:
+            return f"it contains {what}"
+    return None

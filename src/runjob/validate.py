@@ -40,10 +40,12 @@ def parse_string(text: str, path: str = "<string>", check_schedules: bool = True
 
     try:
         raw = tomllib.loads(text)
+        errors: list[str] = []
+        registry = _build(raw, path, errors)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([_syntax_error(str(e))], path) from None
-    errors: list[str] = []
-    registry = _build(raw, path, errors)
+    except RecursionError:  # tomllib (and repr) recurse once per level of a nested array or table
+        raise ConfigError(["a value is nested too deeply (arrays or tables within each other)"], path) from None
     if check_schedules:
         _check_schedules(registry, errors)
     if errors:
@@ -72,7 +74,26 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
         job = _job(name, body, defaults, owners, errors)
         if job is not None:
             jobs[name] = job
-    return Registry(path, defaults, owners, jobs)
+    registry = Registry(path, defaults, owners, jobs)
+    registry.warnings = [w for job in jobs.values() for w in _option_like_params(job)]
+    return registry
+
+
+# Values a pattern may let through that a program would read as an option.
+_OPTION_SAMPLES = ("-", "--", "-a", "-x", "-f", "-0", "-1", "--a", "--help", "--remove-files", "-rf", "-a-b", "--x=1")
+
+
+def _option_like_params(job: Job) -> list[str]:
+    """Warnings for params that are a whole argument and whose pattern allows a leading "-"."""
+    whole = {arg[1:-1] for arg in job.command if placeholders(arg) == [arg[1:-1]]}
+    out = []
+    for name in sorted(whole & set(job.params)):
+        pattern = job.params[name]["pattern"]
+        if any(re.fullmatch(pattern, sample) for sample in _OPTION_SAMPLES):
+            out.append(f'jobs.{key(job.name)}.params.{key(name)}: the pattern {pattern} allows a value starting with "-", '
+                       f'and "{{{name}}}" is a whole argument, so the program may read it as an option '
+                       f'(forbid a leading "-" in the pattern, or write "--opt={{{name}}}")')
+    return out
 
 
 def _job(name: str, body: Any, defaults: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> Job | None:
@@ -115,20 +136,12 @@ def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: l
     fields += [(k, job[k]) for k in _TEMPLATED if job[k]]
     fields += [(f"env.{key(k)}", v) for k, v in job["env"].items()]
     for field, template in fields:
-        try:
-            missing = [p for p in placeholders(template) if p not in known]
-        except ValueError as e:
-            errors.append(f"{where}.{field}: {e}")
-            continue
+        missing = dict.fromkeys(p for p in placeholders(template) if p not in known)  # each name once
         for p in missing:
             errors.append(f'{where}.{field}: placeholder "{{{p}}}" has no param (declare [{where}.params.{p}])')
     if job["lock_key"] is not None:
         _check_lock_template(job["lock_key"], f"{where}.lock_key", errors)
-    backend = job["lock_backend"]
-    if backend and not backend.startswith(("redis://", "rediss://", "unix://")):
-        errors.append(f'{where}.lock_backend: expected "" (file locks) or a redis://, rediss:// or unix:// URL')
-    elif backend and "@" in backend.split("//", 1)[1].split("/", 1)[0] and ":" in backend.split("//", 1)[1].split("@")[0]:
-        errors.append(f"{where}.lock_backend: do not write the password in the URL; name its variable in lock_password_env")
+    _check_lock_backend(where, job, errors)
     for role, owner in job["owners"].items():
         if owner is not None and owner not in owners:
             errors.append(f'{where}.owners.{role}: owner "{owner}" is not declared in [owners]')
@@ -172,14 +185,24 @@ def _check_instance_lock_keys(name: str, where: str, job: dict[str, Any], errors
         if problem:
             errors.append(f"{where}.instances[{i}]: {problem}")
 
+def _check_lock_backend(where: str, job: dict[str, Any], errors: list[str]) -> None:
+    """A Redis URL without a password in it, and a TTL that lets the child be stopped in time."""
+    from runjob import redis_lock
+
+    backend = job["lock_backend"]
+    if not backend:
+        return
+    problem = redis_lock.url_problem(backend)
+    if problem:
+        errors.append(f"{where}.lock_backend: {problem}")
+    if job["lock_ttl"] is not None:
+        problem = redis_lock.ttl_problem(job["lock_ttl"], job["kill_grace"])
+        if problem:
+            errors.append(f"{where}.lock_ttl: {problem}")
+
 
 def _check_lock_template(template: str, where: str, errors: list[str]) -> None:
-    try:
-        sample = template.replace("{{", "").replace("}}", "")
-        for p in placeholders(template):
-            sample = sample.replace("{" + p + "}", "x")
-    except ValueError:
-        return  # already reported as a placeholder error
+    sample = substitute(template, {p: "x" for p in placeholders(template)})
     problem = lock_key_problem(sample)
     if problem:
         errors.append(f"{where}: {problem}")
@@ -266,19 +289,20 @@ def convert(key: Key, value: Any) -> Any:
     if kind == "argv":
         return _argv(value)
     if kind in ("str", "cron"):
-        return _expect(value, str, "a string")
+        return _text(_expect(value, str, "a string"))
     if kind == "regex":
         return _regex(_expect(value, str, "a string"))
     if kind == "bool":
         return _expect(value, bool, "true or false")
     if kind == "int":
-        return _int(value, key.minimum)
+        return _int(value, key.minimum, key.maximum)
     if kind == "enum":
         if value not in key.choices:
             raise ValueError(f"expected one of {', '.join(key.choices)}, got {value!r}")
         return value
     if kind in ("str_list", "regex_list"):
         items = [_expect(v, str, "a list of strings") for v in _expect(value, list, "a list")]
+        items = [_text(v) for v in items] if kind == "str_list" else items
         return [_regex(v) for v in items] if kind == "regex_list" else items
     if kind == "int_list":
         return [_int(v, 0) for v in _expect(value, list, "a list of integers")]
@@ -313,11 +337,25 @@ def _expect(value: Any, typ: type, what: str) -> Any:
     return value
 
 
-def _int(value: Any, minimum: int | None) -> int:
+def _int(value: Any, minimum: int | None, maximum: int | None = None) -> int:
     number: int = _expect(value, int, "an integer")
     if minimum is not None and number < minimum:
         raise ValueError(f"must be at least {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"must be at most {maximum}, got {number}")
     return number
+
+
+# Characters that end or break a line somewhere (C0, DEL, C1, U+2028/9): free text with one
+# could add a line to a crontab, a systemd directive or a log line of an export.
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029))
+
+
+def _text(value: str) -> str:
+    bad = next((c for c in value if c in _CONTROL), None)
+    if bad is not None:
+        raise ValueError(f"control character U+{ord(bad):04X} not allowed here (free text stays on one line)")
+    return value
 
 
 def _regex(pattern: str) -> str:

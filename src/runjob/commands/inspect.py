@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 
 from runjob import config, schema
@@ -70,6 +71,9 @@ def validate(config_path: str | None, as_json: bool) -> int:
         print(json.dumps({"valid": False, "path": e.path, "errors": e.lines()}, indent=2))
         return EXIT_CONFIG
     result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs)}
+    result |= {"warnings": registry.warnings} if registry.warnings else {}
+    for warning in registry.warnings:  # allowed, so exit 0, but said where people look
+        sys.stderr.write(f"runjob: warning: {registry.path}: {warning}\n")
     if as_json:
         print(json.dumps(result, indent=2))
     else:

@@ -62,7 +62,7 @@ def observers(registry: config.Registry, the_plan: plan.Plan) -> list[Observer]:
     if the_plan.job.ping_url:
         from runjob.ping import Pinger
 
-        steps.append(Pinger(the_plan.job.ping_url))
+        steps.append(Pinger(the_plan.job.ping_url, registry.ping_timeout))
     if any(the_plan.job.owners.values()):
         from runjob.notify import Notifier
 
