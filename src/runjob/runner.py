@@ -12,7 +12,7 @@ import os
 import time
 
 from runjob import lock as locks
-from runjob import process, redis_lock
+from runjob import process, procid, redis_lock
 from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
 from runjob.logs import Records, new_run_id, timestamp
 from runjob.output import StreamHandler
@@ -64,7 +64,7 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
     records = Records(sink, plan.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     run = Run(plan, records)
-    holder = {"pid": os.getpid(), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
+    holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
               "since": run.started_at}  # fmt: skip
     held = _take_lock(run, holder)
     if isinstance(held, int):
@@ -77,10 +77,15 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
         held.set_holder(**holder)
         if isinstance(held, redis_lock.RedisLock):
             held.watch(lambda reason: stop.notify(lambda: _lock_lost(run, stop, reason)))
-        for observer in observers:
-            observer.start(run)
+        try:
+            for observer in observers:
+                observer.start(run)
+        except locks.Busy as e:  # history: a live run holds this key (its lock file was removed)
+            return _busy(run, observers, e.holder)
         _start_record(run)
         watch = _duration_watch(run, observers)
+        if isinstance(held, locks.FileLock):
+            watch = locks.Guard(watch, held, lambda ok: _lock_file_gone(run, ok))  # type: ignore[assignment]
         outcome = _attempts(run, held, stop, watch)
         stop.run_notices()  # e.g. a lock lost in the last moments of the run
         outcome.record = _end_record(run, outcome)
@@ -98,7 +103,7 @@ def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.
     job = run.plan.job
     wait = job.wait if job.on_busy == "wait" else 0.0
     if not job.lock_backend:
-        return locks.acquire(run.plan.lock_file, wait)
+        return locks.acquire(run.plan.lock_file, wait, holder)
     ttl = job.lock_ttl or job.timeout + job.kill_grace + redis_lock.TTL_MARGIN_S
     try:
         return redis_lock.acquire(job.lock_backend, job.lock_password_env, run.plan.lock_key, ttl, wait, holder)
@@ -109,7 +114,7 @@ def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.
                          level="error" if policy == "fail" else "warning", lock_key=run.plan.lock_key,
                          backend=job.lock_backend, lock_unavailable=policy, error=str(e))  # fmt: skip
         if policy == "local":
-            return locks.acquire(run.plan.lock_file, wait)
+            return locks.acquire(run.plan.lock_file, wait, holder)
         return EXIT_BUSY if policy == "fail" else EXIT_OK
 
 
@@ -125,20 +130,32 @@ def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
         stop.stop(signal.SIGTERM, f"lock lost: {reason}")
 
 
-def _busy(run: Run, observers: list[Observer]) -> int:
+def _lock_file_gone(run: Run, retaken: bool) -> None:
+    """The lock file was removed or renamed under us (a tmp cleaner): say what we did."""
+    key = run.plan.lock_key
+    if retaken:
+        message = f"{run.plan.name}: lock file of {key} was removed while held; re-created and re-taken"
+    else:
+        message = f"{run.plan.name}: lock file of {key} was removed while held and another process holds the new one"
+    run.records.emit("lock.restored" if retaken else "lock.lost", message, level="warning" if retaken else "error",
+                     lock_key=key, lock_file=run.plan.lock_file)  # fmt: skip
+
+
+def _busy(run: Run, observers: list[Observer], holder: dict[str, Any] | None = None) -> int:
     plan = run.plan
     job = plan.job
-    if job.lock_backend:
+    if holder is None and job.lock_backend:
         holder = redis_lock.read_holder(job.lock_backend, job.lock_password_env, plan.lock_key)
-    else:
+    elif holder is None:
         holder = locks.read_holder(plan.lock_file)
     on_busy = plan.job.on_busy
     skip = on_busy == "skip"
+    leftover = f", a leftover of run {holder.get('run_id')} (its runjob has exited)" if holder.get("leftover") else ""
     run.records.emit(
         "lock.busy",
-        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}; "
+        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}{leftover}; "
         + ("skipped" if skip else "not run (exit 75)"),
-        level="info" if skip else "warning",
+        level="info" if skip and not leftover else "warning",
         lock_key=plan.lock_key,
         holder_pid=holder.get("pid"),
         holder_run_id=holder.get("run_id"),

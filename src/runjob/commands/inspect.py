@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 
 from runjob import config, schema
@@ -47,6 +48,7 @@ def show_job(config_path: str | None, name: str, as_json: bool) -> int:
     job = registry.job(name)
     shown = job.as_dict() | {"next": [t.isoformat() for t in next_times(job, datetime.now(timezone.utc), 5)]}
     shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
+    _warn(config.state_dir_warnings(registry))
     if as_json:
         print(json.dumps(shown, indent=2))
     else:
@@ -64,7 +66,9 @@ def validate(config_path: str | None, as_json: bool) -> int:
             raise
         print(json.dumps({"valid": False, "path": e.path, "errors": e.lines()}, indent=2))
         return EXIT_CONFIG
-    result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs)}
+    warnings = config.state_dir_warnings(registry)
+    _warn(warnings)
+    result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs), "warnings": warnings}
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -77,3 +81,8 @@ def validate(config_path: str | None, as_json: bool) -> int:
 def print_schema() -> int:
     print(json.dumps(schema.json_schema(), indent=2))
     return EXIT_OK
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(f"runjob: warning: {warning}\n")

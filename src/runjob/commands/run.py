@@ -33,7 +33,7 @@ def run_job(
 ) -> int:
     pretty = _pretty(fmt)
     try:
-        registry = config.load(config_path, cached=True)
+        registry = config.load(config_path, cached=not dry_run)  # a dry run parses, and writes no cache
     except ConfigError as e:
         if not pretty:
             _config_error_record(name, e)

@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob import atomic, config, cron
+from runjob import config, cron, safefs
 from runjob.errors import InternalError, UsageError
 from runjob.lock import exclusive
 from runjob.logs import JsonSink, Records, new_run_id
@@ -88,8 +88,8 @@ def _runjob() -> list[str]:
 
 def _tick_lock(state_dir: str) -> exclusive:
     try:
-        os.makedirs(state_dir, exist_ok=True)
-        return exclusive(os.path.join(state_dir, "tick.lock"))
+        safefs.ensure_dir(state_dir, top=True)
+        return exclusive(os.path.join(state_dir, "tick.lock"))  # 0600, bounded wait
     except OSError as e:
         raise InternalError(f"cannot use state dir {state_dir}: {e.strerror}") from None
 
@@ -105,6 +105,6 @@ def _last_minute(state_dir: str) -> datetime | None:
 def _save_minute(state_dir: str, minute: datetime) -> None:
     path = os.path.join(state_dir, "tick.json")
     try:
-        atomic.replace(path, json.dumps({"last_minute": minute.isoformat()}).encode())
+        safefs.replace(path, json.dumps({"last_minute": minute.isoformat()}).encode())
     except OSError as e:
         raise InternalError(f"cannot record the tick in {path}: {e.strerror}") from None
