@@ -161,3 +161,15 @@ def test_two_registries_without_state_dir_do_not_share_locks_or_history(rj):
     dirs = {json.loads(rj.run("--config", c, "run", "import-stock", "--dry-run", "--format", "json",
                               env=env).out)["state_dir"] for c in (prod, staging)}  # fmt: skip
     assert len(dirs) == 2 and all(d.startswith(str(rj.dir / "xdg" / "runjob") + "/") for d in dirs)
+
+
+def test_the_holder_re_creates_a_locks_dir_a_cleaner_removed(rj):
+    started, release = hold_job(rj)
+    first = rj.popen("s")
+    assert wait_for(started.exists)
+    (rj.state / "locks" / "s.lock").rename(rj.dir / "moved.lock")
+    (rj.state / "locks").rmdir()
+    assert wait_for(lambda: json.loads(rj.run("locks", "--json").out), timeout=30)
+    assert rj.run("s").one("lock.busy")["holder_pid"] == first.pid
+    release.write_text("go")
+    assert finish(first).one("lock.restored")["lock_key"] == "s"

@@ -77,6 +77,7 @@ class FileLock:
         that worked, False if another process holds the new file."""
         if _ident(self.path) == self.ident:
             return None
+        safefs.forget(os.path.dirname(self.path))  # the cleaner may have taken locks/ too
         try:
             new = try_acquire(self.path, self.holder)
         except RunjobError:

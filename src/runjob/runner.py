@@ -150,12 +150,15 @@ def _busy(run: Run, observers: list[Observer], holder: dict[str, Any] | None = N
         holder = locks.read_holder(plan.lock_file)
     on_busy = plan.job.on_busy
     skip = on_busy == "skip"
-    leftover = f", a leftover of run {holder.get('run_id')} (its runjob has exited)" if holder.get("leftover") else ""
+    if holder.get("leftover"):
+        whose = f", a leftover of run {holder.get('run_id')} (its runjob has exited)"
+    else:
+        whose = f" (run {holder['run_id']})" if holder.get("run_id") else ""
     run.records.emit(
         "lock.busy",
-        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}{leftover}; "
+        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}{whose}; "
         + ("skipped" if skip else "not run (exit 75)"),
-        level="info" if skip and not leftover else "warning",
+        level="info" if skip and not holder.get("leftover") else "warning",
         lock_key=plan.lock_key,
         holder_pid=holder.get("pid"),
         holder_run_id=holder.get("run_id"),

@@ -96,6 +96,11 @@ def ensure_dir(path: str, top: bool = False) -> None:
     _trusted.add(path)
 
 
+def forget(path: str) -> None:
+    """Check `path` again next time (a cleaner may have removed it since)."""
+    _trusted.discard(path)
+
+
 def _make_dir(path: str, top: bool) -> os.stat_result:
     try:
         return os.stat(path) if top else os.lstat(path)
