@@ -5,9 +5,13 @@ typing and datetime); a cache hit is one marshal.loads. An entry holds the file'
 content and is used only when the file still has exactly that content (and runjob the
 same version): reading a few kilobytes is cheap, and unlike mtimes (which advance on
 the kernel's coarse clock) a byte comparison cannot be fooled by two quick edits.
-Entries live under $XDG_CACHE_HOME/runjob (~/.cache/runjob); when that cannot be
-written, runjob parses every time. Only the run path reads it: validate, list, tick
-and export always parse the file.
+
+An entry decides which command runs, and holds the registry's text (secrets included),
+so it is kept like state: in $XDG_CACHE_HOME/runjob (~/.cache/runjob), a directory owned
+by the running user with no group or other access, entries 0600, opened without
+following symlinks. A directory another user owns or can write (root's crontab with
+HOME=/srv/shop, `sudo -E`) is never read or written: runjob then parses every time. Only
+the run path uses it: --dry-run, validate, list, tick and export always parse the file.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 import marshal
 import os
 
-from runjob import __version__, atomic
+from runjob import __version__, safefs
+from runjob.errors import RunjobError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,28 +29,75 @@ if TYPE_CHECKING:
 FORMAT = 2
 
 
-def _entry(config_path: str) -> tuple[str, tuple[Any, ...]]:
+def _entry(config_path: str) -> tuple[str, str, tuple[Any, ...]]:
+    """(cache dir, entry name, identity) for the registry at `config_path`."""
     real = os.path.realpath(config_path)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     name = real.replace("%", "%25").replace("/", "%2F")[-200:] + ".marshal"
-    return os.path.join(base, "runjob", name), (FORMAT, __version__, real)
+    return os.path.join(base, "runjob"), name, (FORMAT, __version__, real)
+
+
+def _open_dir(directory: str, create: bool) -> int:
+    """A descriptor on the cache dir if runjob may trust it (else -1): ours, not a symlink,
+    no access for others (a dir of ours that others may only read is tightened to 0700)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(directory, flags)
+    except FileNotFoundError:
+        if not create or not _parent_trusted(os.path.dirname(directory)):
+            return -1
+        try:
+            os.mkdir(directory, safefs.DIR_MODE)
+            fd = os.open(directory, flags)
+        except OSError:
+            return -1
+    except OSError:
+        return -1
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        os.close(fd)
+        return -1
+    if st.st_mode & 0o077:
+        os.fchmod(fd, safefs.DIR_MODE)  # written by an older runjob: only we could write it
+    return fd
+
+
+def _parent_trusted(parent: str) -> bool:
+    try:
+        os.makedirs(parent, mode=safefs.DIR_MODE, exist_ok=True)
+        st = os.stat(parent)
+    except OSError:
+        return False
+    return st.st_uid in (os.geteuid(), 0) and not st.st_mode & 0o022
 
 
 def read(config_path: str, content: bytes) -> dict[str, Any] | None:
     """The cached registry data for this file with exactly this content, or None."""
-    path, identity = _entry(config_path)
+    directory, name, identity = _entry(config_path)
+    dir_fd = _open_dir(directory, create=False)
+    if dir_fd < 0:
+        return None
     try:
-        with open(path, "rb") as f:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return None
             key, cached_content, data = marshal.loads(f.read())
     except (OSError, ValueError, EOFError, TypeError):
         return None
+    finally:
+        os.close(dir_fd)
     return data if key == identity and cached_content == content else None
 
 
 def write(config_path: str, content: bytes, data: dict[str, Any]) -> None:
-    path, identity = _entry(config_path)
+    directory, name, identity = _entry(config_path)
+    dir_fd = _open_dir(directory, create=True)
+    if dir_fd < 0:
+        return  # no cache: runjob parses the file every time, which is correct, only slower
+    os.close(dir_fd)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        atomic.replace(path, marshal.dumps((identity, content, data)))
-    except (OSError, ValueError):
-        pass  # no cache: runjob parses the file every time, which is correct, only slower
+        safefs.replace(os.path.join(directory, name), marshal.dumps((identity, content, data)), keep_mode=False)
+    except (OSError, ValueError, RunjobError):
+        pass

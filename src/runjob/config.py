@@ -76,7 +76,7 @@ class Registry:
         self.owners = owners
         self.jobs = jobs
         self.base_dir = os.path.dirname(os.path.abspath(path))  # relative paths in the file start here
-        self.state_dir = self.resolve(defaults.get("state_dir") or default_state_dir())
+        self.state_dir = self.resolve(defaults.get("state_dir") or default_state_dir(path))
         self.metrics_file = self.resolve(defaults["metrics_file"]) if defaults.get("metrics_file") else ""
         self.history_keep: float = defaults.get("history_keep", schema.DEFAULTS_ONLY["history_keep"].default)
         self.notify_timeout: float = defaults.get("notify_timeout", schema.DEFAULTS_ONLY["notify_timeout"].default)
@@ -112,9 +112,28 @@ def key(name: str) -> str:
     return name if name and not name.strip(_BARE_CHARS) else json.dumps(name)
 
 
-def default_state_dir() -> str:
+def default_state_dir(registry_path: str) -> str:
+    """Where a registry without `state_dir` keeps its state: one namespace per registry file
+    (a short hash of its real path), so two checkouts' jobs of the same name never share a
+    lock or a history."""
+    import zlib  # built in: no start-up cost
+
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "runjob")
+    real = os.path.realpath(registry_path)
+    return os.path.join(base, "runjob", f"{zlib.crc32(os.fsencode(real)):08x}")
+
+
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def state_dir_warnings(registry: Registry) -> list[str]:
+    """What `validate` and `show` say about the state dir: a tmp cleaner may remove lock files there."""
+    real = os.path.realpath(registry.state_dir)
+    for temp in TEMP_DIRS:
+        if real == temp or real.startswith(temp + "/"):
+            return [f"state_dir {registry.state_dir} is under {temp}, where a tmp cleaner may delete lock files "
+                    "and history; put it under /var/lib or ~/.local/state"]  # fmt: skip
+    return []
 
 
 def find_config(explicit: str | None = None) -> str:
@@ -148,8 +167,9 @@ def load(explicit: str | None = None, check_schedules: bool = False, cached: boo
     from runjob.validate import parse_bytes
 
     registry = parse_bytes(content, path, check_schedules)
-    cache.write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
-                                "jobs": {name: job.values for name, job in registry.jobs.items()}})  # fmt: skip
+    if cached:  # only the run path keeps a cache (never --dry-run, validate, list...)
+        cache.write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
+                                    "jobs": {name: job.values for name, job in registry.jobs.items()}})  # fmt: skip
     return registry
 
 

@@ -2,7 +2,11 @@
 
 A row is written when the run starts (status `running`) and finished when it ends, so
 a run whose runjob died stays `running` in the table; readers show it as `crashed` once
-its pid is gone from this host. The schema carries a version (PRAGMA user_version) and
+its runjob is gone from this host: the row keeps the pid and its start time (procid.py),
+so an unrelated process that got the same pid is never taken for the run.
+
+The `running` rows also back up the lock: a run that took a lock file a tmp cleaner
+re-created under a live holder finds the holder's row and stands back (`start`). The schema carries a version (PRAGMA user_version) and
 migrations; old rows are purged on write, a bounded batch at a time.
 """
 
@@ -12,10 +16,10 @@ import os
 import sqlite3
 import time
 
+from runjob import procid, safefs
 from runjob.errors import InternalError
-from runjob.lock import exclusive
-from runjob.logs import encode
-
+from runjob.lock import Busy, exclusive
+from runjob.logs import encode, timestamp
 from runjob.observer import Observer
 
 TYPE_CHECKING = False
@@ -53,9 +57,14 @@ MIGRATIONS = [
     CREATE INDEX runs_started ON runs (started);
     CREATE INDEX runs_job_status_started ON runs (job, status, started);
     """,
+    # version 2: the pid's start time (a reused pid is not the run), running rows by lock key
+    """
+    ALTER TABLE runs ADD COLUMN pid_start INTEGER;
+    CREATE INDEX runs_lock_status ON runs (lock_key, status);
+    """,
 ]
 COLUMNS = ("run_id", "job", "params", "correlation_id", "host", "pid", "lock_key", "started", "ended", "status",
-           "exit_code", "attempts", "duration_s", "stderr_tail", "max_rss_kb")  # fmt: skip
+           "exit_code", "attempts", "duration_s", "stderr_tail", "max_rss_kb", "pid_start")  # fmt: skip
 
 
 def path_in(state_dir: str) -> str:
@@ -66,7 +75,7 @@ def connect(state_dir: str) -> sqlite3.Connection:
     """An open, migrated history store; InternalError (exit 125) naming the file if not."""
     path = path_in(state_dir)
     try:
-        os.makedirs(state_dir, exist_ok=True)
+        _create_private(state_dir, path)
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA synchronous = NORMAL")
@@ -77,6 +86,16 @@ def connect(state_dir: str) -> sqlite3.Connection:
         raise InternalError(f"history store {path} is unusable: {e} (move it aside to start afresh)") from None
     except OSError as e:
         raise InternalError(f"cannot create history store {path}: {e.strerror}") from None
+
+
+def _create_private(state_dir: str, path: str) -> None:
+    """The store's file made by us, 0600, never through a symlink: SQLite gives its -wal and
+    -shm files the same mode. The checked state dir means nobody else can plant them."""
+    safefs.ensure_dir(state_dir, top=True)
+    os.close(safefs.open_private(path, os.O_RDWR | os.O_CREAT))
+    for side in (path + "-wal", path + "-shm"):
+        if os.path.islink(side):
+            raise safefs.symlink_error(side)
 
 
 def _scalar(db: sqlite3.Connection, sql: str) -> Any:
@@ -126,7 +145,31 @@ class History(Observer):
         return self.db
 
     def start(self, run: Run) -> None:
-        self._insert(run, "running")
+        """The `running` row, unless a live run on this host holds the lock key (Busy): one
+        transaction, so of two runs that each got a lock file (a cleaner removed the first's)
+        the second to write sees the first."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                other = self._live_holder(db, run)
+                if other is None:
+                    self._insert(run, "running")
+            finally:
+                db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise InternalError(f"cannot write history {path_in(self.state_dir)}: {e}") from None
+        if other is not None:
+            raise Busy(other)
+
+    def _live_holder(self, db: sqlite3.Connection, run: Run) -> dict[str, Any] | None:
+        rows = db.execute(
+            "SELECT run_id, job, pid, pid_start, started FROM runs WHERE lock_key = ? AND status = 'running' "
+            "AND host = ?", (run.plan.lock_key, run.records.common["host"])).fetchall()  # fmt: skip
+        for run_id, job, pid, pid_start, started in rows:
+            if pid != os.getpid() and procid.alive(pid, pid_start):
+                return {"pid": pid, "pid_start": pid_start, "run_id": run_id, "job": job, "since": timestamp(started)}
+        return None
 
     def skipped(self, run: Run, holder: dict[str, Any]) -> None:
         self._insert(run, "skipped", ended=run.started, duration_s=0.0)
@@ -148,7 +191,7 @@ class History(Observer):
         plan = run.plan
         row = {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
                "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
-               "lock_key": plan.lock_key, "started": run.started, "status": status} | extra  # fmt: skip
+               "pid_start": procid.start_time(os.getpid()), "lock_key": plan.lock_key, "started": run.started, "status": status} | extra  # fmt: skip
         try:
             self._db().execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
@@ -175,21 +218,9 @@ def row_dict(row: sqlite3.Row | tuple[Any, ...], host: str) -> dict[str, Any]:
 
     out = dict(zip(COLUMNS, row, strict=True))
     out["params"] = json.loads(out["params"] or "{}")
-    if out["status"] == "running" and out["host"] == host and not _pid_alive(out["pid"]):
+    if out["status"] == "running" and out["host"] == host and not procid.alive(out["pid"], out["pid_start"]):
         out["status"] = "crashed"
     return out
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def query(db: sqlite3.Connection, job: str | None = None, status: str | None = None, since: float | None = None,

@@ -222,7 +222,8 @@ class JsonSink:
         else:
             try:
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW  # SPEC 12: no symlinks
+                self.fd = os.open(path, flags, 0o600)
             except OSError as e:
                 raise InternalError(f"cannot open log file {path}: {e.strerror}") from None
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from runjob import atomic, history
+from runjob import history, safefs
+from runjob.errors import RunjobError
 from runjob.lock import exclusive
 
 from runjob.observer import Observer
@@ -76,7 +77,7 @@ def write(path: str, state_dir: str) -> None:
             text = render(collect(db))
         finally:
             db.close()
-        atomic.replace(path, text.encode())
+        safefs.replace(path, text.encode(), mode=0o640)  # an existing file keeps its mode (0644 for an exporter)
 
 
 class Metrics(Observer):
@@ -95,6 +96,6 @@ class Metrics(Observer):
     def _write(self, run: Run) -> None:
         try:
             write(self.path, self.state_dir)
-        except OSError as e:
+        except (OSError, RunjobError) as e:  # RunjobError: a symlink, or the lock held too long
             run.records.emit("metrics.error", f"cannot write metrics {self.path}: {e}", level="error",
                              error=str(e))  # fmt: skip

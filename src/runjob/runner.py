@@ -12,7 +12,7 @@ import os
 import time
 
 from runjob import lock as locks
-from runjob import process, redis_lock
+from runjob import process, procid, redis_lock
 from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
 from runjob.logs import Records, new_run_id, timestamp
 from runjob.output import StreamHandler
@@ -65,7 +65,7 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
     records = Records(sink, plan.name, _claimed_run_id() or new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     run = Run(plan, records)
-    holder = {"pid": os.getpid(), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
+    holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
               "since": run.started_at}  # fmt: skip
     stop = process.Stop()
     run.stop = stop
@@ -91,10 +91,15 @@ def _locked(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process
         if isinstance(held, redis_lock.RedisLock):
             held.kill_grace = run.plan.job.kill_grace  # the child is stopped this long before the key can expire
             held.watch(lambda reason: stop.notify(lambda: _lock_lost(run, stop, reason)))
-        for observer in observers:
-            observer.start(run)
+        try:
+            for observer in observers:
+                observer.start(run)
+        except locks.Busy as e:  # history: a live run holds this key (its lock file was removed)
+            return _busy(run, observers, e.holder)
         _start_record(run)
         watch = _duration_watch(run, observers)
+        if isinstance(held, locks.FileLock):
+            watch = locks.Guard(watch, held, lambda ok: _lock_file_gone(run, ok))  # type: ignore[assignment]
         outcome = _attempts(run, held, stop, watch)
         stop.run_notices()  # e.g. a lock lost in the last moments of the run
         outcome.record = _end_record(run, outcome)
@@ -148,17 +153,17 @@ def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.
     job = run.plan.job
     wait = job.wait if job.on_busy == "wait" else 0.0
     if not job.lock_backend:
-        return locks.acquire(run.plan.lock_file, wait)
+        return locks.acquire(run.plan.lock_file, wait, holder)
     # Redis's key first (it names its holder atomically: a loser's lock.busy can say who won), then the
     # host's file lock, always: a host never overlaps itself, whichever backend was reachable.
     ttl = job.lock_ttl or job.timeout + job.kill_grace + redis_lock.TTL_MARGIN_S
     try:
         fleet = redis_lock.acquire(job.lock_backend, job.lock_password_env, run.plan.lock_key, ttl, wait, holder)
     except redis_lock.Unavailable as e:
-        return _unavailable(run, wait, e)
+        return _unavailable(run, wait, holder, e)
     if fleet is None:
         return None
-    local = locks.acquire(run.plan.lock_file, wait)
+    local = locks.acquire(run.plan.lock_file, wait, holder)
     if local is None:  # a run of this host taken while Redis was down still holds it
         fleet.release()
         return None
@@ -167,7 +172,7 @@ def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.
     return fleet
 
 
-def _unavailable(run: Run, wait: float, e: Exception) -> locks.FileLock | int | None:
+def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) -> locks.FileLock | int | None:
     """Redis is down: this host's file lock only (`local`), or stop."""
     job = run.plan.job
     policy = job.lock_unavailable
@@ -176,7 +181,7 @@ def _unavailable(run: Run, wait: float, e: Exception) -> locks.FileLock | int | 
                      level="error" if policy == "fail" else "warning", lock_key=run.plan.lock_key,
                      backend=job.lock_backend, lock_unavailable=policy, error=str(e))  # fmt: skip
     if policy == "local":
-        return locks.acquire(run.plan.lock_file, wait)
+        return locks.acquire(run.plan.lock_file, wait, holder)
     return EXIT_BUSY if policy == "fail" else EXIT_OK
 
 
@@ -192,20 +197,35 @@ def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
         stop.stop(signal.SIGTERM, f"lock lost: {reason}")
 
 
-def _busy(run: Run, observers: list[Observer]) -> int:
+def _lock_file_gone(run: Run, retaken: bool) -> None:
+    """The lock file was removed or renamed under us (a tmp cleaner): say what we did."""
+    key = run.plan.lock_key
+    if retaken:
+        message = f"{run.plan.name}: lock file of {key} was removed while held; re-created and re-taken"
+    else:
+        message = f"{run.plan.name}: lock file of {key} was removed while held and another process holds the new one"
+    run.records.emit("lock.restored" if retaken else "lock.lost", message, level="warning" if retaken else "error",
+                     lock_key=key, lock_file=run.plan.lock_file)  # fmt: skip
+
+
+def _busy(run: Run, observers: list[Observer], holder: dict[str, Any] | None = None) -> int:
     plan = run.plan
     job = plan.job
-    if job.lock_backend:
+    if holder is None and job.lock_backend:
         holder = redis_lock.read_holder(job.lock_backend, job.lock_password_env, plan.lock_key)
-    else:
+    elif holder is None:
         holder = locks.read_holder(plan.lock_file)
     on_busy = plan.job.on_busy
     skip = on_busy == "skip"
+    if holder.get("leftover"):
+        whose = f", a leftover of run {holder.get('run_id')} (its runjob has exited)"
+    else:
+        whose = f" (run {holder['run_id']})" if holder.get("run_id") else ""
     run.records.emit(
         "lock.busy",
-        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}; "
+        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}{whose}; "
         + ("skipped" if skip else "not run (exit 75)"),
-        level="info" if skip else "warning",
+        level="info" if skip and not holder.get("leftover") else "warning",
         lock_key=plan.lock_key,
         holder_pid=holder.get("pid"),
         holder_run_id=holder.get("run_id"),

@@ -1,7 +1,12 @@
 """`runjob init` and `runjob add`: create or extend jobs.toml without ever corrupting it.
 
 The new text is validated as a whole before it is written, and written to a temp file
-that replaces the old one (rename), so a reader sees the old file or the new one. `add`
+that replaces the old one (rename), so a reader sees the old file or the new one. The
+temp file is created with the file's own mode (0640 for a new one), so a 0600 registry is
+never exposed. A symlinked jobs.toml is refused (exit 125): replacing the link would leave
+a copy owned by whoever ran `add` (root) where the link was, and writing through it would
+let whoever controls the link choose the file root writes; `--config TARGET` edits the
+target itself. `add`
 appends a `[jobs.NAME]` table made with tomli-w to the existing text, so the file's
 comments and layout are kept.
 """
@@ -11,8 +16,8 @@ from __future__ import annotations
 import os
 import shlex
 
-from runjob import atomic, config, validate
-from runjob.errors import ConfigError, UsageError
+from runjob import config, safefs, validate
+from runjob.errors import ConfigError, InternalError, UsageError
 
 STARTER = """\
 # runjob registry. Reference: `runjob schema`; check it with `runjob validate`.
@@ -81,4 +86,7 @@ def _read(path: str) -> str:
 
 def _write(path: str, text: str) -> None:
     validate.parse_string(text, path)  # never write a registry that does not load
-    atomic.replace(path, text.encode("utf-8"), durable=True)
+    if os.path.islink(path):
+        raise InternalError(f"{path} is a symlink (to {os.path.realpath(path)}); runjob does not replace or write "
+                            "through it: run `runjob --config REAL_FILE add ...`")  # fmt: skip
+    safefs.replace(path, text.encode("utf-8"), mode=0o640, durable=True)

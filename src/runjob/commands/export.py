@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 
-from runjob import atomic, config
+from runjob import config, safefs
 from runjob.errors import InternalError, UsageError
 
 FORMATS = ("crontab", "systemd", "kubernetes")
@@ -52,7 +52,7 @@ def _write(files: dict[str, str], out_dir: str) -> None:
     try:
         os.makedirs(out_dir, exist_ok=True)
         for name, text in files.items():
-            atomic.replace(os.path.join(out_dir, name), text.encode())
+            safefs.replace(os.path.join(out_dir, name), text.encode(), mode=0o640)
     except OSError as e:
         raise InternalError(f"cannot write to {out_dir}: {e.strerror}") from None
     for name in files:

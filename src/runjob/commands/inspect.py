@@ -53,6 +53,7 @@ def show_job(config_path: str | None, name: str, as_json: bool, at: float | None
     job = registry.job(name)
     shown = job.as_dict() | {"next": [t.isoformat() for t in next_times(job, _now(at), 5)]}
     shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
+    _warn(config.state_dir_warnings(registry))
     if as_json:
         print(json.dumps(shown, indent=2))
     else:
@@ -70,10 +71,11 @@ def validate(config_path: str | None, as_json: bool) -> int:
             raise
         print(json.dumps({"valid": False, "path": e.path, "errors": e.lines()}, indent=2))
         return EXIT_CONFIG
-    result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs)}
-    result |= {"warnings": registry.warnings} if registry.warnings else {}
-    for warning in registry.warnings:  # allowed, so exit 0, but said where people look
+    warnings = registry.warnings + config.state_dir_warnings(registry)
+    for warning in warnings:  # allowed, so exit 0, but said where people look
         sys.stderr.write(f"runjob: warning: {registry.path}: {warning}\n")
+    result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs)}
+    result |= {"warnings": warnings} if warnings else {}
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -86,3 +88,8 @@ def validate(config_path: str | None, as_json: bool) -> int:
 def print_schema() -> int:
     print(json.dumps(schema.json_schema(), indent=2))
     return EXIT_OK
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(f"runjob: warning: {warning}\n")

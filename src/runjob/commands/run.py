@@ -34,7 +34,7 @@ def run_job(
     pretty = _pretty(fmt)
     _check_utf8(list(words) + list(extra_params))
     try:
-        registry = config.load(config_path, cached=True)
+        registry = config.load(config_path, cached=not dry_run)  # a dry run parses, and writes no cache
     except ConfigError as e:
         if not pretty:
             _config_error_record(name, e)

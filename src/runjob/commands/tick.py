@@ -23,8 +23,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob import atomic, config, cron
-from runjob.errors import InternalError
+from runjob import config, cron, safefs
+from runjob.errors import InternalError, UsageError
 from runjob.lock import exclusive
 from runjob.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.schedule import Entry, entries
@@ -137,8 +137,8 @@ def _runjob() -> list[str]:
 
 def _tick_lock(state_dir: str) -> exclusive:
     try:
-        os.makedirs(state_dir, exist_ok=True)
-        return exclusive(os.path.join(state_dir, "tick.lock"))
+        safefs.ensure_dir(state_dir, top=True)
+        return exclusive(os.path.join(state_dir, "tick.lock"))  # 0600, bounded wait
     except OSError as e:
         raise InternalError(f"cannot use state dir {state_dir}: {e.strerror}") from None
 
@@ -161,6 +161,6 @@ def _save(state_dir: str, minute: datetime, high: datetime) -> None:
     path = os.path.join(state_dir, "tick.json")
     data = {"last_minute": minute.isoformat(), "high_minute": high.isoformat()}
     try:
-        atomic.replace(path, json.dumps(data).encode())
+        safefs.replace(path, json.dumps(data).encode())
     except OSError as e:
         raise InternalError(f"cannot record the tick in {path}: {e.strerror}") from None
