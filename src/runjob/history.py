@@ -154,7 +154,7 @@ class History(Observer):
             try:
                 other = self._live_holder(db, run)
                 if other is None:
-                    self._insert(run, "running")
+                    self._insert(run, status="running")
             finally:
                 db.execute("COMMIT")
         except sqlite3.Error as e:
@@ -172,26 +172,28 @@ class History(Observer):
         return None
 
     def skipped(self, run: Run, holder: dict[str, Any]) -> None:
-        self._insert(run, "skipped", ended=run.started, duration_s=0.0)
+        self._insert(run, status="skipped", ended=run.started, duration_s=0.0)
 
     def end(self, run: Run, outcome: Outcome) -> None:
         db = self._db()
+        ended = {"ended": outcome.ended, "status": outcome.status, "exit_code": outcome.exit_code,
+                 "attempts": outcome.attempts, "duration_s": round(outcome.duration, 3),
+                 "stderr_tail": outcome.stderr_tail, "max_rss_kb": outcome.max_rss_kb}  # fmt: skip
         try:
-            db.execute(
-                "UPDATE runs SET ended=?, status=?, exit_code=?, attempts=?, duration_s=?, stderr_tail=?, "
-                "max_rss_kb=? WHERE run_id=?",
-                (outcome.ended, outcome.status, outcome.exit_code, outcome.attempts, round(outcome.duration, 3),
-                 outcome.stderr_tail, outcome.max_rss_kb, run.run_id),
-            )  # fmt: skip
+            updated = db.execute(
+                f"UPDATE runs SET {', '.join(f'{k}=?' for k in ended)} WHERE run_id=?", (*ended.values(), run.run_id)
+            ).rowcount
+            if not updated:  # a run that ended before it started (a signal while waiting for its lock)
+                self._insert(run, **ended)
             self._purge(db)
         except sqlite3.Error as e:
             raise InternalError(f"cannot write history {path_in(self.state_dir)}: {e}") from None
 
-    def _insert(self, run: Run, status: str, **extra: Any) -> None:
+    def _insert(self, run: Run, **fields: Any) -> None:
         plan = run.plan
         row = {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
                "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
-               "pid_start": procid.start_time(os.getpid()), "lock_key": plan.lock_key, "started": run.started, "status": status} | extra  # fmt: skip
+               "pid_start": procid.start_time(os.getpid()), "lock_key": plan.lock_key, "started": run.started} | fields  # fmt: skip
         try:
             self._db().execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())

@@ -132,9 +132,7 @@ def _lock_or_signal(run: Run, holder: dict[str, Any], stop: process.Stop) -> Any
 def _killed_waiting(run: Run, observers: list[Observer], stop: process.Stop) -> int:
     """A stop signal before the run got its lock: run.end (killed) and a history row all the same."""
     plan = run.plan
-    for observer in observers:
-        _safely(observer.start, run)
-    why = f"while waiting for lock {plan.lock_key}"
+    why = f"while waiting for lock {plan.lock_key}"  # the run never started: observers see only its end
     outcome = Outcome("killed", 128 + stop.signum, 0, run.started_mono, "", 0, why)
     outcome.record = _end_record(run, outcome)
     for observer in observers:
