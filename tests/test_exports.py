@@ -33,7 +33,7 @@ START = datetime(2027, 1, 1, tzinfo=UTC)
 
 def need(tool: str, path: str | None = None) -> None:
     """Skip without `tool` locally; under CI the tool is installed by .ci/run, so its absence fails."""
-    if (shutil.which(tool) if path is None else os.path.exists(path)) is not None and (path is None or os.path.exists(path)):
+    if (os.path.exists(path) if path else shutil.which(tool) is not None):
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"{tool} is missing: .ci/run installs it")
