@@ -64,8 +64,8 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
     records = Records(sink, plan.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     run = Run(plan, records)
-    holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
-              "since": run.started_at}  # fmt: skip
+    holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id,
+              "job": plan.name, "host": records.common["host"], "since": run.started_at}  # fmt: skip
     held = _take_lock(run, holder)
     if isinstance(held, int):
         return held
