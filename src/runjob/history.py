@@ -6,8 +6,10 @@ its runjob is gone from this host: the row keeps the pid and its start time (pro
 so an unrelated process that got the same pid is never taken for the run.
 
 The `running` rows also back up the lock: a run that took a lock file a tmp cleaner
-re-created under a live holder finds the holder's row and stands back (`start`). The schema carries a version (PRAGMA user_version) and
-migrations; old rows are purged on write, a bounded batch at a time.
+re-created under a live holder finds the holder's row and stands back (`start`).
+
+The schema carries a version (PRAGMA user_version) and migrations; old rows are purged
+on write, a bounded batch at a time.
 """
 
 from __future__ import annotations
@@ -193,7 +195,8 @@ class History(Observer):
         plan = run.plan
         row = {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
                "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
-               "pid_start": procid.start_time(os.getpid()), "lock_key": plan.lock_key, "started": run.started} | fields  # fmt: skip
+               "pid_start": procid.start_time(os.getpid()), "lock_key": plan.lock_key,
+               "started": run.started} | fields  # fmt: skip
         try:
             self._db().execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())

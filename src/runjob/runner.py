@@ -65,8 +65,8 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
     records = Records(sink, plan.name, _claimed_run_id() or new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     run = Run(plan, records)
-    holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
-              "since": run.started_at}  # fmt: skip
+    holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id,
+              "job": plan.name, "host": records.common["host"], "since": run.started_at}  # fmt: skip
     stop = process.Stop()
     run.stop = stop
     previous = _install_signals(stop)  # before the lock: a signal while waiting for it ends the run too

@@ -167,7 +167,7 @@ def _keep_identity(fd: int, old: os.stat_result | None, final: int) -> None:
     """Before any data: the old file's owner (root can give it back) and its exact mode (the
     umask may have narrowed the create mode; widening it now exposes nothing yet)."""
     if old is None:
-        return  # a new file (or one whose mode is set anew): the create mode is final: the create mode (under the umask) is final
+        return  # a new file (or a mode set anew): the create mode, under the umask, is final
     mine = os.fstat(fd)
     if (mine.st_uid, mine.st_gid) != (old.st_uid, old.st_gid):
         try:
