@@ -204,12 +204,13 @@ def _grow_pipe(fd: int) -> None:
 class JsonSink:
     """JSON lines to stdout or to a file opened with O_APPEND (whole lines per write).
 
-    On a pipe, records are written without blocking: what the pipe does not take waits in
+    With `nonblocking` (a run, whose supervise loop must never wait on a reader), records
+    to a pipe are written without blocking: what the pipe does not take waits in
     `pending` (in order), flushed when the pipe has room (process.py polls for it and stops
     reading the child while `pending` is over PENDING_MAX), and at close for FINAL_FLUSH_S.
     """
 
-    def __init__(self, path: str = "") -> None:
+    def __init__(self, path: str = "", nonblocking: bool = False) -> None:
         self.path = path or "<stdout>"
         self.fd = 1
         self.nonblocking = False
@@ -218,7 +219,7 @@ class JsonSink:
         self.failed: str | None = None
         self.pieces: dict[tuple[str, int], tuple[str, str, str]] = {}
         if not path:
-            self.fd, self.nonblocking = _stdout_fd()
+            self.fd, self.nonblocking = _stdout_fd() if nonblocking else (1, False)
         else:
             try:
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
