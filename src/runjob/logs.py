@@ -172,7 +172,8 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-PENDING_MAX = 1 << 16  # records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read
+# Records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read.
+PENDING_MAX = 1 << 16
 PIPE_SIZE = 1 << 20
 FINAL_FLUSH_S = 5.0  # at the end, how long we wait for a stalled stdout reader before dropping the rest
 
@@ -315,7 +316,8 @@ class JsonSink:
             poller.poll(int(left * 1000) + 1)
             self.flush()
         if self.pending and not self.failed:
-            self.failed = f"runjob: {self.path} is not being read: the last {len(self.pending)} bytes of records are lost"
+            lost = len(self.pending)
+            self.failed = f"runjob: {self.path} is not being read: the last {lost} bytes of records are lost"
             _note(self.failed)
         self.pending = bytearray()
 
