@@ -68,7 +68,8 @@ def _check_interpreter(program: str, path: str) -> None:
     name = one_line(os.fsdecode(interpreter))
     where = f"named in the #! line of {one_line(program)}"
     if not os.path.exists(interpreter):
-        hint = " (the file has CRLF line endings: convert it, e.g. with dos2unix)" if interpreter.endswith(b"\r") else ""
+        crlf = interpreter.endswith(b"\r")
+        hint = " (the file has CRLF line endings: convert it, e.g. with dos2unix)" if crlf else ""
         raise Problem(EXIT_NOT_FOUND, f'interpreter not found: "{name}" {where}{hint}', path)
     if os.path.isdir(interpreter) or not os.access(interpreter, os.X_OK):
         raise Problem(EXIT_NOT_EXECUTABLE, f'interpreter not executable: "{name}" {where}', path)

@@ -172,7 +172,8 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-PENDING_MAX = 1 << 16  # records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read
+# Records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read.
+PENDING_MAX = 1 << 16
 PIPE_SIZE = 1 << 20
 FINAL_FLUSH_S = 5.0  # at the end, how long we wait for a stalled stdout reader before dropping the rest
 
@@ -204,12 +205,13 @@ def _grow_pipe(fd: int) -> None:
 class JsonSink:
     """JSON lines to stdout or to a file opened with O_APPEND (whole lines per write).
 
-    On a pipe, records are written without blocking: what the pipe does not take waits in
+    With `nonblocking` (a run, whose supervise loop must never wait on a reader), records
+    to a pipe are written without blocking: what the pipe does not take waits in
     `pending` (in order), flushed when the pipe has room (process.py polls for it and stops
     reading the child while `pending` is over PENDING_MAX), and at close for FINAL_FLUSH_S.
     """
 
-    def __init__(self, path: str = "") -> None:
+    def __init__(self, path: str = "", nonblocking: bool = False) -> None:
         self.path = path or "<stdout>"
         self.fd = 1
         self.nonblocking = False
@@ -218,7 +220,7 @@ class JsonSink:
         self.failed: str | None = None
         self.pieces: dict[tuple[str, int], tuple[str, str, str]] = {}
         if not path:
-            self.fd, self.nonblocking = _stdout_fd()
+            self.fd, self.nonblocking = _stdout_fd() if nonblocking else (1, False)
         else:
             try:
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -315,7 +317,8 @@ class JsonSink:
             poller.poll(int(left * 1000) + 1)
             self.flush()
         if self.pending and not self.failed:
-            self.failed = f"runjob: {self.path} is not being read: the last {len(self.pending)} bytes of records are lost"
+            lost = len(self.pending)
+            self.failed = f"runjob: {self.path} is not being read: the last {lost} bytes of records are lost"
             _note(self.failed)
         self.pending = bytearray()
 

@@ -71,7 +71,8 @@ def standard_streams() -> None:
                 os.close(null)
     for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
         if getattr(sys, name) is None:
-            stream = open(fd, mode, closefd=False, errors="backslashreplace" if fd == 2 else None)  # noqa: SIM115  (lives as long as the process)
+            # the stream lives as long as the process: no context manager
+            stream = open(fd, mode, closefd=False, errors="backslashreplace" if fd == 2 else None)  # noqa: SIM115
             setattr(sys, name, stream)
 
 

@@ -27,7 +27,7 @@ def describe(plan: Plan) -> dict[str, Any]:
         "params": plan.params,
         "argv": [plan.redact(a) for a in plan.argv],
         "cwd": plan.cwd,
-        "env": {k: "***" if k in job.secrets else plan.redact(v) for k, v in sorted(env.items())},  # as the child gets it
+        "env": {k: "***" if k in job.secrets else plan.redact(v) for k, v in sorted(env.items())},  # the child's
         "env_added": plan.shown_env(),  # what the job adds to the inherited environment
         "executable": path,
         "executable_problem": problem,

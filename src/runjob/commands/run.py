@@ -105,7 +105,7 @@ def _timeout(text: str | None) -> float | None:
 
 
 def _sink(the_plan: plan.Plan, pretty: bool) -> Sink:
-    json_sink = JsonSink(the_plan.log_file) if (the_plan.log_file or not pretty) else None
+    json_sink = JsonSink(the_plan.log_file, nonblocking=True) if (the_plan.log_file or not pretty) else None
     if not pretty:
         assert json_sink is not None
         return json_sink
@@ -119,6 +119,10 @@ def _sink(the_plan: plan.Plan, pretty: bool) -> Sink:
 def _config_error_record(name: str, e: ConfigError) -> None:
     """The config.error record, on stdout: the log aggregator must see why nothing ran."""
     fields: dict[str, Any] = {"errors": e.lines()}
-    Records(JsonSink(), name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")).emit(
-        "config.error", f"{name}: not run, the registry has {len(e.errors)} error(s)", level="error", **fields
-    )
+    sink = JsonSink()
+    try:
+        Records(sink, name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")).emit(
+            "config.error", f"{name}: not run, the registry has {len(e.errors)} error(s)", level="error", **fields
+        )
+    finally:
+        sink.close()
