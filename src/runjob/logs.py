@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import time
 
-from runjob.errors import InternalError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,8 +31,8 @@ if TYPE_CHECKING:
 
 
 COMMON = ("timestamp", "level", "event", "message", "job", "run_id", "correlation_id", "host", "pid")
-MAX_LINE = 64 * 1024
-
+RECORD_MAX = 16 * 1024  # a record, newline included, at most this (container runtimes split at 16 KiB)
+MESSAGE_PREFIX = 80  # a run.output record's message: the first characters of its line
 
 
 def _no_default(value: object) -> object:
@@ -46,7 +45,9 @@ def _c_encoder() -> tuple[Any, Any]:
         from _json import encode_basestring, make_encoder  # type: ignore[attr-defined]
 
         # The arguments json.encoder.JSONEncoder.iterencode passes (CPython 3.11-3.13).
-        encoder = make_encoder(None, _no_default, encode_basestring, None, ": ", ", ", False, False, True)
+        # allow_nan=False: records are strict JSON; a NaN or infinity raises and the record
+        # is made safe by record_size.sanitize (see JsonSink.record).
+        encoder = make_encoder(None, _no_default, encode_basestring, None, ": ", ", ", False, False, False)
 
         def dumps(obj: object) -> str:
             return "".join(encoder(obj, 0))
@@ -58,7 +59,7 @@ def _c_encoder() -> tuple[Any, Any]:
     import json
     from json.encoder import encode_basestring as escape  # type: ignore[attr-defined]
 
-    return json.JSONEncoder(ensure_ascii=False).encode, escape
+    return json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode, escape
 
 
 _dumps, encode_basestring = _c_encoder()
@@ -85,7 +86,8 @@ def new_run_id() -> str:
 
 
 class Records:
-    """Builds the records of one run: common fields, then the event's own."""
+    """Builds the records of one run: common fields, `seq` (filled in by the sink that
+    writes the record, in write order), then the event's own."""
 
     def __init__(self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None) -> None:
         self.sink = sink
@@ -100,41 +102,46 @@ class Records:
     def emit(self, event: str, message: str, level: str = "info", **extra: Any) -> dict[str, Any]:
         fields: dict[str, Any] = {"timestamp": timestamp(), "level": level, "event": event, "message": message}
         fields.update(self.common)
+        fields["seq"] = None  # its place among the fields; the JSON sink numbers it
         fields.update(extra)
         self.sink.record(fields)
         return fields
 
 
 def output_pieces(common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
-    """The constant text around timestamp, message and line of one stream's run.output records."""
-    mid = "".join(f", {_dumps(k)}: {_dumps(common[k])}" for k in COMMON[4:])
+    """The constant text of one stream's run.output records: before the message, between
+    the message and the line (with a `%d` for seq), after the line."""
+    mid = "".join(f", {_dumps(k)}: {_dumps(common[k])}" for k in COMMON[4:]).replace("%", "%%")
     return (
         ', "level": "info", "event": "run.output", "message": ',
-        mid + f', "stream": "{stream}", "line": ',
+        mid + f', "seq": %d, "stream": "{stream}", "line": ',
         f', "attempt": {attempt}}}',
     )
 
 
-def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str) -> str:
-    """run.output records for plain text lines, newline-terminated, ready to write.
+def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str, seq: int) -> str:
+    """run.output records for text lines, newline-terminated, ready to write.
 
     Built by C-level list operations and one join (no per-line concatenation): every
-    record is head, line, mid, line, tail, with the line JSON-escaped once.
+    record is head, message (a prefix of the line), mid (with its seq), line, tail.
     """
     quoted = list(map(encode_basestring, lines))
-    parts = ['{"timestamp": "' + ts + '"' + pieces[0], "", pieces[1], "", pieces[2] + "\n"] * len(quoted)
-    parts[1::5] = quoted  # the message
-    parts[3::5] = quoted  # the line
+    parts = ['{"timestamp": "' + ts + '"' + pieces[0], "", "", "", pieces[2] + "\n"] * len(quoted)
+    parts[1::5] = [encode_basestring(line[:MESSAGE_PREFIX]) for line in lines]
+    parts[2::5] = map(pieces[1].__mod__, range(seq, seq + len(lines)))
+    parts[3::5] = quoted
     return "".join(parts)
 
 
-def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str) -> list[bytes]:
+def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str, seq: int) -> list[bytes]:
     """encode_output for lines known to need no JSON escaping (printable ASCII without
     quotes or backslashes; see output.is_plain), as the pieces to write: the same bytes,
     with no decode, escape, encode, or joining copy (they go out with writev)."""
     head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
-    parts = [head, b"", ('"' + pieces[1] + '"').encode(), b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
-    parts[1::5] = lines
+    mid = ('", ' + pieces[1][2:] + '"').encode()
+    parts = [head, b"", b"", b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
+    parts[1::5] = [line[:MESSAGE_PREFIX] for line in lines]
+    parts[2::5] = map(mid.__mod__, range(seq, seq + len(lines)))
     parts[3::5] = lines
     return parts
 
@@ -142,18 +149,13 @@ def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str
 RECORDS_PER_WRITEV = 204  # 5 parts each: 1020 iovecs, under IOV_MAX (1024)
 
 
-def writev_records(fd: int, parts: list[bytes], lines: list[bytes]) -> None:
-    """Write plain_output_parts(...) with writev, in batches of whole records. A record is
-    its line twice plus fixed text, so a batch's size comes from the line lengths (summing
-    every part's length cost as much as the writev). A short write (a signal on a pipe) is
-    finished by write_all."""
-    fixed = len(parts[0]) + len(parts[2]) + len(parts[4]) if parts else 0
-    sizes = list(map(len, lines))
-    for first in range(0, len(lines), RECORDS_PER_WRITEV):
-        batch = parts[5 * first : 5 * (first + RECORDS_PER_WRITEV)]
-        count = len(batch) // 5
+def writev_records(fd: int, parts: list[bytes]) -> None:
+    """Write plain_output_parts(...) with writev, in batches of whole records. A short
+    write (a signal on a pipe) is finished by write_all."""
+    for first in range(0, len(parts), 5 * RECORDS_PER_WRITEV):
+        batch = parts[first : first + 5 * RECORDS_PER_WRITEV]
         written = os.writev(fd, batch)
-        if written < fixed * count + 2 * sum(sizes[first : first + count]):
+        if written < sum(map(len, batch)):
             write_all(fd, b"".join(batch)[written:])
 
 
@@ -165,42 +167,88 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def record_max() -> int:
+    """The record size limit: RUNJOB_RECORD_MAX bytes if set (at least 1024), else 16 KiB."""
+    text = os.environ.get("RUNJOB_RECORD_MAX", "")
+    if text.isdigit() and int(text) >= 1024:
+        return int(text)
+    return RECORD_MAX
+
+
 class JsonSink:
-    """JSON lines to stdout or to a file opened with O_APPEND (whole lines per write)."""
+    """JSON lines to stdout or to a log file (O_APPEND: each write is whole records)."""
 
     def __init__(self, path: str = "") -> None:
         self.path = path or "<stdout>"
         self.fd = 1
         self.failed: str | None = None
+        self.seq = 0
+        self.limit = record_max()
         self.pieces: dict[tuple[str, int], tuple[str, str, str]] = {}
+        self.log: Any = None
         if path:
-            try:
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as e:
-                raise InternalError(f"cannot open log file {path}: {e.strerror}") from None
+            from runjob.logfile import LogFile
+
+            self.log = LogFile(path)
+            self.fd = self.log.fd
 
     def record(self, fields: dict[str, Any]) -> None:
-        self.write(encode(fields) + "\n")
+        if "seq" in fields:
+            fields["seq"] = self.seq
+        self.seq += 1
+        try:
+            data = (encode(fields) + "\n").encode()
+        except (ValueError, UnicodeError, RecursionError):  # NaN, infinity, a lone surrogate
+            from runjob.record_size import sanitize
+
+            data = (encode(sanitize(fields)) + "\n").encode()
+        if len(data) > self.limit:
+            from runjob.record_size import shrink
+
+            data = shrink(fields, self.limit, encode)
+        self._reopen_if_moved()
+        self.write_bytes(data)
 
     def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
-        if not self.failed:  # after a write failure records are dropped: do not build them
-            self.write(encode_output(self._pieces(common, stream, attempt), lines, timestamp()))
+        if self.failed:  # after a write failure records are dropped: do not build them
+            return
+        pieces = self._pieces(common, stream, attempt)
+        if max(map(len, lines)) > self._line_room(pieces):  # escaping made a line too long
+            from runjob.record_size import output_one_by_one
+
+            output_one_by_one(self, common, stream, lines, attempt)
+            return
+        self.seq += len(lines)
+        self.write(encode_output(pieces, lines, timestamp(), self.seq - len(lines)))
 
     def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None:
         if self.failed:
             return
-        parts = plain_output_parts(self._pieces(common, stream, attempt), lines, timestamp())
+        pieces = self._pieces(common, stream, attempt)
+        if max(map(len, lines)) > self._line_room(pieces):
+            self.output(common, stream, [line.decode() for line in lines], attempt)
+            return
+        parts = plain_output_parts(pieces, lines, timestamp(), self.seq)
+        self.seq += len(lines)
         try:
-            writev_records(self.fd, parts, lines)
+            writev_records(self.fd, parts)
         except OSError as e:
             self._lost(e)
+
+    def _line_room(self, pieces: tuple[str, str, str]) -> int:
+        """The longest escaped line for which a run.output record surely fits the limit
+        (the message prefix counted at its worst, six bytes a character)."""
+        return self.limit - (60 + sum(map(len, pieces)) + 6 * MESSAGE_PREFIX + 24)
 
     def _pieces(self, common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
         key = (stream, attempt)
         if key not in self.pieces:  # one sink serves one run, so `common` never changes under the key
             self.pieces[key] = output_pieces(common, stream, attempt)
         return self.pieces[key]
+
+    def _reopen_if_moved(self) -> None:
+        if self.log is not None and not self.failed:
+            self.fd = self.log.reopen_if_moved()
 
     def write(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8", "surrogateescape"))
@@ -215,12 +263,13 @@ class JsonSink:
 
     def _lost(self, e: OSError) -> None:
         # The job goes on and its exit code stays true; we say once that records are lost.
+        # A torn record in a log file is ended by the next run (LogFile starts a new line).
         self.failed = f"runjob: cannot write records to {self.path}: {e.strerror}; further records are lost"
         os.write(2, (self.failed + "\n").encode())
 
     def close(self) -> None:
-        if self.fd > 2:
-            os.close(self.fd)
+        if self.log is not None:
+            self.log.close()
             self.fd = -1
 
 
