@@ -31,6 +31,13 @@ def needles(values: list[str]) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def job_secrets(env: dict[str, str], names: list[str]) -> list[str]:
+    """The secret values of a job as its registry and our environment give them."""
+    import os
+
+    return needles([env.get(n, os.environ.get(n, "")) for n in names])
+
+
 class Redactor:
     """Masks a fixed set of secret values; falsy when there is nothing to mask."""
 

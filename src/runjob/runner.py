@@ -203,7 +203,9 @@ def _compile(patterns: list[str]) -> list[Any]:
         return []
     import re  # only jobs with stderr patterns pay for it
 
-    return [re.compile(p) for p in patterns]
+    # Matched per line (output.StreamHandler), and MULTILINE so ^ and $ mean a line's
+    # start and end whatever the pipe's chunking put around it.
+    return [re.compile(p, re.MULTILINE) for p in patterns]
 
 
 def _is_transient(plan: Plan, exit_code: int, stderr_matched: bool) -> bool:

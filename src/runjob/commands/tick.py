@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from runjob import atomic, config, cron
 from runjob.errors import InternalError, UsageError
 from runjob.lock import exclusive
-from runjob.logs import JsonSink, Records, new_run_id
+from runjob.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.schedule import Entry, entries
 
 TYPE_CHECKING = False
@@ -43,7 +43,7 @@ def tick(config_path: str | None, now: float | None = None) -> int:
         "tick",
         f"tick {minute:%Y-%m-%d %H:%M}: started {len(started)} job(s)"
         + (" (this minute was already ticked)" if last is not None and last >= minute else ""),
-        minute=minute.isoformat(),
+        minute=timestamp(minute.timestamp()),
         started=started,
     )
     return 0
@@ -68,7 +68,7 @@ def _due(scheduled: list[Entry], minute: datetime, last: datetime | None) -> lis
         elif last is not None and entry.job.catch_up and last < minute - MINUTE:
             missed = cron.fires_between(expr, zone, last, minute - MINUTE)
             if missed is not None and (minute - missed).total_seconds() <= entry.job.catch_up:
-                due.append((entry, f"catch-up of {missed.isoformat()}"))
+                due.append((entry, f"catch-up of {timestamp(missed.timestamp())}"))
     return due
 
 
