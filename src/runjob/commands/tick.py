@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob import atomic, config, cron
+from runjob import atomic, config, cron, relay
 from runjob.errors import InternalError, UsageError
 from runjob.lock import exclusive
 from runjob.logs import JsonSink, Records, new_run_id, timestamp
@@ -38,7 +38,8 @@ def tick(config_path: str | None, now: float | None = None) -> int:
         due = [] if last is not None and last >= minute else _due(entries(registry), minute, last)
         if last is None or last < minute:
             _save_minute(state_dir, minute)
-    started = [_start(registry.path, entry, reason) for entry, reason in due]
+    pipes: list[int] | None = [] if due and relay.needed() else None
+    started = [_start(registry.path, entry, reason, pipes) for entry, reason in due]
     Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")).emit(
         "tick",
         f"tick {minute:%Y-%m-%d %H:%M}: started {len(started)} job(s)"
@@ -46,6 +47,8 @@ def tick(config_path: str | None, now: float | None = None) -> int:
         minute=timestamp(minute.timestamp()),
         started=started,
     )
+    if pipes:
+        relay.copy_lines(pipes)  # every run's records, each whole, into our one pipe
     return 0
 
 
@@ -72,10 +75,15 @@ def _due(scheduled: list[Entry], minute: datetime, last: datetime | None) -> lis
     return due
 
 
-def _start(registry_path: str, entry: Entry, reason: str) -> dict[str, Any]:
+def _start(registry_path: str, entry: Entry, reason: str, pipes: list[int] | None) -> dict[str, Any]:
+    """Start one run; with `pipes`, on a pipe of its own whose read end is appended there."""
     argv = [*_runjob(), "--config", os.path.abspath(registry_path), *entry.words]
-    # Its own session: a long job never holds tick up, and survives tick's exit.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    read_end, write_end = os.pipe() if pipes is not None else (-1, None)
+    # Its own session: a run survives tick's exit (a relaying tick stays only to copy records).
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_end, start_new_session=True)
+    if write_end is not None:
+        os.close(write_end)
+        pipes.append(read_end)  # type: ignore[union-attr]
     return {"job": entry.job.name, "params": entry.params, "pid": proc.pid, "reason": reason}
 
 
