@@ -119,13 +119,13 @@ def output_pieces(common: dict[str, Any], stream: str, attempt: int) -> tuple[st
     )
 
 
-def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str, seq: int) -> str:
+def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str, seq: int, quoted: list[str] | None = None) -> str:
     """run.output records for text lines, newline-terminated, ready to write.
 
     Built by C-level list operations and one join (no per-line concatenation): every
     record is head, message (a prefix of the line), mid (with its seq), line, tail.
     """
-    quoted = list(map(encode_basestring, lines))
+    quoted = list(map(encode_basestring, lines)) if quoted is None else quoted
     parts = ['{"timestamp": "' + ts + '"' + pieces[0], "", "", "", pieces[2] + "\n"] * len(quoted)
     parts[1::5] = [encode_basestring(line[:MESSAGE_PREFIX]) for line in lines]
     parts[2::5] = map(pieces[1].__mod__, range(seq, seq + len(lines)))
@@ -213,13 +213,16 @@ class JsonSink:
         if self.failed:  # after a write failure records are dropped: do not build them
             return
         pieces = self._pieces(common, stream, attempt)
-        if max(map(len, lines)) > self._line_room(pieces):  # escaping made a line too long
+        quoted = list(map(encode_basestring, lines))
+        room = self._line_room(pieces)
+        # A character is at most 4 bytes in UTF-8: only long lines need their bytes counted.
+        if max(map(len, quoted)) > room // 4 and any(len(q.encode()) > room for q in quoted):
             from runjob.record_size import output_one_by_one
 
             output_one_by_one(self, common, stream, lines, attempt)
             return
         self.seq += len(lines)
-        self.write(encode_output(pieces, lines, timestamp(), self.seq - len(lines)))
+        self.write(encode_output(pieces, lines, timestamp(), self.seq - len(lines), quoted))
 
     def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None:
         if self.failed:

@@ -66,8 +66,8 @@ class LineSplitter:
             out = self._cut_long(lines) if max(map(len, lines)) > self.max_line else [(lines, False)]
         else:
             self.partial = data
-        if b"\r" in self.partial[:-1]:  # a redraw in progress: only its last state can matter
-            self.partial = self.partial[self.partial.rfind(b"\r", 0, len(self.partial) - 1) + 1 :]
+        if b"\r" in self.partial:  # a redraw in progress: only its last state can matter
+            self.partial = self.partial[self.partial.rstrip(b"\r").rfind(b"\r") + 1 :]
         if len(self.partial) > self.max_line:
             out.append(([self.partial[: self.max_line]], True))
             self.partial, self.skipping = b"", True
