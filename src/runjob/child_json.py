@@ -76,7 +76,7 @@ def _text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a \\udXXX escape
-        return text.encode("utf-8", "replace").decode()
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")  # U+FFFD
     return text
 
 

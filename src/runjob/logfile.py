@@ -35,12 +35,14 @@ class LogFile:
             except FileExistsError:
                 fd = os.open(path, FLAGS)
         except OSError as e:
+            if e.errno == 6:  # ENXIO: a FIFO with no reader (O_NONBLOCK kept us from waiting for one)
+                _refuse(path)
             what = "a symlink" if e.errno == 40 else e.strerror  # ELOOP: O_NOFOLLOW met a symlink
             raise InternalError(f"cannot open log file {path}: {what}") from None
         info = os.fstat(fd)
         if not (stat.S_ISREG(info.st_mode) or stat.S_ISCHR(info.st_mode)):  # /dev/null never holds a write
             os.close(fd)
-            raise InternalError(f"log file {path} is not a regular file (a FIFO, socket or directory)")
+            _refuse(path)
         os.set_blocking(fd, True)
         self.fd, self.ino = fd, (info.st_dev, info.st_ino)
         self._end_torn_line(info.st_size)
@@ -79,3 +81,7 @@ class LogFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _refuse(path: str) -> None:
+    raise InternalError(f"log file {path} is not a regular file (a FIFO, socket or directory): not written to")

@@ -26,7 +26,7 @@ def sanitize(value: Any, depth: int = 0) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode() if _has_surrogate(value) else value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if _has_surrogate(value) else value
     if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
         return "(nested too deep)"
     if isinstance(value, dict):
