@@ -50,11 +50,11 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """`text` with every secret masked, plain or JSON-escaped."""
+        if "\\" in text and self.values:  # an escape is spelled with a backslash
+            text = self._pattern().sub(MASK, text)  # first: it also matches the plain spelling
         for value in self.values:
             if value in text:
                 text = text.replace(value, MASK)
-        if "\\" in text and self.values:  # an escape is spelled with a backslash
-            text = self._pattern().sub(MASK, text)
         return text
 
     def value(self, obj: Any, depth: int = 0) -> Any:
