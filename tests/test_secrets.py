@@ -104,3 +104,13 @@ def test_any_mix_of_escaped_and_plain_characters_is_masked(secret, data):
     around = data.draw(st.sampled_from(["", "a ", "\\n", 'x\\"y ']))
     text = around + _spell(secret, flags, upper) + around
     assert Redactor([secret]).text(text) == around + MASK + around
+
+
+def test_config_errors_and_validate_never_quote_a_secret_value(rj):
+    rj.write(f'[jobs.s]\ncommand = ["echo", "{SECRET}{{"]\nenv = {{ TOKEN = "{SECRET}" }}\nsecrets = ["TOKEN"]\n'
+             f'timeout = "{SECRET}"\n')  # fmt: skip
+    run = rj.run("s")
+    assert run.code == 78 and "***" in run.err and not leaks(run.out) and not leaks(run.err)
+    for args in (["validate"], ["validate", "--json"]):
+        r = rj.run(*args)
+        assert r.code == 78 and not leaks(r.out) and not leaks(r.err)

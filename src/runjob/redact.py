@@ -38,6 +38,21 @@ def job_secrets(env: dict[str, str], names: list[str]) -> list[str]:
     return needles([env.get(n, os.environ.get(n, "")) for n in names])
 
 
+def registry_secrets(raw: Any) -> list[str]:
+    """Every secret value a raw (unvalidated) registry names, for masking its error messages:
+    the values its `env` tables give the names in any `secrets` list, and ours."""
+    import os
+
+    if not isinstance(raw, dict):
+        return []
+    tables = [t for t in [raw.get("defaults"), *(raw.get("jobs") or {}).values()] if isinstance(t, dict)] \
+        if isinstance(raw.get("jobs") or {}, dict) else []  # fmt: skip
+    names = {n for t in tables if isinstance(t.get("secrets"), list) for n in t["secrets"] if isinstance(n, str)}
+    envs = [t["env"] for t in tables if isinstance(t.get("env"), dict)]
+    values = [str(env[n]) for env in envs for n in names if n in env]
+    return needles(values + [os.environ[n] for n in names if n in os.environ])
+
+
 class Redactor:
     """Masks a fixed set of secret values; falsy when there is nothing to mask."""
 
