@@ -114,3 +114,12 @@ def test_config_errors_and_validate_never_quote_a_secret_value(rj):
     for args in (["validate"], ["validate", "--json"]):
         r = rj.run(*args)
         assert r.code == 78 and not leaks(r.out) and not leaks(r.err)
+
+
+def test_a_secret_param_in_the_lock_key_and_argv_is_masked_in_every_record(rj):
+    rj.write(f'[jobs.s]\ncommand = {py("import sys; sys.exit(3)", "--token={t}")}\nlock_key = "s.{{t}}"\n'
+             f'env = {{ TOKEN = "{SECRET}" }}\nsecrets = ["TOKEN"]\n[jobs.s.params.t]\npattern = "[a-z0-9-]+"\n')  # fmt: skip
+    r = rj.run("s", f"t={SECRET}")
+    assert r.code == 3 and not leaks(r.out) and not leaks(r.err)
+    start = r.one("run.start")
+    assert start["lock_key"] == "s.***" and start["command"][-1] == "--token=***"

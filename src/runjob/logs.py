@@ -89,8 +89,14 @@ class Records:
     """Builds the records of one run: common fields, `seq` (filled in by the sink that
     writes the record, in write order), then the event's own."""
 
-    def __init__(self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None) -> None:
+    def __init__(self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None,
+                 secrets: list[str] | None = None) -> None:  # fmt: skip
         self.sink = sink
+        self.redactor: Any = None
+        if secrets:  # every record of the run is masked, whatever field a value reached
+            from runjob.redact import Redactor
+
+            self.redactor = Redactor(secrets)
         self.common: dict[str, Any] = {
             "job": job,
             "run_id": run_id,
@@ -100,6 +106,8 @@ class Records:
         }
 
     def emit(self, event: str, message: str, level: str = "info", **extra: Any) -> dict[str, Any]:
+        if self.redactor:
+            message, extra = self.redactor.text(message), self.redactor.value(extra)
         fields: dict[str, Any] = {"timestamp": timestamp(), "level": level, "event": event, "message": message}
         fields.update(self.common)
         fields["seq"] = None  # its place among the fields; the JSON sink numbers it

@@ -62,7 +62,7 @@ class Outcome:
 
 def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
-    records = Records(sink, plan.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
+    records = Records(sink, plan.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"), plan.secret_values)
     run = Run(plan, records)
     holder = {"pid": os.getpid(), "run_id": run.run_id, "job": plan.name, "host": records.common["host"],
               "since": run.started_at}  # fmt: skip
