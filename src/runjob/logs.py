@@ -127,6 +127,12 @@ def output_pieces(common: dict[str, Any], stream: str, attempt: int) -> tuple[st
     )
 
 
+def _messages(lines: list[Any], longest: int) -> list[Any]:
+    """Each line's message: its first MESSAGE_PREFIX characters (the lines themselves when
+    none is longer, the common case, with no per-line work)."""
+    return lines if longest <= MESSAGE_PREFIX else [line[:MESSAGE_PREFIX] for line in lines]
+
+
 def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str, seq: int, quoted: list[str] | None = None) -> str:
     """run.output records for text lines, newline-terminated, ready to write.
 
@@ -134,37 +140,55 @@ def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str, seq: 
     record is head, message (a prefix of the line), mid (with its seq), line, tail.
     """
     quoted = list(map(encode_basestring, lines)) if quoted is None else quoted
+    longest = max(map(len, lines), default=0)
     parts = ['{"timestamp": "' + ts + '"' + pieces[0], "", "", "", pieces[2] + "\n"] * len(quoted)
-    parts[1::5] = [encode_basestring(line[:MESSAGE_PREFIX]) for line in lines]
+    parts[1::5] = quoted if longest <= MESSAGE_PREFIX else map(encode_basestring, _messages(lines, longest))
     parts[2::5] = map(pieces[1].__mod__, range(seq, seq + len(lines)))
     parts[3::5] = quoted
     return "".join(parts)
 
 
-def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str, seq: int) -> list[bytes]:
+_SHORT = [str(n).encode() for n in range(1000)]  # seq below 1000
+_PADDED = [b"%03d" % n for n in range(1000)]  # the last three digits of a larger seq
+
+
+def _seq_parts(mid: bytes, first: int, count: int) -> tuple[list[bytes], list[bytes]]:
+    """For seq first..first+count-1: the text before each seq's last three digits (`mid`
+    plus the leading digits: one object per thousand) and those digits (from a table).
+    List slicing and repetition only: a per-record format costs more than all the rest."""
+    heads: list[bytes] = []
+    tails: list[bytes] = []
+    n, end = first, first + count
+    while n < end:
+        upto = min(end, (n // 1000 + 1) * 1000)
+        lead = mid + (b"%d" % (n // 1000) if n >= 1000 else b"")
+        heads += [lead] * (upto - n)
+        tails += (_PADDED if n >= 1000 else _SHORT)[n % 1000 : (upto - 1) % 1000 + 1]
+        n = upto
+    return heads, tails
+
+
+def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str, seq: int,
+                       longest: int | None = None) -> list[bytes]:  # fmt: skip
     """encode_output for lines known to need no JSON escaping (printable ASCII without
     quotes or backslashes; see output.is_plain), as the pieces to write: the same bytes,
-    with no decode, escape, encode, or joining copy (they go out with writev)."""
+    with no decode, escape or encode (write_records joins them). Seven
+    parts a record: head, message, text up to seq's last three digits, those, text up
+    to the line, line, tail."""
     head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
-    mid = ('", ' + pieces[1][2:] + '"').encode()
-    parts = [head, b"", b"", b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
-    parts[1::5] = [line[:MESSAGE_PREFIX] for line in lines]
-    parts[2::5] = map(mid.__mod__, range(seq, seq + len(lines)))
-    parts[3::5] = lines
+    mid_a, mid_b = ('"' + pieces[1] + '"').replace("%%", "%").encode().split(b"%d")
+    parts = [head, b"", b"", b"", mid_b, b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
+    parts[1::7] = _messages(lines, max(map(len, lines), default=0) if longest is None else longest)
+    parts[2::7], parts[3::7] = _seq_parts(mid_a, seq, len(lines))
+    parts[5::7] = lines
     return parts
 
 
-RECORDS_PER_WRITEV = 204  # 5 parts each: 1020 iovecs, under IOV_MAX (1024)
-
-
-def writev_records(fd: int, parts: list[bytes]) -> None:
-    """Write plain_output_parts(...) with writev, in batches of whole records. A short
-    write (a signal on a pipe) is finished by write_all."""
-    for first in range(0, len(parts), 5 * RECORDS_PER_WRITEV):
-        batch = parts[first : first + 5 * RECORDS_PER_WRITEV]
-        written = os.writev(fd, batch)
-        if written < sum(map(len, batch)):
-            write_all(fd, b"".join(batch)[written:])
+def write_records(fd: int, parts: list[bytes]) -> None:
+    """Write plain_output_parts(...) in one write of whole records (finished by write_all
+    if the fd takes part of it). One join beats writev here: writev needs the parts'
+    total length to notice a short write, and summing it costs more than the copy."""
+    write_all(fd, b"".join(parts))
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -236,13 +260,14 @@ class JsonSink:
         if self.failed:
             return
         pieces = self._pieces(common, stream, attempt)
-        if max(map(len, lines)) > self._line_room(pieces):
+        longest = max(map(len, lines))
+        if longest > self._line_room(pieces):
             self.output(common, stream, [line.decode() for line in lines], attempt)
             return
-        parts = plain_output_parts(pieces, lines, timestamp(), self.seq)
+        parts = plain_output_parts(pieces, lines, timestamp(), self.seq, longest)
         self.seq += len(lines)
         try:
-            writev_records(self.fd, parts)
+            write_records(self.fd, parts)
         except OSError as e:
             self._lost(e)
 
