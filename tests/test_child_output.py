@@ -141,7 +141,8 @@ def test_line_splitting_does_not_depend_on_chunking(pieces, data):
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
     splitter, got = LineSplitter(1000), []
     for start, end in zip([0, *cuts], [*cuts, len(stream)]):
-        for lines, truncated in splitter.feed(stream[start:end]):
+        for lines, truncated, block in splitter.feed(stream[start:end]):
+            assert block in (b"", b"\n".join(lines))
             assert not truncated
             got.extend(lines)
     rest = splitter.finish()

@@ -186,12 +186,12 @@ def test_records_are_identical_to_python_json_logger():
     assert resource
 
 
-def test_write_records_survives_short_writes(tmp_path):
-    """A pipe may take part of a write (a signal, a full buffer); nothing may be lost or torn."""
+def test_writev_records_survives_short_writes(tmp_path):
+    """A pipe may take part of a writev (a signal, a full buffer); nothing may be lost or torn."""
     import os
     import threading
 
-    from runjob.logs import output_pieces, plain_output_parts, write_records
+    from runjob.logs import output_pieces, plain_output_parts, writev_records
 
     common = {"job": "j", "run_id": "r", "correlation_id": "r", "host": "h", "pid": 1}
     lines = [b"line %06d " % i + b"y" * (i % 50) for i in range(5000)]
@@ -200,7 +200,7 @@ def test_write_records_survives_short_writes(tmp_path):
     got = bytearray()
     reader = threading.Thread(target=lambda: [got.extend(c) for c in iter(lambda: os.read(r, 997), b"")])
     reader.start()
-    write_records(w, parts)  # far more than the pipe's buffer: many partial writes
+    writev_records(w, parts, [len(x) for x in lines], True, 0)  # far more than the pipe's buffer: many partial writes
     os.close(w)
     reader.join()
     os.close(r)

@@ -172,7 +172,7 @@ def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str
                        longest: int | None = None) -> list[bytes]:  # fmt: skip
     """encode_output for lines known to need no JSON escaping (printable ASCII without
     quotes or backslashes; see output.is_plain), as the pieces to write: the same bytes,
-    with no decode, escape or encode (write_records joins them). Seven
+    with no decode, escape, encode, or joining copy (they go out with writev). Seven
     parts a record: head, message, text up to seq's last three digits, those, text up
     to the line, line, tail."""
     head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
@@ -184,11 +184,34 @@ def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str
     return parts
 
 
-def write_records(fd: int, parts: list[bytes]) -> None:
-    """Write plain_output_parts(...) in one write of whole records (finished by write_all
-    if the fd takes part of it). One join beats writev here: writev needs the parts'
-    total length to notice a short write, and summing it costs more than the copy."""
-    write_all(fd, b"".join(parts))
+RECORDS_PER_WRITEV = 146  # 7 parts each: 1022 iovecs, under IOV_MAX (1024)
+PARTS = 7
+
+
+def _digits(first: int, end: int) -> int:
+    """How many decimal digits the numbers first..end-1 have together."""
+    total, n = 0, first
+    while n < end:
+        width = len(str(n))
+        upto = min(end, 10**width)
+        total, n = total + (upto - n) * width, upto
+    return total
+
+
+def writev_records(fd: int, parts: list[bytes], sizes: list[int], messages_are_lines: bool, seq: int) -> None:
+    """Write plain_output_parts(...) with writev, in batches of whole records. A record is
+    fixed text, its message, its line and its seq, so a batch's length comes from the line
+    lengths (summing every part's length would cost more than the writev); a short write
+    (a signal on a pipe, a non-blocking fd) is finished by write_all."""
+    fixed = sum(map(len, parts[:PARTS])) - sizes[0] - len(parts[1]) - _digits(seq, seq + 1) if parts else 0
+    for first in range(0, len(sizes), RECORDS_PER_WRITEV):
+        last = min(len(sizes), first + RECORDS_PER_WRITEV)
+        batch = parts[PARTS * first : PARTS * last]
+        written = os.writev(fd, batch)
+        lines = sum(sizes[first:last])
+        messages = lines if messages_are_lines else sum(map(len, batch[1::PARTS]))
+        if written < fixed * (last - first) + lines + messages + _digits(seq + first, seq + last):
+            write_all(fd, b"".join(batch)[written:])
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -260,14 +283,15 @@ class JsonSink:
         if self.failed:
             return
         pieces = self._pieces(common, stream, attempt)
-        longest = max(map(len, lines))
+        sizes = list(map(len, lines))
+        longest = max(sizes)
         if longest > self._line_room(pieces):
             self.output(common, stream, [line.decode() for line in lines], attempt)
             return
         parts = plain_output_parts(pieces, lines, timestamp(), self.seq, longest)
-        self.seq += len(lines)
+        seq, self.seq = self.seq, self.seq + len(lines)
         try:
-            write_records(self.fd, parts)
+            writev_records(self.fd, parts, sizes, longest <= MESSAGE_PREFIX, seq)
         except OSError as e:
             self._lost(e)
 

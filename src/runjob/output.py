@@ -26,7 +26,7 @@ LINE_RESERVE = 1024  # room in a record for everything but the line
 # (and the newline, which separates the lines of a block).
 _PLAIN = bytes(b for b in range(0x20, 0x80) if b not in b'"\\') + b"\n"
 
-Piece = tuple[list[bytes], bool]
+Piece = tuple[list[bytes], bool, bytes]  # lines, cut, the lines joined (b"" if not at hand)
 
 
 def is_plain(block: bytes) -> bool:
@@ -48,7 +48,7 @@ class LineSplitter:
         self.skipping = False  # inside the dropped rest of a truncated line
 
     def feed(self, chunk: bytes) -> list[Piece]:
-        """In order: ([complete lines], False) and ([one cut line], True)."""
+        """In order: ([complete lines], False, block) and ([one cut line], True, b"")."""
         data = self.partial + chunk if self.partial else chunk
         if self.skipping:
             first = data.find(b"\n")
@@ -62,14 +62,14 @@ class LineSplitter:
             block, self.partial = data[:cut], data[cut + 1 :]
             lines = block.split(b"\n")
             if b"\r" in block:
-                lines = list(map(_segment, lines))
-            out = self._cut_long(lines) if max(map(len, lines)) > self.max_line else [(lines, False)]
+                lines, block = list(map(_segment, lines)), b""
+            out = self._cut_long(lines) if max(map(len, lines)) > self.max_line else [(lines, False, block)]
         else:
             self.partial = data
         if b"\r" in self.partial:  # a redraw in progress: only its last state can matter
             self.partial = self.partial[self.partial.rstrip(b"\r").rfind(b"\r") + 1 :]
         if len(self.partial) > self.max_line:
-            out.append(([self.partial[: self.max_line]], True))
+            out.append(([self.partial[: self.max_line]], True, b""))
             self.partial, self.skipping = b"", True
         return out
 
@@ -82,11 +82,11 @@ class LineSplitter:
                 short.append(line)
                 continue
             if short:
-                out.append((short, False))
+                out.append((short, False, b""))
                 short = []
-            out.append(([line[: self.max_line]], True))
+            out.append(([line[: self.max_line]], True, b""))
         if short:
-            out.append((short, False))
+            out.append((short, False, b""))
         return out
 
     def finish(self) -> bytes:
@@ -127,8 +127,8 @@ class StreamHandler:
         if self.mode == "passthrough":
             write_all(self.fd_out, chunk)
         if self.split:
-            for lines, truncated in self.splitter.feed(chunk):
-                self._lines(lines, truncated)
+            for lines, truncated, block in self.splitter.feed(chunk):
+                self._lines(lines, truncated, block)
 
     def finish(self) -> None:
         if self.split:
@@ -146,9 +146,9 @@ class StreamHandler:
             if len(self.tail) > 2 * TAIL_BYTES:
                 del self.tail[:-TAIL_BYTES]
 
-    def _lines(self, lines: list[bytes], truncated: bool) -> None:
+    def _lines(self, lines: list[bytes], truncated: bool, block: bytes = b"") -> None:
         if not truncated and not self.redactor and not self.patterns and self.mode == "json":
-            block = b"\n".join(lines)
+            block = block or b"\n".join(lines)
             if is_plain(block):  # the fast path: nothing to mask, escape or match
                 self._keep_tail(block)
                 self.sink.output_plain(self.records.common, self.stream, lines, self.attempt)
