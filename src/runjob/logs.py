@@ -148,8 +148,13 @@ def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str, seq: 
     return "".join(parts)
 
 
-_SHORT = [str(n).encode() for n in range(1000)]  # seq below 1000
-_PADDED = [b"%03d" % n for n in range(1000)]  # the last three digits of a larger seq
+_TABLES: list[list[bytes]] = []  # seq below 1000; the last three digits of a larger seq
+
+
+def _tables() -> list[list[bytes]]:
+    if not _TABLES:  # built on first output, not at import: start-up is benchmarked
+        _TABLES.extend(([str(n).encode() for n in range(1000)], [b"%03d" % n for n in range(1000)]))
+    return _TABLES
 
 
 def _seq_parts(mid: bytes, first: int, count: int) -> tuple[list[bytes], list[bytes]]:
@@ -163,7 +168,7 @@ def _seq_parts(mid: bytes, first: int, count: int) -> tuple[list[bytes], list[by
         upto = min(end, (n // 1000 + 1) * 1000)
         lead = mid + (b"%d" % (n // 1000) if n >= 1000 else b"")
         heads += [lead] * (upto - n)
-        tails += (_PADDED if n >= 1000 else _SHORT)[n % 1000 : (upto - 1) % 1000 + 1]
+        tails += _tables()[n >= 1000][n % 1000 : (upto - 1) % 1000 + 1]
         n = upto
     return heads, tails
 
