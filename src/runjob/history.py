@@ -148,7 +148,7 @@ class History(Observer):
         plan = run.plan
         row = {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
                "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
-               "lock_key": plan.lock_key, "started": run.started, "status": status} | extra  # fmt: skip
+               "lock_key": plan.redact(plan.lock_key), "started": run.started, "status": status} | extra  # fmt: skip
         try:
             self._db().execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
