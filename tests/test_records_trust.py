@@ -8,6 +8,8 @@ import os
 import subprocess
 
 from conftest import HOLD, finish, py, wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from runjob.logs import JsonSink
 
@@ -113,3 +115,34 @@ def test_stderr_patterns_match_per_line_whatever_the_chunking(rj):
     code = "import os; os.write(2, b'connecting\\nDeadlock found when trying to get lock\\n'); raise SystemExit(1)"
     rj.write(f'[jobs.d]\ncommand = {py(code)}\ntransient = {{ stderr_patterns = ["^Deadlock found$|^Deadlock found when"] }}\n')
     assert rj.run("d").one("run.end")["status"] == "transient"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.binary(max_size=3000), st.sampled_from([b"\n", b"\r", b"{", b'{"a": ', b"\x01" * 3000,
+                                                                       b"\xe9" * 2000, b"\\u0041", b"]}", b"tok-",
+                                                                       b"secret", b"tok-secret", b"tok-\\u0073ecret"])),
+                max_size=40),
+       st.sampled_from([1024, 4096, 16384]))  # fmt: skip
+def test_any_output_gives_strict_records_within_the_limit(tmp_path, monkeypatch, chunks, limit):
+    from runjob.logs import Records
+    from runjob.output import StreamHandler
+
+    monkeypatch.setenv("RUNJOB_RECORD_MAX", str(limit))
+    path = tmp_path / f"out-{limit}-{len(chunks)}.log"
+    path.unlink(missing_ok=True)
+    sink = JsonSink(str(path))
+    records = Records(sink, "p", "4c6f7bd8-6a2e-4f0e-9b0e-3c1f0c1d2e3f", None, ["tok-secret"])
+    handlers = [StreamHandler(s, "json", sink, records, 1, ["tok-secret"]) for s in ("stdout", "stderr")]
+    for i, chunk in enumerate(chunks):
+        handlers[i % 2].feed(chunk)
+    for h in handlers:
+        h.finish()
+    records.emit("run.end", "end", stderr_tail=handlers[1].tail_text(), duration_s=float("nan"))
+    sink.close()
+    raw = path.read_bytes().split(b"\n")
+    assert raw[-1] == b""
+    got = [strict(line.decode()) for line in raw[:-1]]
+    assert all(len(line) + 1 <= limit for line in raw[:-1])
+    assert [r["seq"] for r in got] == list(range(len(got))) and got[-1]["event"] == "run.end"
+    shown = json.dumps(got, ensure_ascii=False)
+    assert "tok-secret" not in shown and "tok-\\\\u0073ecret" not in shown  # masked before any cut, in any record

@@ -2,7 +2,8 @@
 
 Opened with O_APPEND, so each write of whole records lands whole even when several
 runs share the file; never through a symlink (O_NOFOLLOW), created 0640 with O_EXCL; a
-FIFO, socket or directory is refused (a character device such as /dev/null is allowed) (a FIFO with no reader would hang the run).
+FIFO, socket or directory is refused (a FIFO with no reader would hang the run; a
+character device such as /dev/null is allowed).
 A file that does not end with a newline (a record torn by a full disk) gets one before
 our first record, so the next record is never glued to the torn one. A file moved away
 (logrotate's move-and-create) or deleted while the run goes on is noticed before each

@@ -133,7 +133,9 @@ def _messages(lines: list[Any], longest: int) -> list[Any]:
     return lines if longest <= MESSAGE_PREFIX else [line[:MESSAGE_PREFIX] for line in lines]
 
 
-def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str, seq: int, quoted: list[str] | None = None) -> str:
+def encode_output(
+    pieces: tuple[str, str, str], lines: list[str], ts: str, seq: int, quoted: list[str] | None = None
+) -> str:
     """run.output records for text lines, newline-terminated, ready to write.
 
     Built by C-level list operations and one join (no per-line concatenation): every
@@ -261,7 +263,8 @@ class JsonSink:
         except (ValueError, UnicodeError, RecursionError):  # NaN, infinity, a lone surrogate
             from runjob.record_size import sanitize
 
-            data = (encode(sanitize(fields)) + "\n").encode()
+            fields = sanitize(fields)
+            data = (encode(fields) + "\n").encode()
         if len(data) > self.limit:
             from runjob.record_size import shrink
 

@@ -76,31 +76,26 @@ def _cut(value: Any, key: str, excess: int, encode: Callable[[Any], str]) -> str
 
 
 def fit_line(line: str, room: int, escape: Callable[[str], str]) -> str:
-    """The longest prefix of `line` whose JSON string is at most `room` bytes."""
-    while len(escape(line).encode()) > room and line:
-        encoded = len(escape(line).encode())
-        line = line[: max(0, min(len(line) - 1, int(len(line) * room / encoded)))]
+    """The longest prefix of `line` (found in a few proportional cuts) whose JSON string
+    is at most `room` bytes."""
+    size = len(escape(line).encode())
+    while size > room and line:
+        line = line[: max(0, min(len(line) - 1, int(len(line) * room / size)))]
+        size = len(escape(line).encode())
     return line
 
 
 def output_one_by_one(sink: JsonSink, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
     """run.output records for lines some of which are too long once escaped: each such line
     is cut to fit, in its own record marked truncated; the others go out as usual."""
-    from runjob.logs import MESSAGE_PREFIX, encode_basestring, timestamp
+    from runjob.logs import MESSAGE_PREFIX, encode, encode_basestring, timestamp
 
     for line in lines:
         fields: dict[str, Any] = {"timestamp": timestamp(), "level": "info", "event": "run.output",
                                   "message": line[:MESSAGE_PREFIX]} | common  # fmt: skip
         fields |= {"seq": None, "stream": stream, "line": line, "attempt": attempt}
-        record = (sink_encode(fields) + "\n").encode()
-        if len(record) > sink.limit:
-            fields["line"] = fit_line(line, len(encode_basestring(line).encode()) - (len(record) - sink.limit) - 32,
-                                      encode_basestring)  # fmt: skip
+        excess = len((encode(fields) + "\n").encode()) - sink.limit
+        if excess > 0:  # 32: room for `"truncated": true`
+            fields["line"] = fit_line(line, len(encode_basestring(line).encode()) - excess - 32, encode_basestring)
             fields["truncated"] = True
         sink.record(fields)
-
-
-def sink_encode(fields: dict[str, Any]) -> str:
-    from runjob.logs import encode
-
-    return encode(fields)
