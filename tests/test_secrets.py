@@ -125,3 +125,5 @@ def test_a_secret_param_in_the_lock_key_and_argv_is_masked_in_every_record(rj):
     assert start["lock_key"] == "s.***" and start["command"][-1] == "--token=***"
     history = rj.run("history", "--json")
     assert json.loads(history.out)[0]["lock_key"] == "s.***" and not leaks(history.out)
+    dry = rj.run("s", f"t={SECRET}", "--dry-run", "--format", "json")
+    assert not leaks(dry.out) and "s.***" in dry.out

@@ -9,6 +9,7 @@ from runjob import lock
 from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_OK
 from runjob.logs import encode
 from runjob.plan import Plan
+from runjob.redact import Redactor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ def describe(plan: Plan) -> dict[str, Any]:
     job = plan.job
     executable, problem = check_executable(plan)
     held = lock.is_held(plan.lock_file)
-    return {
+    shown: dict[str, Any] = {
         "dry_run": True,
         "job": plan.name,
         "params": plan.params,
@@ -44,6 +45,7 @@ def describe(plan: Plan) -> dict[str, Any]:
         "schedule": job.schedule,
         "state_dir": plan.state_dir,
     }
+    return Redactor(plan.secret_values).value(shown)  # a secret param may reach any field
 
 
 def check_executable(plan: Plan) -> tuple[str | None, str | None]:
