@@ -150,27 +150,29 @@ def encode_output(
     return "".join(parts)
 
 
-_TABLES: list[list[bytes]] = []  # seq below 1000; the last three digits of a larger seq
+_TABLES: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
 
 
-def _tables() -> list[list[bytes]]:
-    if not _TABLES:  # built on first output, not at import: start-up is benchmarked
-        _TABLES.extend(([str(n).encode() for n in range(1000)], [b"%03d" % n for n in range(1000)]))
-    return _TABLES
+def _tables(after: bytes) -> tuple[list[bytes], list[bytes]]:
+    """seq 0-999, and the last three digits of a larger seq, each followed by `after`
+    (the text up to the line). Built on first output, not at import: start-up is
+    benchmarked; one pair per stream and attempt."""
+    if after not in _TABLES:
+        _TABLES[after] = ([b"%d%s" % (n, after) for n in range(1000)], [b"%03d%s" % (n, after) for n in range(1000)])
+    return _TABLES[after]
 
 
-def _seq_parts(mid: bytes, first: int, count: int) -> tuple[list[bytes], list[bytes]]:
-    """For seq first..first+count-1: the text before each seq's last three digits (`mid`
-    plus the leading digits: one object per thousand) and those digits (from a table).
-    List slicing and repetition only: a per-record format costs more than all the rest."""
+def _seq_parts(before: bytes, after: bytes, first: int, count: int) -> tuple[list[bytes], list[bytes]]:
+    """For seq first..first+count-1: `before` plus seq's leading digits (one object per
+    thousand), and its last three digits plus `after` (from a table). List slicing and
+    repetition only: a per-record format costs more than all the rest of a record."""
     heads: list[bytes] = []
     tails: list[bytes] = []
     n, end = first, first + count
     while n < end:
         upto = min(end, (n // 1000 + 1) * 1000)
-        lead = mid + (b"%d" % (n // 1000) if n >= 1000 else b"")
-        heads += [lead] * (upto - n)
-        tails += _tables()[n >= 1000][n % 1000 : (upto - 1) % 1000 + 1]
+        heads += [before + (b"%d" % (n // 1000) if n >= 1000 else b"")] * (upto - n)
+        tails += _tables(after)[n >= 1000][n % 1000 : (upto - 1) % 1000 + 1]
         n = upto
     return heads, tails
 
@@ -179,20 +181,20 @@ def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str
                        longest: int | None = None) -> list[bytes]:  # fmt: skip
     """encode_output for lines known to need no JSON escaping (printable ASCII without
     quotes or backslashes; see output.is_plain), as the pieces to write: the same bytes,
-    with no decode, escape, encode, or joining copy (they go out with writev). Seven
-    parts a record: head, message, text up to seq's last three digits, those, text up
+    with no decode, escape, encode, or joining copy (they go out with writev). Six parts
+    a record: head, message, text up to seq's last three digits, those and the text up
     to the line, line, tail."""
     head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
-    mid_a, mid_b = ('"' + pieces[1] + '"').replace("%%", "%").encode().split(b"%d")
-    parts = [head, b"", b"", b"", mid_b, b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
-    parts[1::7] = _messages(lines, max(map(len, lines), default=0) if longest is None else longest)
-    parts[2::7], parts[3::7] = _seq_parts(mid_a, seq, len(lines))
-    parts[5::7] = lines
+    before, after = ('"' + pieces[1] + '"').replace("%%", "%").encode().split(b"%d")
+    parts = [head, b"", b"", b"", b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
+    parts[1::6] = _messages(lines, max(map(len, lines), default=0) if longest is None else longest)
+    parts[2::6], parts[3::6] = _seq_parts(before, after, seq, len(lines))
+    parts[4::6] = lines
     return parts
 
 
-RECORDS_PER_WRITEV = 146  # 7 parts each: 1022 iovecs, under IOV_MAX (1024)
-PARTS = 7
+RECORDS_PER_WRITEV = 170  # 6 parts each: 1020 iovecs, under IOV_MAX (1024)
+PARTS = 6
 
 
 def _digits(first: int, end: int) -> int:
