@@ -38,13 +38,15 @@ def test_new_run_id_every_run(rj):
     assert rj.run("t").one("run.end")["run_id"] != rj.run("t").one("run.end")["run_id"]
 
 
-def test_long_lines_are_cut_at_64k_and_marked(rj):
+def test_long_lines_are_cut_to_fit_a_16k_record_and_marked(rj):
     code = "import sys; sys.stdout.write('x' * 100000 + '\\nnext\\n' + 'y' * 70000)"
     rj.write(f"[jobs.l]\ncommand = {py(code)}\n")
-    out = rj.run("l").events("run.output")
-    assert [len(o["line"]) for o in out] == [65536, 4, 65536]
+    r = rj.run("l")
+    out = r.events("run.output")
     assert [o.get("truncated") for o in out] == [True, None, True]
-    assert out[1]["line"] == "next"
+    assert out[0]["line"] == "x" * len(out[0]["line"]) and out[2]["line"] == "y" * len(out[2]["line"])
+    assert len(out[0]["line"]) > 15000 and out[1]["line"] == "next"
+    assert all(len(line.encode()) + 1 <= 16384 for line in r.out.splitlines())
 
 
 def test_bad_utf8_is_replaced_not_fatal(rj):
@@ -164,19 +166,21 @@ def test_records_are_identical_to_python_json_logger():
         assert encode(fields) == reference(fields)
     lines = ["plain", "tab\there", "quote\"s", "uni\u00e9\u2028", "ctl\x01\x1f", ""]
     ts = timestamp()
-    fast = encode_output(output_pieces(recs.common, "stderr", 2), lines, ts).split("\n")
-    for line, got in zip(lines, fast):
-        fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": line}
-        fields |= recs.common | {"stream": "stderr", "line": line, "attempt": 2}
+    lines.append("long " * 40)  # the message is a prefix of the line
+    fast = encode_output(output_pieces(recs.common, "stderr", 2), lines, ts, 7).split("\n")
+    for seq, (line, got) in enumerate(zip(lines, fast), 7):
+        fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": line[:80]}
+        fields |= recs.common | {"seq": seq, "stream": "stderr", "line": line, "attempt": 2}
         assert got == reference(fields)
     plain = [b"plain words 123", b"", b"~!@#$%^&*()_+`-={}|[]:;'<>?,./ \x7f"]
     assert is_plain(b"\n".join(plain))
     assert not any(is_plain(b) for b in (b"tab\there", b"q\"", b"b\\", b"\xc3\xa9", b"{\"a\": 1}", b"x\n{}", b"cr\r"))
-    raw = b"".join(plain_output_parts(output_pieces(recs.common, "stdout", 1), plain, ts)).decode().split("\n")
-    for line, got in zip(plain, raw):
+    plain.append(b"long " * 40)
+    raw = b"".join(plain_output_parts(output_pieces(recs.common, "stdout", 1), plain, ts, 0)).decode().split("\n")
+    for seq, (line, got) in enumerate(zip(plain, raw)):
         text = line.decode()
-        fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": text}
-        fields |= recs.common | {"stream": "stdout", "line": text, "attempt": 1}
+        fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": text[:80]}
+        fields |= recs.common | {"seq": seq, "stream": "stdout", "line": text, "attempt": 1}
         assert got == reference(fields)
     assert JsonSink and sys
     assert resource
@@ -191,12 +195,12 @@ def test_writev_records_survives_short_writes(tmp_path):
 
     common = {"job": "j", "run_id": "r", "correlation_id": "r", "host": "h", "pid": 1}
     lines = [b"line %06d " % i + b"y" * (i % 50) for i in range(5000)]
-    parts = plain_output_parts(output_pieces(common, "stdout", 1), lines, "2026-11-23T00:00:00.000Z")
+    parts = plain_output_parts(output_pieces(common, "stdout", 1), lines, "2026-11-23T00:00:00.000Z", 0)
     r, w = os.pipe()
     got = bytearray()
     reader = threading.Thread(target=lambda: [got.extend(c) for c in iter(lambda: os.read(r, 997), b"")])
     reader.start()
-    writev_records(w, parts, lines)  # far more than the pipe's buffer: many partial writes
+    writev_records(w, parts, [len(x) for x in lines], True, 0)  # far more than the pipe's buffer: many partial writes
     os.close(w)
     reader.join()
     os.close(r)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -69,7 +70,8 @@ def test_list_and_show_give_next_due_times(rj):
     jobs = {j["name"]: j for j in json.loads(rj.run("list", "--json").out)}
     nxt = [datetime.fromisoformat(t) for t in jobs["every5"]["next"]]
     assert len(nxt) == 3 and all(t.minute % 5 == 0 for t in nxt) and nxt[0] < nxt[1] < nxt[2]
-    assert all(datetime.fromisoformat(t).hour == 6 for t in jobs["berlin"]["next"])
+    berlin = ZoneInfo("Europe/Berlin")  # times are given in UTC (`...Z`); the job's zone says 06:00
+    assert all(datetime.fromisoformat(t).astimezone(berlin).hour == 6 for t in jobs["berlin"]["next"])
     assert len(json.loads(rj.run("show", "imp", "--json").out)["next"]) == 5
 
 

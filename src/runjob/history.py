@@ -167,7 +167,7 @@ class History(Observer):
     def _live_holder(self, db: sqlite3.Connection, run: Run) -> dict[str, Any] | None:
         rows = db.execute(
             "SELECT run_id, job, pid, pid_start, started FROM runs WHERE lock_key = ? AND status = 'running' "
-            "AND host = ?", (run.plan.lock_key, run.records.common["host"])).fetchall()  # fmt: skip
+            "AND host = ?", (run.plan.redact(run.plan.lock_key), run.records.common["host"])).fetchall()  # fmt: skip
         for run_id, job, pid, pid_start, started in rows:
             if pid != os.getpid() and procid.alive(pid, pid_start):
                 return {"pid": pid, "pid_start": pid_start, "run_id": run_id, "job": job, "since": timestamp(started)}
@@ -195,7 +195,7 @@ class History(Observer):
         plan = run.plan
         row = {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
                "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
-               "pid_start": procid.start_time(os.getpid()), "lock_key": plan.lock_key,
+               "pid_start": procid.start_time(os.getpid()), "lock_key": plan.redact(plan.lock_key),
                "started": run.started} | fields  # fmt: skip
         try:
             self._db().execute(

@@ -19,7 +19,6 @@ import os
 import stat  # already loaded by os: costs nothing
 import time
 
-from runjob.errors import InternalError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,8 +33,8 @@ if TYPE_CHECKING:
 
 
 COMMON = ("timestamp", "level", "event", "message", "job", "run_id", "correlation_id", "host", "pid")
-MAX_LINE = 64 * 1024
-
+RECORD_MAX = 16 * 1024  # a record, newline included, at most this (container runtimes split at 16 KiB)
+MESSAGE_PREFIX = 80  # a run.output record's message: the first characters of its line
 
 
 def _no_default(value: object) -> object:
@@ -48,7 +47,9 @@ def _c_encoder() -> tuple[Any, Any]:
         from _json import encode_basestring, make_encoder  # type: ignore[attr-defined]
 
         # The arguments json.encoder.JSONEncoder.iterencode passes (CPython 3.11-3.13).
-        encoder = make_encoder(None, _no_default, encode_basestring, None, ": ", ", ", False, False, True)
+        # allow_nan=False: records are strict JSON; a NaN or infinity raises and the record
+        # is made safe by record_size.sanitize (see JsonSink.record).
+        encoder = make_encoder(None, _no_default, encode_basestring, None, ": ", ", ", False, False, False)
 
         def dumps(obj: object) -> str:
             return "".join(encoder(obj, 0))
@@ -60,7 +61,7 @@ def _c_encoder() -> tuple[Any, Any]:
     import json
     from json.encoder import encode_basestring as escape  # type: ignore[attr-defined]
 
-    return json.JSONEncoder(ensure_ascii=False).encode, escape
+    return json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode, escape
 
 
 _dumps, encode_basestring = _c_encoder()
@@ -87,10 +88,17 @@ def new_run_id() -> str:
 
 
 class Records:
-    """Builds the records of one run: common fields, then the event's own."""
+    """Builds the records of one run: common fields, `seq` (filled in by the sink that
+    writes the record, in write order), then the event's own."""
 
-    def __init__(self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None) -> None:
+    def __init__(self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None,
+                 secrets: list[str] | None = None) -> None:  # fmt: skip
         self.sink = sink
+        self.redactor: Any = None
+        if secrets:  # every record of the run is masked, whatever field a value reached
+            from runjob.redact import Redactor
+
+            self.redactor = Redactor(secrets)
         self.common: dict[str, Any] = {
             "job": job,
             "run_id": run_id,
@@ -100,67 +108,126 @@ class Records:
         }
 
     def emit(self, event: str, message: str, level: str = "info", **extra: Any) -> dict[str, Any]:
+        if self.redactor:
+            message, extra = self.redactor.text(message), self.redactor.value(extra)
         fields: dict[str, Any] = {"timestamp": timestamp(), "level": level, "event": event, "message": message}
         fields.update(self.common)
+        fields["seq"] = None  # its place among the fields; the JSON sink numbers it
         fields.update(extra)
         self.sink.record(fields)
         return fields
 
 
 def output_pieces(common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
-    """The constant text around timestamp, message and line of one stream's run.output records."""
-    mid = "".join(f", {_dumps(k)}: {_dumps(common[k])}" for k in COMMON[4:])
+    """The constant text of one stream's run.output records: before the message, between
+    the message and the line (with a `%d` for seq), after the line."""
+    mid = "".join(f", {_dumps(k)}: {_dumps(common[k])}" for k in COMMON[4:]).replace("%", "%%")
     return (
         ', "level": "info", "event": "run.output", "message": ',
-        mid + f', "stream": "{stream}", "line": ',
+        mid + f', "seq": %d, "stream": "{stream}", "line": ',
         f', "attempt": {attempt}}}',
     )
 
 
-def encode_output(pieces: tuple[str, str, str], lines: list[str], ts: str) -> str:
-    """run.output records for plain text lines, newline-terminated, ready to write.
+def _messages(lines: list[Any], longest: int) -> list[Any]:
+    """Each line's message: its first MESSAGE_PREFIX characters (the lines themselves when
+    none is longer, the common case, with no per-line work)."""
+    return lines if longest <= MESSAGE_PREFIX else [line[:MESSAGE_PREFIX] for line in lines]
+
+
+def encode_output(
+    pieces: tuple[str, str, str], lines: list[str], ts: str, seq: int, quoted: list[str] | None = None
+) -> str:
+    """run.output records for text lines, newline-terminated, ready to write.
 
     Built by C-level list operations and one join (no per-line concatenation): every
-    record is head, line, mid, line, tail, with the line JSON-escaped once.
+    record is head, message (a prefix of the line), mid (with its seq), line, tail.
     """
-    quoted = list(map(encode_basestring, lines))
-    parts = ['{"timestamp": "' + ts + '"' + pieces[0], "", pieces[1], "", pieces[2] + "\n"] * len(quoted)
-    parts[1::5] = quoted  # the message
-    parts[3::5] = quoted  # the line
+    quoted = list(map(encode_basestring, lines)) if quoted is None else quoted
+    longest = max(map(len, lines), default=0)
+    parts = ['{"timestamp": "' + ts + '"' + pieces[0], "", "", "", pieces[2] + "\n"] * len(quoted)
+    parts[1::5] = quoted if longest <= MESSAGE_PREFIX else map(encode_basestring, _messages(lines, longest))
+    parts[2::5] = map(pieces[1].__mod__, range(seq, seq + len(lines)))
+    parts[3::5] = quoted
     return "".join(parts)
 
 
-def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str) -> list[bytes]:
+_TABLES: dict[bytes, tuple[list[bytes], list[bytes]]] = {}
+
+
+def _tables(after: bytes) -> tuple[list[bytes], list[bytes]]:
+    """seq 0-999, and the last three digits of a larger seq, each followed by `after`
+    (the text up to the line). Built on first output, not at import: start-up is
+    benchmarked; one pair per stream and attempt."""
+    if after not in _TABLES:
+        _TABLES[after] = ([b"%d%s" % (n, after) for n in range(1000)], [b"%03d%s" % (n, after) for n in range(1000)])
+    return _TABLES[after]
+
+
+def _seq_parts(before: bytes, after: bytes, first: int, count: int) -> tuple[list[bytes], list[bytes]]:
+    """For seq first..first+count-1: `before` plus seq's leading digits (one object per
+    thousand), and its last three digits plus `after` (from a table). List slicing and
+    repetition only: a per-record format costs more than all the rest of a record."""
+    heads: list[bytes] = []
+    tails: list[bytes] = []
+    n, end = first, first + count
+    while n < end:
+        upto = min(end, (n // 1000 + 1) * 1000)
+        heads += [before + (b"%d" % (n // 1000) if n >= 1000 else b"")] * (upto - n)
+        tails += _tables(after)[n >= 1000][n % 1000 : (upto - 1) % 1000 + 1]
+        n = upto
+    return heads, tails
+
+
+def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str, seq: int,
+                       longest: int | None = None) -> list[bytes]:  # fmt: skip
     """encode_output for lines known to need no JSON escaping (printable ASCII without
     quotes or backslashes; see output.is_plain), as the pieces to write: the same bytes,
-    with no decode, escape, encode, or joining copy (they go out with writev)."""
+    with no decode, escape, encode, or joining copy (they go out with writev). Six parts
+    a record: head, message, text up to seq's last three digits, those and the text up
+    to the line, line, tail."""
     head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
-    parts = [head, b"", ('"' + pieces[1] + '"').encode(), b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
-    parts[1::5] = lines
-    parts[3::5] = lines
+    before, after = ('"' + pieces[1] + '"').replace("%%", "%").encode().split(b"%d")
+    parts = [head, b"", b"", b"", b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
+    parts[1::6] = _messages(lines, max(map(len, lines), default=0) if longest is None else longest)
+    parts[2::6], parts[3::6] = _seq_parts(before, after, seq, len(lines))
+    parts[4::6] = lines
     return parts
 
 
-RECORDS_PER_WRITEV = 204  # 5 parts each: 1020 iovecs, under IOV_MAX (1024)
+RECORDS_PER_WRITEV = 170  # 6 parts each: 1020 iovecs, under IOV_MAX (1024)
+PARTS = 6
 
 
-def writev_records(fd: int, parts: list[bytes], lines: list[bytes],
+def _digits(first: int, end: int) -> int:
+    """How many decimal digits the numbers first..end-1 have together."""
+    total, n = 0, first
+    while n < end:
+        width = len(str(n))
+        upto = min(end, 10**width)
+        total, n = total + (upto - n) * width, upto
+    return total
+
+
+def writev_records(fd: int, parts: list[bytes], sizes: list[int], messages_are_lines: bool, seq: int,
                    rest: Callable[[int, bytes], None] | None = None) -> None:  # fmt: skip
     """Write plain_output_parts(...) with writev, in batches of whole records. A record is
-    its line twice plus fixed text, so a batch's size comes from the line lengths (summing
-    every part's length cost as much as the writev). What a short write (a signal on a
-    pipe, a full non-blocking pipe) leaves goes to `rest` (default: write_all), in order."""
-    fixed = len(parts[0]) + len(parts[2]) + len(parts[4]) if parts else 0
-    sizes = list(map(len, lines))
-    for first in range(0, len(lines), RECORDS_PER_WRITEV):
-        batch = parts[5 * first : 5 * (first + RECORDS_PER_WRITEV)]
-        count = len(batch) // 5
+    fixed text, its message, its line and its seq, so a batch's length comes from the line
+    lengths (summing every part's length would cost more than the writev). What a short
+    write (a signal on a pipe, a full non-blocking pipe) leaves goes to `rest` (default:
+    write_all), in order."""
+    fixed = sum(map(len, parts[:PARTS])) - sizes[0] - len(parts[1]) - _digits(seq, seq + 1) if parts else 0
+    for first in range(0, len(sizes), RECORDS_PER_WRITEV):
+        last = min(len(sizes), first + RECORDS_PER_WRITEV)
+        batch = parts[PARTS * first : PARTS * last]
         try:
             written = os.writev(fd, batch)
         except BlockingIOError:
             written = 0
-        if written < fixed * count + 2 * sum(sizes[first : first + count]):
-            (rest or write_all)(fd, b"".join(batch)[written:] + b"".join(parts[5 * (first + RECORDS_PER_WRITEV) :]))
+        lines = sum(sizes[first:last])
+        messages = lines if messages_are_lines else sum(map(len, batch[1::PARTS]))
+        if written < fixed * (last - first) + lines + messages + _digits(seq + first, seq + last):
+            (rest or write_all)(fd, b"".join(batch)[written:] + b"".join(parts[PARTS * last :]))
             return
 
 
@@ -176,6 +243,15 @@ def write_all(fd: int, data: bytes) -> None:
 PENDING_MAX = 1 << 16
 PIPE_SIZE = 1 << 20
 FINAL_FLUSH_S = 5.0  # at the end, how long we wait for a stalled stdout reader before dropping the rest
+
+
+def record_max() -> int:
+    """The record size limit: RUNJOB_RECORD_MAX bytes if set (at least 1024), else 16 KiB."""
+    text = os.environ.get("RUNJOB_RECORD_MAX", "")
+    if text.isdigit() and int(text) >= 1024:
+        return int(text)
+    return RECORD_MAX
+
 
 
 def _stdout_fd() -> tuple[int, bool]:
@@ -218,33 +294,67 @@ class JsonSink:
         self.pending = bytearray()
         self.grown = False  # the pipe's buffer enlarged (_grow_pipe)
         self.failed: str | None = None
+        self.seq = 0
+        self.limit = record_max()
         self.pieces: dict[tuple[str, int], tuple[str, str, str]] = {}
+        self.log: Any = None
         if not path:
             self.fd, self.nonblocking = _stdout_fd() if nonblocking else (1, False)
         else:
-            try:
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW  # SPEC 12: no symlinks
-                self.fd = os.open(path, flags, 0o600)
-            except OSError as e:
-                raise InternalError(f"cannot open log file {path}: {e.strerror}") from None
+            from runjob.logfile import LogFile
+
+            self.log = LogFile(path)
+            self.fd = self.log.fd
 
     def record(self, fields: dict[str, Any]) -> None:
-        self.write(encode(fields) + "\n")
+        if "seq" in fields:
+            fields["seq"] = self.seq
+        self.seq += 1
+        try:
+            data = (encode(fields) + "\n").encode()
+        except (ValueError, UnicodeError, RecursionError):  # NaN, infinity, a lone surrogate
+            from runjob.record_size import sanitize
+
+            fields = sanitize(fields)
+            data = (encode(fields) + "\n").encode()
+        if len(data) > self.limit:
+            from runjob.record_size import shrink
+
+            data = shrink(fields, self.limit, encode)
+        self._reopen_if_moved()
+        self.write_bytes(data)
 
     def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
-        if not self.failed:  # after a write failure records are dropped: do not build them
-            self.write(encode_output(self._pieces(common, stream, attempt), lines, timestamp()))
+        if self.failed:  # after a write failure records are dropped: do not build them
+            return
+        pieces = self._pieces(common, stream, attempt)
+        quoted = list(map(encode_basestring, lines))
+        room = self._line_room(pieces)
+        # A character is at most 4 bytes in UTF-8: only long lines need their bytes counted.
+        if max(map(len, quoted)) > room // 4 and any(len(q.encode()) > room for q in quoted):
+            from runjob.record_size import output_one_by_one
+
+            output_one_by_one(self, common, stream, lines, attempt)
+            return
+        self.seq += len(lines)
+        self.write(encode_output(pieces, lines, timestamp(), self.seq - len(lines), quoted))
 
     def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None:
         if self.failed:
             return
-        parts = plain_output_parts(self._pieces(common, stream, attempt), lines, timestamp())
+        pieces = self._pieces(common, stream, attempt)
+        sizes = list(map(len, lines))
+        longest = max(sizes)
+        if longest > self._line_room(pieces):
+            self.output(common, stream, [line.decode() for line in lines], attempt)
+            return
+        parts = plain_output_parts(pieces, lines, timestamp(), self.seq, longest)
+        seq, self.seq = self.seq, self.seq + len(lines)
         if self.pending:  # behind earlier records: keep the order
             self.pending += b"".join(parts)
             return
         try:
-            writev_records(self.fd, parts, lines, self._rest)
+            writev_records(self.fd, parts, sizes, longest <= MESSAGE_PREFIX, seq, self._rest)
         except OSError as e:
             self._lost(e)
 
@@ -261,11 +371,20 @@ class JsonSink:
             _grow_pipe(self.fd)
         self.pending += data
 
+    def _line_room(self, pieces: tuple[str, str, str]) -> int:
+        """The longest escaped line for which a run.output record surely fits the limit
+        (the message prefix counted at its worst, six bytes a character)."""
+        return self.limit - (60 + sum(map(len, pieces)) + 6 * MESSAGE_PREFIX + 24)
+
     def _pieces(self, common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
         key = (stream, attempt)
         if key not in self.pieces:  # one sink serves one run, so `common` never changes under the key
             self.pieces[key] = output_pieces(common, stream, attempt)
         return self.pieces[key]
+
+    def _reopen_if_moved(self) -> None:
+        if self.log is not None and not self.failed:
+            self.fd = self.log.reopen_if_moved()
 
     def write(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8", "surrogateescape"))
@@ -324,6 +443,7 @@ class JsonSink:
 
     def _lost(self, e: OSError) -> None:
         # The job goes on and its exit code stays true; we say once that records are lost.
+        # A torn record in a log file is ended by the next run (LogFile starts a new line).
         self.failed = f"runjob: cannot write records to {self.path}: {e.strerror}; further records are lost"
         self.pending = bytearray()
         _note(self.failed)
@@ -331,9 +451,11 @@ class JsonSink:
     def close(self) -> None:
         if self.pending:
             self._final_flush()
-        if self.fd > 2:
+        if self.log is not None:
+            self.log.close()
+        elif self.fd > 2:  # a stdout pipe opened a second time (_stdout_fd)
             os.close(self.fd)
-            self.fd = -1
+        self.fd = -1
 
 
 def _note(text: str) -> None:

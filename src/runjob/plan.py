@@ -11,6 +11,7 @@ import os
 
 from runjob.config import Job, Registry, lock_key_problem
 from runjob.errors import UsageError
+from runjob.redact import MASK, Redactor, needles
 from runjob.templating import path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False
@@ -28,7 +29,7 @@ class Plan:
 
     job: Job
     name: str
-    params: dict[str, str]
+    params: dict[str, str]  # as shown (records, history, dry run): secret values masked
     argv: list[str]
     cwd: str
     env: dict[str, str]  # what the job adds to the inherited environment
@@ -45,12 +46,10 @@ class Plan:
     registry_path: str
 
     def redact(self, text: str) -> str:
-        for secret in self.secret_values:
-            text = text.replace(secret, "***")
-        return text
+        return Redactor(self.secret_values).text(text) if self.secret_values else text
 
     def shown_env(self) -> dict[str, str]:
-        return {k: "***" if k in self.job.secrets else self.redact(v) for k, v in self.env.items()}
+        return {k: MASK if k in self.job.secrets else self.redact(v) for k, v in self.env.items()}
 
 
 def parse_params(args: list[str]) -> dict[str, str]:
@@ -107,14 +106,15 @@ def build(
     _check_path_params(job, params)
     log = substitute(job.log_file, values) if log_file is None else log_file
     retry = dict(job.retry) | ({"attempts": 1} if no_retry else {})
+    secrets = _secret_values(job.secrets, env)
     return Plan(
         job=job,
         name=name,
-        params=params,
+        params=Redactor(secrets).value(params) if secrets else params,
         argv=[substitute(arg, values) for arg in job.command],
         cwd=registry.resolve(substitute(job.cwd, values)) if job.cwd else registry.base_dir,
         env=env,
-        secret_values=_secret_values(job.secrets, env),
+        secret_values=secrets,
         withheld=frozenset(registry.secret_names() - set(job.secrets)),
         lock_key=lock_key,
         lock_file=os.path.join(registry.state_dir, "locks", lock_key + ".lock"),
@@ -140,6 +140,5 @@ def _check_path_params(job: Job, params: dict[str, str]) -> None:
 
 
 def _secret_values(names: list[str], env: dict[str, str]) -> list[str]:
-    """Values to scrub from records: long ones first, so a secret containing another is fully hidden."""
-    values = {env.get(n, os.environ.get(n, "")) for n in names}
-    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
+    """Values to mask in records (see redact.needles)."""
+    return needles([env.get(n, os.environ.get(n, "")) for n in names])

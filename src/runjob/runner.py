@@ -63,7 +63,8 @@ class Outcome:
 
 def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
-    records = Records(sink, plan.name, _claimed_run_id() or new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
+    records = Records(sink, plan.name, _claimed_run_id() or new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"),
+                      plan.secret_values)  # fmt: skip
     run = Run(plan, records)
     holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id,
               "job": plan.name, "host": records.common["host"], "since": run.started_at}  # fmt: skip
@@ -295,7 +296,9 @@ def _compile(patterns: list[str]) -> list[Any]:
         return []
     import re  # only jobs with stderr patterns pay for it
 
-    return [re.compile(p) for p in patterns]
+    # Matched per line (output.StreamHandler), and MULTILINE so ^ and $ mean a line's
+    # start and end whatever the pipe's chunking put around it.
+    return [re.compile(p, re.MULTILINE) for p in patterns]
 
 
 def _is_transient(plan: Plan, exit_code: int, stderr_matched: bool) -> bool:

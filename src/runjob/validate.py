@@ -49,7 +49,9 @@ def parse_string(text: str, path: str = "<string>", check_schedules: bool = True
     if check_schedules:
         _check_schedules(registry, errors)
     if errors:
-        raise ConfigError(errors, path)
+        from runjob.redact import Redactor, registry_secrets
+
+        raise ConfigError([Redactor(registry_secrets(raw)).text(e) for e in errors], path)  # no secret in a message
     return registry
 
 

@@ -9,6 +9,7 @@ from runjob.errors import EXIT_OK
 from runjob.logs import encode
 from runjob.plan import Plan
 from runjob.runner import child_env
+from runjob.redact import Redactor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def describe(plan: Plan) -> dict[str, Any]:
     env["RUNJOB_ATTEMPT"] = "1"
     path, problem, code = check_executable(plan, env)
     held = lock.is_held(plan.lock_file)
-    return {
+    shown: dict[str, Any] = {
         "dry_run": True,
         "job": plan.name,
         "params": plan.params,
@@ -48,6 +49,7 @@ def describe(plan: Plan) -> dict[str, Any]:
         "schedule": job.schedule,
         "state_dir": plan.state_dir,
     }
+    return Redactor(plan.secret_values).value(shown)  # a secret param may reach any field
 
 
 def check_executable(plan: Plan, env: dict[str, str]) -> tuple[str | None, str | None, int]:

@@ -105,7 +105,7 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
         "exit_code": last_row["exit_code"] if last_row else None,
         "duration_s": last_row["duration_s"] if last_row else None,
         "last_success_at": timestamp(success_row["ended"]) if success_row else None,
-        "next_due": due[0].isoformat() if due else None,
+        "next_due": timestamp(due[0].timestamp()) if due else None,
         "stale": None if job.max_age is None else stale is not None,
         "locks": watchdog.held_by(job, held),
     } | _last_claim(job)

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 from runjob import config, schema
 from runjob.errors import ConfigError, EXIT_CONFIG, EXIT_OK
+from runjob.logs import timestamp
+from runjob.redact import MASK, Redactor, job_secrets
 from runjob.schedule import next_times
 
 TYPE_CHECKING = False
@@ -22,7 +24,7 @@ def summary(job: config.Job, now: datetime) -> dict[str, Any]:
         "name": job.name,
         "description": job.description,
         "schedule": job.schedule,
-        "next": [t.isoformat() for t in next_times(job, now, NEXT_TIMES)],
+        "next": [timestamp(t.timestamp()) for t in next_times(job, now, NEXT_TIMES)],
         "lock_key": job.lock_key,
         "timeout_s": job.timeout,
         "owners": job.owners,
@@ -51,8 +53,10 @@ def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -
 def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
     registry = config.load(config_path, check_schedules=True)
     job = registry.job(name)
-    shown = job.as_dict() | {"next": [t.isoformat() for t in next_times(job, _now(at), 5)]}
+    shown = job.as_dict() | {"next": [timestamp(t.timestamp()) for t in next_times(job, _now(at), 5)]}
     shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
+    shown = Redactor(job_secrets(job.env, job.secrets)).value(shown)  # a secret's value, wherever it is
+    shown["env"] = {k: MASK if k in job.secrets else v for k, v in shown["env"].items()}
     _warn(config.state_dir_warnings(registry))
     if as_json:
         print(json.dumps(shown, indent=2))

@@ -23,7 +23,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob import config, cron, safefs
+from runjob import config, cron, relay, safefs
 from runjob.errors import InternalError, UsageError
 from runjob.lock import exclusive
 from runjob.logs import JsonSink, Records, new_run_id, timestamp
@@ -54,15 +54,19 @@ def tick(config_path: str | None, now: float | None = None) -> int:
         if not replay and not already:
             _save(state_dir, minute, max(high or minute, minute))
     records = Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
-    started = [_start(registry.path, entry, reason, run_id) for entry, reason, run_id in _claimed(due, records)]
+    claimed = _claimed(due, records)
+    pipes: list[int] | None = [] if claimed and relay.needed() else None
+    started = [_start(registry.path, entry, reason, run_id, pipes) for entry, reason, run_id in claimed]
     note = " (this minute was already ticked)" if already else ""
     note += " (repeated time: the clock went back)" if repeated else ""
     records.emit(
         "tick",
         f"tick {minute:%Y-%m-%d %H:%M}: started {len(started)} job(s){note}",
-        minute=minute.isoformat(),
+        minute=timestamp(minute.timestamp()),
         started=started,
     )
+    if pipes:
+        relay.copy_lines(pipes)  # every run's records, each whole, into our one pipe
     return 0
 
 
@@ -82,7 +86,7 @@ def _due(scheduled: list[Entry], minute: datetime, since: datetime | None, repea
             window = max(since, minute - timedelta(seconds=entry.job.catch_up) - timedelta(seconds=1))
             missed = cron.missed(expr, zone, window, minute - MINUTE)
             if missed is not None:
-                due.append((entry, f"catch-up of {missed.isoformat()}", missed))
+                due.append((entry, f"catch-up of {timestamp(missed.timestamp())}", missed))
     return due
 
 
@@ -101,7 +105,7 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
 
         run_id = new_run_id()
         me = {"host": records.common["host"], "run_id": run_id, "tick_pid": os.getpid(), "claimed_at": timestamp()}
-        fields = {"params": entry.params, "occurrence": occurrence.isoformat()}
+        fields = {"params": entry.params, "occurrence": timestamp(occurrence.timestamp())}
         try:
             winner = claims.claim(entry, occurrence, me)
         except claims.Unavailable as e:
@@ -118,12 +122,18 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
     return out
 
 
-def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None) -> dict[str, Any]:
+def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None,
+           pipes: list[int] | None) -> dict[str, Any]:  # fmt: skip
+    """Start one run; with `pipes`, on a pipe of its own whose read end is appended there."""
     argv = [*_runjob(), "--config", os.path.abspath(registry_path), *entry.words]
     # The run takes the run id its claim names (see runner.execute), so the claim leads to its records.
     env = None if run_id is None else dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id)
-    # Its own session: a long job never holds tick up, and survives tick's exit.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    read_end, write_end = os.pipe() if pipes is not None else (-1, None)
+    # Its own session: a run survives tick's exit (a relaying tick stays only to copy records).
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_end, start_new_session=True, env=env)
+    if write_end is not None:
+        os.close(write_end)
+        pipes.append(read_end)  # type: ignore[union-attr]
     started = {"job": entry.job.name, "params": entry.params, "pid": proc.pid, "reason": reason}
     return started if run_id is None else started | {"run_id": run_id}
 
