@@ -165,9 +165,11 @@ class Live:
         for pump in self.pumps:
             pump.start()
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def send_signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
 
     def events(self, name: str) -> list[dict]:
         lines = bytes(self.out).split(b"\n")[:-1]  # only whole lines: the last may be half written

@@ -117,7 +117,7 @@ def test_lock_is_held_during_the_backoff(rj):
     open(f"{release}1", "w").close()
     assert first.wait_event("run.attempt")["retry_in_s"] == 3600.0  # now waiting to retry
     assert rj.run("r").code == 75, "the lock was free during the backoff"
-    first.proc.send_signal(signal.SIGTERM)
+    first.send_signal(signal.SIGTERM)
     assert first.finish().code == 143
     assert not is_held(str(rj.state / "locks" / "r.lock"))  # released at the end of the run
 

@@ -129,7 +129,7 @@ def test_signal_during_backoff_ends_the_run(rj):
              f'retry = {{ attempts = 5, delay = "1h", max_delay = "1h" }}\n')  # fmt: skip
     proc = rj.live("r")
     assert proc.wait_event("run.attempt")["retry_in_s"] == 3600.0  # in the backoff now
-    proc.proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
     r = proc.finish()  # an hour of backoff: ending at all means the signal cut it short
     assert r.code == 143 and r.one("run.end")["status"] == "killed"
     assert len(r.events("run.attempt")) == 1 and attempts.read_text() == "x"
