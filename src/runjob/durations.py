@@ -7,6 +7,7 @@ poll() or sleep), when nothing can report it as a configuration error.
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -33,7 +34,7 @@ def parse_duration(value: object) -> float:
 
 def _bounded(seconds: float, value: object) -> float:
     shown = repr(value)[:40]
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if not math.isfinite(seconds):
         raise ValueError(f"duration must be a finite number, got {shown}")
     if seconds < 0:
         raise ValueError(f"duration must not be negative, got {shown}")

@@ -16,7 +16,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 TIMEOUT_S = 10.0
 SLICE_S = 0.05  # how often a waiting caller looks at `cancelled`
@@ -74,7 +74,7 @@ def _exchange(url: str, body: bytes | None, content_type: str, deadline: float,
         with urllib.request.urlopen(request, timeout=max(0.001, deadline - time.monotonic())) as response:
             response.read(READ_LIMIT)
             result.append(int(response.status))
-    except BaseException as e:  # whatever urllib or http.client raise (BadStatusLine...), reported by send()
+    except BaseException as e:  # noqa: BLE001 - whatever urllib or http.client raise (BadStatusLine...), reported by send()
         result.append(e)
 
 
