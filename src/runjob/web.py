@@ -34,6 +34,8 @@ def shown_url(url: str) -> str:
     except ValueError:
         return "(a malformed URL)"
     host = f"[{host}]" if ":" in host else host
+    if parts.scheme == "unix":  # a Redis socket: its path names it, and is no secret
+        return f"unix://{parts.path}"
     return f"{parts.scheme}://{host}{port}" if parts.scheme else "(a URL without a scheme)"
 
 
