@@ -22,7 +22,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got {value!r}")
     if isinstance(value, (int, float)):
-        return _bounded(float(value) if isinstance(value, float) or abs(value) < 10**16 else float("inf"), value)
+        # An integer too large for a float is only too long (or negative), never an OverflowError.
+        big = isinstance(value, int) and abs(value) >= 10**16
+        return _bounded((1e300 if value > 0 else -1e300) if big else float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration, got {type(value).__name__}")
     text = value.strip()
