@@ -179,3 +179,10 @@ def test_validate_is_linear_in_the_length_of_templated_values(rj):
              f'[jobs.a.params.p]\npattern = "[a-z]+"\n')  # fmt: skip
     r = rj.run("validate", timeout=120)
     assert r.code == 78 and "jobs.a.lock_key: lock key longer than" in r.err
+
+
+def test_defaults_and_instances_that_would_leave_their_directory_are_config_errors():
+    errors = errors_of('[jobs.a]\ncommand = ["true"]\ncwd = "/srv/{p}"\ninstances = [{ p = "ok" }, { p = ".." }]\n'
+                       '[jobs.a.params.p]\npattern = "[a-z./]+"\ndefault = "a/b"\n')  # fmt: skip
+    assert errors == ['jobs.a.params.p.default: cannot go into a path: it contains "/"',
+                      'jobs.a.instances[1].p: cannot go into a path: ".." is not a file name']  # fmt: skip

@@ -47,7 +47,7 @@ def test_each_occurrence_runs_once_on_the_first_host_to_tick_it(redis_server, tm
         assert late.one("tick")["started"] == [] and not late.events("run.start")
         claimed = late.one("tick.claimed")
         assert claimed["winner_run_id"] == run_id and claimed["winner_host"] == first.one("run.end")["host"]
-        assert claimed["job"] == "tick" and claimed["occurrence"] == "2026-11-23T06:00:00+00:00"
+        assert claimed["job"] == "tick" and claimed["occurrence"] == "2026-11-23T06:00:00.000Z"
     assert sent(tmp_path) == [run_id]
     # The next day is a new occurrence: the first to tick it wins, whichever host that is.
     second = tick(hosts[2], "2026-11-24T06:00:00+00:00")
@@ -75,7 +75,7 @@ def test_a_manual_run_is_not_an_occurrence_and_status_shows_the_last_claim(redis
     assert len(sent(tmp_path)) == 2
     (row,) = json.loads(hosts[1].run("status", "--json").out)
     claim = row["last_claim"]
-    assert claim["run_id"] == run_id and claim["occurrence"] == "2026-11-23T06:00:00+00:00" and claim["host"]
+    assert claim["run_id"] == run_id and claim["occurrence"] == "2026-11-23T06:00:00.000Z" and claim["host"]
 
 
 def test_an_unreachable_redis_leaves_the_decision_to_the_runs_lock(redis_server, tmp_path):

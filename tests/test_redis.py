@@ -62,7 +62,9 @@ def test_renewal_keeps_a_long_job_locked_past_its_ttl(redis_server, rj):
     hold(rj, redis_server.url, 'on_busy = "fail"')
     first = rj.popen("s")
     assert wait_for(lambda: (rj.dir / "started").exists())
-    pttl = lambda: redis_server.client().pttl("runjob:lock:s")  # noqa: E731
+    def pttl() -> int:
+        return redis_server.client().pttl("runjob:lock:s")
+
     lowest = [pttl()]
     assert 0 < lowest[0] <= 16000
 

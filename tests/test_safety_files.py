@@ -91,7 +91,7 @@ def test_state_files_are_private(rj):
     for name in ("history.sqlite3", "history.sqlite3-wal", "history.sqlite3-shm", "history.sqlite3.setup.lock"):
         if (rj.state / name).exists():
             assert mode(rj.state / name) == 0o600, name
-    assert mode(log) == 0o600
+    assert mode(log) == 0o640  # readable by the log shipper's group, never by others
 
 
 def test_tick_state_is_private_and_a_held_tick_lock_is_a_bounded_clear_error(rj):

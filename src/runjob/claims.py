@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 
 from runjob import redis_lock
-from runjob.logs import encode
+from runjob.logs import encode, timestamp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def claim(entry: Entry, occurrence: datetime, me: dict[str, Any]) -> dict[str, A
     try:
         conn = _client(job.lock_backend, job.lock_password_env)
         if conn.set(name, encode(me), nx=True, ex=ttl_s(entry, occurrence)):
-            last = me | {"occurrence": occurrence.isoformat(), "params": entry.params}
+            last = me | {"occurrence": timestamp(occurrence.timestamp()), "params": entry.params}
             conn.set(LAST_PREFIX + job.name, encode(last))
             return None
         raw = conn.get(name)

@@ -27,6 +27,7 @@ class Job:
     name: str
     description: str
     command: list[str]
+    shell: bool
     schedule: str | None
     timezone: str | None
     catch_up: float | None

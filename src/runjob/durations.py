@@ -7,6 +7,7 @@ poll() or sleep), when nothing can report it as a configuration error.
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -21,7 +22,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got {value!r}")
     if isinstance(value, (int, float)):
-        return _bounded(float(value) if isinstance(value, float) or abs(value) < 10**16 else float("inf"), value)
+        # An integer too large for a float is only too long (or negative), never an OverflowError.
+        big = isinstance(value, int) and abs(value) >= 10**16
+        return _bounded((1e300 if value > 0 else -1e300) if big else float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration, got {type(value).__name__}")
     text = value.strip()
@@ -33,7 +36,7 @@ def parse_duration(value: object) -> float:
 
 def _bounded(seconds: float, value: object) -> float:
     shown = repr(value)[:40]
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if not math.isfinite(seconds):
         raise ValueError(f"duration must be a finite number, got {shown}")
     if seconds < 0:
         raise ValueError(f"duration must not be negative, got {shown}")

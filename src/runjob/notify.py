@@ -62,7 +62,7 @@ class Delivery:
             self.error = None
         except OSError as e:
             self.error = str(e)
-        except Exception as e:  # a delivery never takes runjob down, whatever failed
+        except Exception as e:  # noqa: BLE001 - a delivery never takes runjob down, whatever failed
             self.error = f"{type(e).__name__}: {str(e)[:200]}"
 
 

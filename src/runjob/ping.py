@@ -36,7 +36,7 @@ class Pinger(Observer):
         try:
             web.send(f"{self.url}{suffix}?rid={run.run_id}", body, content_type="text/plain; charset=utf-8",
                      timeout=self.timeout, cancelled=cancelled)  # fmt: skip
-        except Exception as e:  # web.send says OSError; anything else is contained here all the same
+        except Exception as e:  # noqa: BLE001 - web.send says OSError; anything else is contained here all the same
             return str(e) if isinstance(e, OSError) else f"{type(e).__name__} while pinging {web.shown_url(self.url)}"
         return None
 

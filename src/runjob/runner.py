@@ -178,7 +178,8 @@ def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) ->
     then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "running under this host's file lock only"}
     run.records.emit("lock.unavailable", f"{run.plan.name}: {e}; {then[policy]}",
                      level="error" if policy == "fail" else "warning", lock_key=run.plan.lock_key,
-                     backend=job.lock_backend, lock_unavailable=policy, error=str(e))  # fmt: skip
+                     backend=redis_lock.shown_url(job.lock_backend), lock_unavailable=policy,
+                     error=str(e))  # fmt: skip
     if policy == "local":
         return locks.acquire(run.plan.lock_file, wait, holder)
     return EXIT_BUSY if policy == "fail" else EXIT_OK
@@ -190,7 +191,7 @@ def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
     kill = job.on_lock_lost == "kill"
     run.records.emit("lock.lost", f"{run.plan.name}: lock {run.plan.lock_key} lost: {reason}"
                      + ("; stopping the job" if kill else "; the job goes on unprotected"),
-                     level="error", lock_key=run.plan.lock_key, backend=job.lock_backend,
+                     level="error", lock_key=run.plan.lock_key, backend=redis_lock.shown_url(job.lock_backend),
                      on_lock_lost=job.on_lock_lost, error=reason)  # fmt: skip
     if kill:
         stop.stop(signal.SIGTERM, f"lock lost: {reason}")
@@ -404,7 +405,7 @@ def _safely(step: Any, *args: Any) -> None:
         step(*args)
     except RunjobError as e:
         os.write(2, f"runjob: {e}\n".encode())
-    except Exception as e:  # contained at the boundary: an after-run step never takes the run down
+    except Exception as e:  # noqa: BLE001 - contained at the boundary: an after-run step never takes the run down
         os.write(2, f"runjob: {type(e).__name__} in an after-run step: {str(e)[:200]}\n".encode())
 
 

@@ -79,7 +79,8 @@ OWNER = {
 # Keys a job may set; [defaults] may set all of them but `command`, `params` and `instances`.
 JOB = {
     "description": Key("str", "", "what the job does"),
-    "command": Key("argv", REQUIRED, "argv (or a string split with shlex); never run through a shell"),
+    "command": Key("argv", REQUIRED, "argv (or a string split with shlex); run through a shell only with shell = true"),
+    "shell": Key("bool", False, "run a string command with /bin/sh -c; params reach it as $RUNJOB_PARAM_name"),
     "schedule": Key("cron", None, "cron expression or @hourly, @daily ..."),
     "timezone": Key("str", None, "IANA time zone of the schedule (default: the host's)"),
     "catch_up": Key("duration", None, "tick: run a missed schedule once if missed by at most this"),

@@ -81,3 +81,59 @@ def path_component_problem(value: str) -> str | None:
         if bad in value:
             return f"it contains {what}"
     return None
+
+
+def shell_script(template: str) -> tuple[str, list[str]]:
+    """A `shell = true` command: (script, param names it refers to).
+
+    Each `{name}` becomes a reference to `$RUNJOB_PARAM_name` (the value goes into the
+    child's environment, never into the script): `"$RUNJOB_PARAM_name"` outside quotes,
+    `${RUNJOB_PARAM_name}` inside double quotes. `${name}` is the shell's own and stays. A
+    placeholder inside single quotes could not be expanded: ValueError. `{job}` refers to
+    $RUNJOB_JOB. The script comes back with its braces escaped, so substitution keeps it.
+    """
+    out: list[str] = []
+    names: list[str] = []
+    quote = ""  # the shell's quoting state at the end of the text so far: "", "'" or '"'
+    for text, is_name in _tokens(template):
+        if not is_name:
+            quote = _quote_state(text, quote)
+            out.append(text)
+        elif out and out[-1].endswith("$"):
+            out.append("{" + text + "}")
+        elif quote == "'":
+            raise ValueError(f'"{{{text}}}" is inside single quotes, where the shell cannot expand it')
+        else:
+            var = "RUNJOB_JOB" if text == "job" else f"RUNJOB_PARAM_{text}"
+            out.append(f"${{{var}}}" if quote == '"' else f'"${var}"')
+            names += [] if text == "job" else [text]
+    script = "".join(out)
+    return script.replace("{", "{{").replace("}", "}}"), names
+
+
+def _quote_state(text: str, quote: str) -> str:
+    """The sh quoting state after `text`, starting in `quote` (enough to place a reference)."""
+    escaped = False
+    for c in text:
+        if escaped:
+            escaped = False
+        elif c == "\\" and quote != "'":
+            escaped = True
+        elif c in "'\"" and quote in ("", c):
+            quote = c if quote == "" else ""
+    return quote
+
+
+def shell_syntax(command: str) -> str | None:
+    """The first unquoted shell operator in `command` (`|`, `>`, `<`, `&&`, `;`, `$(`...), or None."""
+    import shlex
+
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        for token in lexer:
+            if token and not token.strip("();<>|&"):
+                return token
+    except ValueError:
+        return None  # unbalanced quotes: the shlex split reports it
+    return "$(" if "$(" in command else None

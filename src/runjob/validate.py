@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 
 from runjob import schema
+from runjob.command_checks import option_like_params, shell_command
 from runjob.config import Job, Registry, key, lock_key_problem
 from runjob.durations import parse_duration
 from runjob.errors import ConfigError
 from runjob.schema import REQUIRED, Key
-from runjob.templating import placeholders, substitute
+from runjob.templating import path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,25 +78,8 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
         if job is not None:
             jobs[name] = job
     registry = Registry(path, defaults, owners, jobs)
-    registry.warnings = [w for job in jobs.values() for w in _option_like_params(job)]
+    registry.warnings = [w for job in jobs.values() for w in option_like_params(job)]
     return registry
-
-
-# Values a pattern may let through that a program would read as an option.
-_OPTION_SAMPLES = ("-", "--", "-a", "-x", "-f", "-0", "-1", "--a", "--help", "--remove-files", "-rf", "-a-b", "--x=1")
-
-
-def _option_like_params(job: Job) -> list[str]:
-    """Warnings for params that are a whole argument and whose pattern allows a leading "-"."""
-    whole = {arg[1:-1] for arg in job.command if placeholders(arg) == [arg[1:-1]]}
-    out = []
-    for name in sorted(whole & set(job.params)):
-        pattern = job.params[name]["pattern"]
-        if any(re.fullmatch(pattern, sample) for sample in _OPTION_SAMPLES):
-            out.append(f'jobs.{key(job.name)}.params.{key(name)}: the pattern {pattern} allows a value starting with "-", '
-                       f'and "{{{name}}}" is a whole argument, so the program may read it as an option '
-                       f'(forbid a leading "-" in the pattern, or write "--opt={{{name}}}")')
-    return out
 
 
 def _job(name: str, body: Any, defaults: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> Job | None:
@@ -108,6 +92,7 @@ def _job(name: str, body: Any, defaults: dict[str, Any], owners: dict[str, Any],
     if "command" not in values:
         return None
     merged = _merge(defaults, values)
+    shell_command(where, body["command"], merged, errors)
     _check_job(name, merged, owners, errors)
     return Job(name, merged)
 
@@ -157,9 +142,16 @@ def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: l
 def _check_instances(where: str, job: dict[str, Any], errors: list[str]) -> None:
     """Each instance must be a valid param set; a schedule needs some way to fill every param."""
     params = job["params"]
+    in_paths = {p for field in ("log_file", "cwd") for p in placeholders(job[field] or "")}
+    for name in sorted(in_paths & set(params)):  # the run would refuse it (exit 2): say so now
+        problem = path_component_problem(params[name]["default"]) if params[name]["default"] is not None else None
+        if problem:
+            errors.append(f"{where}.params.{key(name)}.default: cannot go into a path: {problem}")
     for i, instance in enumerate(job["instances"]):
         at = f"{where}.instances[{i}]"
         for name, value in instance.items():
+            if name in in_paths and path_component_problem(value):
+                errors.append(f"{at}.{key(name)}: cannot go into a path: {path_component_problem(value)}")
             if name not in params:
                 errors.append(f"{at}: unknown param {key(name)}")
             elif isinstance(params[name]["pattern"], str) and not re.fullmatch(params[name]["pattern"], value):

@@ -16,7 +16,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 TIMEOUT_S = 10.0
 SLICE_S = 0.05  # how often a waiting caller looks at `cancelled`
@@ -34,6 +34,8 @@ def shown_url(url: str) -> str:
     except ValueError:
         return "(a malformed URL)"
     host = f"[{host}]" if ":" in host else host
+    if parts.scheme == "unix":  # a Redis socket: its path names it, and is no secret
+        return f"unix://{parts.path}"
     return f"{parts.scheme}://{host}{port}" if parts.scheme else "(a URL without a scheme)"
 
 
@@ -74,7 +76,7 @@ def _exchange(url: str, body: bytes | None, content_type: str, deadline: float,
         with urllib.request.urlopen(request, timeout=max(0.001, deadline - time.monotonic())) as response:
             response.read(READ_LIMIT)
             result.append(int(response.status))
-    except BaseException as e:  # whatever urllib or http.client raise (BadStatusLine...), reported by send()
+    except BaseException as e:  # noqa: BLE001 - whatever urllib or http.client raise (BadStatusLine...), reported by send()
         result.append(e)
 
 
