@@ -616,7 +616,7 @@ def test_kubernetes_pods_mount_the_registry_state_and_secrets(rj):
     assert volumes["registry"]["configMap"]["name"] == cm["metadata"]["name"] and "emptyDir" in volumes["state"]
     env = {e["name"]: e for e in container["env"]}
     assert env["RUNJOB_CONFIG"]["value"] == mounts["registry"] + "/jobs.toml"
-    assert env["XDG_STATE_HOME"]["value"] == mounts["state"]
+    assert env["RUNJOB_STATE_DIR"]["value"].startswith(mounts["state"] + "/")  # a dir inside the volume
     assert env["PSP_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "runjob-secrets", "key": "PSP_TOKEN"}
     plain = next(d for d in docs if d["metadata"]["name"] == "runjob-plain")
     assert "PSP_TOKEN" not in str(plain)

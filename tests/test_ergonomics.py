@@ -1,0 +1,172 @@
+"""Operator ergonomics (issue 15): shell jobs, RUNJOB_STATE_DIR, env references, optional
+params, per-instance status, help and completion, the portable build."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+import yaml
+from conftest import PY, q
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runjob import shellcmd
+from runjob.templating import expand_env, substitute
+
+ARGV_JSON = "import sys, json; print(json.dumps(sys.argv[1:]))"
+
+
+def lines(result) -> list[str]:
+    return [r["line"] for r in result.events("run.output")]
+
+
+# --- 15.2: shell = true -------------------------------------------------------------------
+
+
+def test_shell_job_runs_pipes_and_keeps_a_param_value_data(rj, tmp_path):
+    """A value full of shell syntax reaches the pipeline as one word, wherever its placeholder stands."""
+    out = tmp_path / "out.txt"
+    rj.write(f"""
+[jobs.pipe]
+shell = true
+command = "printf '%s|' {{who}} \\"in {{who}}\\" 'sq {{who}}' ${{HOME}} {{job}} | tr a-z A-Z > {out}"
+[jobs.pipe.params.who]
+pattern = ".*"
+""")
+    evil = "a b;$(touch pwned)`id`'\""
+    r = rj.run("pipe", f"who={evil}", env={"HOME": "/home/x"})
+    assert r.code == 0, r.out + r.err
+    expected = f"{evil}|in {evil}|sq {evil}|/home/x|pipe|".upper()
+    assert out.read_text() == expected
+    assert not (rj.dir / "pwned").exists()
+    start = r.one("run.start")
+    assert start["command"][:2] == ["/bin/sh", "-c"] and evil not in start["command"][2]
+
+
+def test_shell_job_dry_run_shows_the_value_in_the_env_not_the_script(rj):
+    rj.write('[jobs.s]\nshell = true\ncommand = "echo {x} | cat"\n[jobs.s.params.x]\npattern = "[a-z]+"\n')
+    r = rj.run("run", "s", "x=abc", "--dry-run", "--format", "json")
+    assert r.code == 0, r.err
+    shown = json.loads(r.out)
+    assert shown["argv"] == ["/bin/sh", "-c", 'echo "$RUNJOB_PARAM_x" | cat', "s"]
+    assert shown["env"]["RUNJOB_PARAM_x"] == "abc"
+
+
+@pytest.mark.parametrize("command", ["cat a | sort", "echo hi > f", "sort < f", "true && false", "a; b", "echo $(date)",
+                                     'echo "$(date)"'])  # fmt: skip
+def test_string_command_needing_a_shell_is_a_config_error_naming_shell_true(rj, command):
+    rj.write(f"[jobs.c]\ncommand = {q(command)}\n")
+    r = rj.run("validate")
+    assert r.code == 78
+    assert "jobs.c.command" in r.err and "shell = true" in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("command", ["find . -exec rm {} \\;", "grep 'a|b' f", 'echo "x > y"'])
+def test_quoted_or_escaped_operators_need_no_shell(rj, command):
+    rj.write(f"[jobs.c]\ncommand = {q(command)}\n")
+    assert rj.run("validate").code == 0
+
+
+def test_shell_true_needs_a_string_and_known_placeholders(rj):
+    rj.write('[jobs.a]\nshell = true\ncommand = ["echo", "x"]\n[jobs.b]\nshell = true\ncommand = "echo {nope}"\n')
+    r = rj.run("validate")
+    assert r.code == 78
+    assert "jobs.a.command: shell = true needs the command as one string" in r.err
+    assert 'jobs.b.command: placeholder "{nope}" has no param' in r.err
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab {}$'\"\\|;x", max_size=20), st.text(max_size=10))
+def test_shell_script_template_never_holds_a_param_value(text, value):
+    """Whatever the command text, substituting the script template never pastes the value in."""
+    script, used = shellcmd.script(text)
+    rendered = substitute(script, {n: "\0" + value for n in used} | {"job": "\0"})
+    assert "\0" not in rendered
+
+
+# --- 15.4: RUNJOB_STATE_DIR -----------------------------------------------------------------
+
+
+def test_runjob_state_dir_wins_over_the_registry_state_dir(rj, tmp_path):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    volume.chmod(0o1777)  # a pod's emptyDir: world-writable, so runjob must not use it as its state dir
+    rj.write('[jobs.t]\ncommand = ["true"]\n')  # state_dir set by rj.write: the host's
+    state = volume / "state"
+    r = rj.run("t", env={"RUNJOB_STATE_DIR": str(state)})
+    assert r.code == 0, r.err
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert (state / "history.sqlite3").exists() and not rj.state.exists()
+    h = rj.run("history", "--json", env={"RUNJOB_STATE_DIR": str(state)})
+    assert h.code == 0 and '"t"' in h.out
+
+
+def test_kubernetes_pod_env_runs_against_a_world_writable_volume(rj, tmp_path):
+    """The exported pod's RUNJOB_STATE_DIR, under a volume root that is world-writable, works."""
+    rj.write('[jobs.t]\ncommand = ["true"]\nschedule = "0 5 * * *"\n')
+    out = tmp_path / "k8s"
+    assert rj.run("export", "kubernetes", "--out", str(out)).code == 0
+    pod = yaml.safe_load((out / "runjob-t.yaml").read_text())["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "state")
+    assert env["RUNJOB_STATE_DIR"].startswith(mount + "/")
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    volume.chmod(0o777)
+    local = str(volume) + env["RUNJOB_STATE_DIR"][len(mount):]
+    r = rj.run(*container["command"][1:], env={"RUNJOB_STATE_DIR": local})
+    assert r.code == 0, r.err
+    assert stat.S_IMODE(os.stat(local).st_mode) == 0o700
+
+
+# --- 15.6: $VAR in env values, optional params ----------------------------------------------
+
+
+def test_env_values_expand_variables_from_runjobs_environment(rj):
+    rj.write(f"""
+[jobs.e]
+command = ["{PY}", "-c", "import os; print(os.environ['PATH'].split(':')[0], os.environ['Q'], os.environ['S'])"]
+env = {{ PATH = "/opt/app/bin:$PATH", Q = "${{BASE}}/x-{{who}}-$$", S = "[$OTHER_TOKEN]" }}
+[jobs.e.params.who]
+pattern = ".*"
+[jobs.other]
+command = ["true"]
+secrets = ["OTHER_TOKEN"]
+""")
+    r = rj.run("e", "who=$BASE", env={"BASE": "/srv", "OTHER_TOKEN": "s3cret"})
+    assert r.code == 0, r.err
+    # a param value is never expanded; another job's secret is not readable through a reference
+    assert lines(r) == ["/opt/app/bin /srv/x-$BASE-$ []"]
+
+
+@given(st.text(alphabet="ab{}$", max_size=8), st.text(alphabet="ab{}$", max_size=8))
+def test_expand_env_gives_the_value_literally_and_leaves_no_placeholder(before, value):
+    """A looked-up value comes out exactly as it is, braces and dollars included."""
+    literal = before.replace("$", "$$").replace("{", "{{").replace("}", "}}")
+    expanded = expand_env(literal + "${V}" + literal, lambda name: value if name == "V" else None)
+    assert substitute(expanded, {}) == before + value + before
+
+
+def test_omit_empty_param_drops_its_argv_elements(rj):
+    rj.write(f"""
+[jobs.o]
+command = ["{PY}", "-c", {q(ARGV_JSON)}, "--since={{since}}", "--all"]
+[jobs.o.params.since]
+pattern = "[0-9-]+"
+default = ""
+omit_empty = true
+""")
+    assert rj.run("validate").code == 0
+    assert json.loads(lines(rj.run("o"))[0]) == ["--all"]
+    assert json.loads(lines(rj.run("o", "since=2026-01-01"))[0]) == ["--since=2026-01-01", "--all"]
+    assert rj.run("o", "since=x").code == 2  # a non-empty value still matches its pattern
+
+
+def test_omit_empty_is_off_by_default(rj):
+    rj.write(f'[jobs.o]\ncommand = ["{PY}", "-c", {q(ARGV_JSON)}, "--since={{since}}"]\n'
+             '[jobs.o.params.since]\npattern = ".*"\ndefault = ""\n')  # fmt: skip
+    assert json.loads(lines(rj.run("o"))[0]) == ["--since="]
