@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -216,7 +217,10 @@ def export_k8s(rj, *args: str) -> dict[str, dict]:
 
 
 def crontab_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#") and " runjob " in line]
+    """The job lines; each calls runjob by absolute path, written here as ` runjob ` for the checks."""
+    runjob = " " + shlex.quote(RUNJOB) + " "
+    return [line.replace(runjob, " runjob ", 1) for line in text.splitlines()
+            if line and not line.startswith("#") and runjob in line]  # fmt: skip
 
 
 # --- 22.1: schedule dialects ------------------------------------------------------------------------

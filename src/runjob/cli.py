@@ -147,6 +147,17 @@ def export(
     _done(run_export(state["config"], fmt, out, image, namespace))
 
 
+@app.command("import")
+def import_(
+    kind: Annotated[str, typer.Argument(metavar="crontab")],
+    file: Annotated[str, typer.Argument(help="the crontab to convert (`crontab -l > FILE`)")],
+) -> None:
+    """Turn a crontab into jobs.toml entries (TOML on stdout; what could not be converted on stderr, exit 1)."""
+    from runjob.commands.import_crontab import import_crontab
+
+    _done(import_crontab(kind, file))
+
+
 @app.command()
 def tick(
     at: Annotated[

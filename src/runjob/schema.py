@@ -131,7 +131,7 @@ JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
 LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
-    "run list show validate status history stale locks export tick init add schema help".split()
+    "run list show validate status history stale locks export import tick init add schema help".split()
 )
 
 _DURATION_SCHEMA = {
