@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 
 import pytest
 import yaml
@@ -170,3 +171,26 @@ def test_omit_empty_is_off_by_default(rj):
     rj.write(f'[jobs.o]\ncommand = ["{PY}", "-c", {q(ARGV_JSON)}, "--since={{since}}"]\n'
              '[jobs.o.params.since]\npattern = ".*"\ndefault = ""\n')  # fmt: skip
     assert json.loads(lines(rj.run("o"))[0]) == ["--since="]
+
+
+# --- 15.5: crontab export --------------------------------------------------------------------
+
+
+def test_crontab_export_calls_runjob_by_path_and_gives_jobs_the_system_path(rj):
+    """Run each exported line as cron does (`sh -c` with only the crontab's variables): runjob
+    starts, and the job's PATH has no trace of runjob's own venv, so its python3 is the host's."""
+    rj.write('[jobs.which]\ncommand = ["/bin/sh", "-c", "echo $PATH; command -v python3 || echo none"]\n'
+             'schedule = "*/5 * * * *"\n')  # fmt: skip
+    r = rj.run("export", "crontab")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert any("MAILTO mails whatever a job prints" in line for line in lines if line.startswith("#"))
+    cron_env = dict(line.split("=", 1) for line in lines if line and not line.startswith("#") and "=" in line.split()[0])
+    (job_line,) = [line for line in lines if line.startswith("*/5 ")]
+    venv_bin = os.path.dirname(PY)
+    assert venv_bin not in cron_env["PATH"].split(":")
+    ran = subprocess.run(["/bin/sh", "-c", job_line.split(None, 5)[5]], capture_output=True, text=True,
+                         env=cron_env | {"HOME": str(rj.dir)}, cwd=rj.dir)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    path, python3 = [json.loads(rec)["line"] for rec in ran.stdout.splitlines() if '"run.output"' in rec]
+    assert venv_bin not in path.split(":") and not python3.startswith(venv_bin)
