@@ -3,10 +3,13 @@ params, per-instance status, help and completion, the portable build."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -194,3 +197,40 @@ def test_crontab_export_calls_runjob_by_path_and_gives_jobs_the_system_path(rj):
     assert ran.returncode == 0, ran.stderr
     path, python3 = [json.loads(rec)["line"] for rec in ran.stdout.splitlines() if '"run.output"' in rec]
     assert venv_bin not in path.split(":") and not python3.startswith(venv_bin)
+
+
+# --- 15.9: the single-file build on any Python 3.11+ ------------------------------------------
+
+
+def _other_pythons() -> list[str]:
+    """Interpreters 3.11+ on this host other than the one building; the test needs at least one."""
+    found = {shutil.which(f"python3.{minor}") for minor in range(11, 20)}
+    found |= set(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3")))
+    out = []
+    for path in sorted(p for p in found if p):
+        version = subprocess.run([path, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        if version.returncode == 0 and version.stdout.strip() != str(tuple(sys.version_info[:2])):
+            out.append(path)
+    return out
+
+
+def test_single_file_build_runs_on_other_python_versions(tmp_path):
+    others = _other_pythons()
+    if not others:
+        pytest.skip("no second Python 3.11+ on this host")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    checkout = tmp_path / "checkout"
+    for tree in ("src", "tools"):
+        shutil.copytree(os.path.join(root, tree), checkout / tree, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(os.path.join(root, name), checkout / name)
+    build = subprocess.run([str(checkout / "tools" / "build-pyz")], capture_output=True, text=True,
+                           env=os.environ | {"PYTHON": PY}, timeout=600)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    pyz = str(checkout / "dist" / "runjob.pyz")
+    (tmp_path / "jobs.toml").write_text('[defaults]\nstate_dir = "st"\n[jobs.hi]\ncommand = ["echo", "hi"]\n')
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for python in others:
+        run = subprocess.run([python, pyz, "hi"], capture_output=True, text=True, env=clean, cwd=tmp_path)
+        assert run.returncode == 0, (python, run.stderr)
+        assert [json.loads(line)["line"] for line in run.stdout.splitlines() if '"run.output"' in line] == ["hi"]
