@@ -234,3 +234,58 @@ def test_single_file_build_runs_on_other_python_versions(tmp_path):
         run = subprocess.run([python, pyz, "hi"], capture_output=True, text=True, env=clean, cwd=tmp_path)
         assert run.returncode == 0, (python, run.stderr)
         assert [json.loads(line)["line"] for line in run.stdout.splitlines() if '"run.output"' in line] == ["hi"]
+
+
+# --- 15.7: per instance -------------------------------------------------------------------------
+
+INSTANCES = f"""
+[jobs.imp]
+command = ["{PY}", "-c", "import sys; sys.exit(0 if sys.argv[1] == 'acme' else 3)", "{{s}}"]
+schedule = "0 * * * *"
+lock_key = "imp.{{s}}"
+max_age = "1d"
+instances = [{{ s = "acme" }}, {{ s = "globex" }}, {{ s = "initech" }}]
+[jobs.imp.params.s]
+pattern = "[a-z]+"
+"""
+
+
+def test_status_and_stale_are_per_instance(rj):
+    rj.write(INSTANCES)
+    assert rj.run("imp", "s=acme").code == 0
+    assert rj.run("imp", "s=globex").code == 3
+    rows = json.loads(rj.run("status", "--json").out)
+    by_params = {r["params"]["s"]: r for r in rows if r["job"] == "imp"}
+    assert sorted(by_params) == ["acme", "globex", "initech"]
+    assert by_params["acme"]["status"] == "success" and by_params["acme"]["stale"] is False
+    assert by_params["globex"]["status"] == "failure" and by_params["globex"]["stale"] is True
+    assert by_params["initech"]["status"] is None and by_params["initech"]["stale"] is True
+    r = rj.run("stale", "--json")
+    assert r.code == 1
+    stale = sorted(rec["params"]["s"] for rec in r.events("job.stale"))
+    assert stale == ["globex", "initech"]  # acme succeeded: its sibling's failure does not hide or taint it
+
+
+def test_locks_and_status_show_the_child_pid_of_the_holding_instance(rj):
+    from conftest import HOLD_PID, wait_for
+
+    started, release = rj.dir / "started", rj.dir / "release"
+    rj.write(f"""
+[jobs.hold]
+command = ["{PY}", "-c", {q(HOLD_PID)}, {q(str(started))}, {q(str(release))}, "{{s}}"]
+lock_key = "hold.{{s}}"
+instances = [{{ s = "a" }}, {{ s = "b" }}]
+[jobs.hold.params.s]
+pattern = "[a-z]+"
+""")
+    live = rj.live("hold", "s=a")
+    try:
+        assert wait_for(started.exists)
+        child = int(started.read_text())
+        (held,) = json.loads(rj.run("locks", "--json").out)
+        assert held["lock_key"] == "hold.a" and held["pid"] == live.pid and held["child_pid"] == child
+        rows = {r["params"]["s"]: r for r in json.loads(rj.run("status", "--json").out)}
+        assert [h["child_pid"] for h in rows["a"]["locks"]] == [child] and rows["b"]["locks"] == []
+    finally:
+        release.write_text("go")
+    assert live.finish().code == 0
