@@ -289,3 +289,91 @@ pattern = "[a-z]+"
     finally:
         release.write_text("go")
     assert live.finish().code == 0
+
+
+# --- 15.8: help, completion, pretty output, the child's level ------------------------------------
+
+COMMANDS = ["run", "list", "show", "validate", "history", "status", "stale", "locks", "export", "import", "tick",
+            "init", "add", "schema"]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=["runjob", *COMMANDS])
+def test_help_shows_examples_and_no_escaped_markup(rj, command):
+    r = rj.run(*command, "--help")
+    assert r.code == 0, r.err
+    examples = r.out.split("Examples:", 1)[1].splitlines()
+    assert any(line.strip().startswith(("runjob ", "* * * * * runjob", "crontab -l")) for line in examples)
+    assert "\\[" not in r.out and "[required]" in r.out if command in (["run"], ["show"]) else "\\[" not in r.out
+
+
+def test_completion_installs_and_completes_commands_and_job_names(rj, tmp_path):
+    rj.write('[jobs.pull-orders]\ncommand = ["true"]\n[jobs.purge]\ncommand = ["true"]\n[jobs.report]\ncommand = ["true"]\n')
+    home = tmp_path / "home"
+    home.mkdir()
+    r = rj.run("--install-completion", "bash", env={"HOME": str(home), "SHELL": "/bin/bash"})
+    assert r.code == 0, r.err
+    script = home / ".bash_completions" / "runjob.sh"
+    assert f"source '{script}'" in (home / ".bashrc").read_text() and "_RUNJOB_COMPLETE" in script.read_text()
+    words = rj.run(env={"_RUNJOB_COMPLETE": "complete_bash", "COMP_WORDS": "runjob st", "COMP_CWORD": "1"})
+    assert words.out.split() == ["status", "stale"]
+    names = rj.run(env={"_RUNJOB_COMPLETE": "complete_bash", "COMP_WORDS": "runjob run pu", "COMP_CWORD": "2"})
+    assert names.out.split() == ["pull-orders", "purge"]
+
+
+def on_terminal(rj, *args: str, env: dict[str, str] | None = None) -> str:
+    """`runjob ARGS` with its stdout on a pseudo-terminal (as a person sees it), escapes stripped."""
+    import pty
+    import re
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([shutil.which("runjob", path=os.path.dirname(PY)) or "runjob", *args], stdout=follower,
+                            stderr=subprocess.DEVNULL, env=rj.env({"COLUMNS": "250"} | (env or {})), cwd=rj.dir)  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(leader)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
+
+
+def test_show_and_dry_run_pretty_have_no_python_reprs_and_one_named_zone(rj):
+    rj.write('[jobs.p]\ncommand = ["echo", "a b"]\nschedule = "0 3 * * *"\ntimezone = "Asia/Tokyo"\n'
+             'env = { A = "1" }\nretry = { attempts = 2, delay = "90s" }\n[jobs.p.params.x]\ndefault = "v"\n')  # fmt: skip
+    shown = on_terminal(rj, "show", "p", env={"TZ": "Europe/Berlin"})
+    dry = rj.run("run", "p", "--dry-run", "--format", "pretty").out
+    for text in (shown, dry):
+        assert not any(token in text for token in ("{'", "['", "None", "True", "False", "': ")), text
+        assert "attempts=2" in text and "delay=1m30s" in text
+    assert "echo 'a b'" in shown and "timeout            1h" in shown
+    # 03:00 in Tokyo is 19:00 in Berlin the day before: shown in the host zone, which is named
+    assert "19:00:00" in shown and "(Europe/Berlin)" in shown and "+09:00" not in shown
+
+
+def test_status_table_is_in_one_named_local_zone(rj):
+    rj.write('[jobs.tokyo]\ncommand = ["true"]\nschedule = "0 3 * * *"\ntimezone = "Asia/Tokyo"\n'
+             '[jobs.here]\ncommand = ["true"]\nschedule = "0 3 * * *"\n')  # fmt: skip
+    assert rj.run("here").code == 0
+    text = on_terminal(rj, "status", env={"TZ": "America/New_York"})
+    assert "last run (America/New_York)" in text and "next due (America/New_York)" in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.strip().startswith(("tokyo", "here"))}
+    assert "03:00" in rows["here"] and "13:00" in rows["tokyo"]  # 03:00 Tokyo = 13:00 New York (EST)
+    assert "Z" not in rows["here"] and "+" not in rows["here"]
+
+
+def test_a_childs_json_level_becomes_the_records_level(rj):
+    lines = [{"level": "error", "message": "db down"}, {"level": "WARN", "msg": "slow"},
+             {"level_name": "CRITICAL", "message": "monolog"}, {"level": "verbose", "message": "odd"}, {"message": "x"}]
+    code = "import json\n" + "".join(f"print(json.dumps({json.dumps(line)}))\n" for line in lines)
+    rj.write(f"[jobs.j]\ncommand = [{q(PY)}, \"-c\", {q(code.replace('{', '{{').replace('}', '}}'))}]\n")
+    r = rj.run("j")
+    assert r.code == 0, r.err
+    out = r.events("run.output")
+    assert [rec["level"] for rec in out] == ["error", "warning", "error", "info", "info"]
+    assert [rec["data"] for rec in out] == lines  # the child's own level stays in data

@@ -170,6 +170,7 @@ class StreamHandler:
             self.records.emit(
                 "run.output",
                 message if isinstance(message, str) else "",
+                level=child_level(data),
                 stream=self.stream,
                 data=data,
                 attempt=self.attempt,
@@ -191,3 +192,19 @@ def _json_object(line: str) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
+
+
+# A child's own level names (Python logging, Monolog, syslog, Go/zap...) as runjob's levels.
+_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "notice": "info", "warn": "warning",
+           "warning": "warning", "error": "error", "err": "error", "critical": "error", "crit": "error",
+           "alert": "error", "emergency": "error", "emerg": "error", "fatal": "error", "panic": "error"}  # fmt: skip
+
+
+def child_level(data: dict[str, object]) -> str:
+    """The record's level for a child's JSON line: its own `level` (or Monolog's `level_name`,
+    or `severity`) when that is a known level name, else info. It stays in `data` too."""
+    for key in ("level", "level_name", "severity"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return _LEVELS.get(value.lower(), "info")
+    return "info"

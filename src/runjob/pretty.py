@@ -37,16 +37,24 @@ def _when(value: str | None) -> str:
     return datetime.fromisoformat(value).astimezone(zone(None)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def plain(value: object) -> str:
-    """A value as a person reads it: no Python reprs (no quotes, brackets, None or True)."""
+DURATIONS = frozenset("timeout kill_grace wait delay max_delay max_age catch_up lock_ttl min max timeout_s kill_grace_s "
+                      "wait_s".split())  # fmt: skip
+
+
+def plain(value: object, key: str = "") -> str:
+    """A value as a person reads it: no Python reprs (no quotes, brackets, None or True),
+    durations as durations, a nested table as `name (k=v, ...)` without its empty keys."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if key in DURATIONS and isinstance(value, (int, float)):
+        return _secs(value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}={plain(v)}" for k, v in value.items()) or "-"
+        items = [(k, v) for k, v in value.items() if v not in (None, "", [], {})]
+        return ", ".join(f"{k} ({plain(v)})" if isinstance(v, dict) else f"{k}={plain(v, k)}" for k, v in items) or "-"
     if isinstance(value, (list, tuple)):
-        return ", ".join(plain(v) for v in value) or "-"
+        return ", ".join(plain(v, key) for v in value) or "-"
     return str(value)
 
 
@@ -64,7 +72,7 @@ def job_detail(job: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
     for key, value in job.items():
         if value not in (None, "", [], {}):
-            shown = _argv_text(value) if key in ("argv", "command") and isinstance(value, list) else plain(value)
+            shown = _argv_text(value) if key in ("argv", "command") and isinstance(value, list) else plain(value, key)
             if key == "next" and isinstance(value, list):
                 shown = ", ".join(_when(t) for t in value) + f" ({zone_name()})"
             table.add_row(Text(key, style="bold"), Text(shown))
