@@ -193,7 +193,7 @@ def test_crontab_export_calls_runjob_by_path_and_gives_jobs_the_system_path(rj):
     venv_bin = os.path.dirname(PY)
     assert venv_bin not in cron_env["PATH"].split(":")
     ran = subprocess.run(["/bin/sh", "-c", job_line.split(None, 5)[5]], capture_output=True, text=True,
-                         env=cron_env | {"HOME": str(rj.dir)}, cwd=rj.dir)  # fmt: skip
+                         env=cron_env | {"HOME": str(rj.dir)}, cwd=rj.dir, check=False)  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     path, python3 = [json.loads(rec)["line"] for rec in ran.stdout.splitlines() if '"run.output"' in rec]
     assert venv_bin not in path.split(":") and not python3.startswith(venv_bin)
@@ -208,7 +208,7 @@ def _other_pythons() -> list[str]:
     found |= set(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3")))
     out = []
     for path in sorted(p for p in found if p):
-        version = subprocess.run([path, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        version = subprocess.run([path, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=False)
         if version.returncode == 0 and version.stdout.strip() != str(tuple(sys.version_info[:2])):
             out.append(path)
     return out
@@ -225,13 +225,13 @@ def test_single_file_build_runs_on_other_python_versions(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(os.path.join(root, name), checkout / name)
     build = subprocess.run([str(checkout / "tools" / "build-pyz")], capture_output=True, text=True,
-                           env=os.environ | {"PYTHON": PY}, timeout=600)  # fmt: skip
+                           env=os.environ | {"PYTHON": PY}, timeout=600, check=False)  # fmt: skip
     assert build.returncode == 0, build.stderr
     pyz = str(checkout / "dist" / "runjob.pyz")
     (tmp_path / "jobs.toml").write_text('[defaults]\nstate_dir = "st"\n[jobs.hi]\ncommand = ["echo", "hi"]\n')
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     for python in others:
-        run = subprocess.run([python, pyz, "hi"], capture_output=True, text=True, env=clean, cwd=tmp_path)
+        run = subprocess.run([python, pyz, "hi"], capture_output=True, text=True, env=clean, cwd=tmp_path, check=False)
         assert run.returncode == 0, (python, run.stderr)
         assert [json.loads(line)["line"] for line in run.stdout.splitlines() if '"run.output"' in line] == ["hi"]
 

@@ -15,7 +15,8 @@ from runjob.templating import expand_env, path_component_problem, placeholders, 
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 OUTPUT_MODES = ("json", "passthrough", "discard")
 

@@ -37,8 +37,8 @@ def _when(value: str | None) -> str:
     return datetime.fromisoformat(value).astimezone(zone(None)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-DURATIONS = frozenset("timeout kill_grace wait delay max_delay max_age catch_up lock_ttl min max timeout_s kill_grace_s "
-                      "wait_s".split())  # fmt: skip
+DURATIONS = frozenset({"timeout", "kill_grace", "wait", "delay", "max_delay", "max_age", "catch_up", "lock_ttl", "min",
+                       "max", "timeout_s", "kill_grace_s", "wait_s"})  # fmt: skip
 
 
 def plain(value: object, key: str = "") -> str:

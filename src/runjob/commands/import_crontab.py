@@ -169,7 +169,7 @@ def _command(command: str) -> tuple[str, str | list[str], bool]:
     return name or _name_from(argv), [w.replace("{", "{{").replace("}", "}}") for w in argv], False
 
 
-INTERPRETERS = frozenset("sh bash dash php python python3 perl ruby node env nice ionice".split())
+INTERPRETERS = frozenset({"sh", "bash", "dash", "php", "python", "python3", "perl", "ruby", "node", "env", "nice", "ionice"})
 
 
 def _name_from(words: list[str]) -> str:
