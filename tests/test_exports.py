@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -216,7 +217,10 @@ def export_k8s(rj, *args: str) -> dict[str, dict]:
 
 
 def crontab_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#") and " runjob " in line]
+    """The job lines; each calls runjob by absolute path, written here as ` runjob ` for the checks."""
+    runjob = " " + shlex.quote(RUNJOB) + " "
+    return [line.replace(runjob, " runjob ", 1) for line in text.splitlines()
+            if line and not line.startswith("#") and runjob in line]  # fmt: skip
 
 
 # --- 22.1: schedule dialects ------------------------------------------------------------------------
@@ -616,7 +620,7 @@ def test_kubernetes_pods_mount_the_registry_state_and_secrets(rj):
     assert volumes["registry"]["configMap"]["name"] == cm["metadata"]["name"] and "emptyDir" in volumes["state"]
     env = {e["name"]: e for e in container["env"]}
     assert env["RUNJOB_CONFIG"]["value"] == mounts["registry"] + "/jobs.toml"
-    assert env["XDG_STATE_HOME"]["value"] == mounts["state"]
+    assert env["RUNJOB_STATE_DIR"]["value"].startswith(mounts["state"] + "/")  # a dir inside the volume
     assert env["PSP_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "runjob-secrets", "key": "PSP_TOKEN"}
     plain = next(d for d in docs if d["metadata"]["name"] == "runjob-plain")
     assert "PSP_TOKEN" not in str(plain)

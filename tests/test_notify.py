@@ -164,12 +164,13 @@ def test_metrics_file(rj):
         if not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
-    assert samples['runjob_runs_total{job="ok",status="success"}'] == 6
+    # one series per instance (param set): n=0 ... n=5
+    assert [samples[f'runjob_runs_total{{job="ok",n="{i}",status="success"}}'] for i in range(6)] == [1] * 6
     assert samples['runjob_runs_total{job="bad",status="failure"}'] == 1
     assert samples['runjob_last_exit_code{job="bad"}'] == 3
     assert abs(samples['runjob_last_start_timestamp_seconds{job="bad"}'] - time.time()) < 30
     assert 'runjob_last_success_timestamp_seconds{job="bad"}' not in samples
-    assert samples['runjob_last_duration_seconds{job="ok"}'] >= 0
+    assert samples['runjob_last_duration_seconds{job="ok",n="0"}'] >= 0
     assert "# TYPE runjob_runs_total counter" in text and "# TYPE runjob_last_exit_code gauge" in text
     assert not list(metrics.parent.glob("*.tmp"))
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from conftest import PY, finish, py, q, wait_for
+from conftest import PY, RUNJOB, finish, py, q, wait_for
 from cronsim import CronSim
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -80,7 +80,7 @@ def test_export_crontab(rj):
     rj.write(REGISTRY.replace('{ supplier = "globex" }', '{ supplier = "glo%bex" }').replace('"imp.{supplier}"', '"imp"'))
     r = rj.run("export", "crontab")
     assert r.code == 0, r.err
-    lines = r.out.splitlines()
+    lines = r.out.replace(f" {RUNJOB} ", " runjob ").splitlines()  # runjob is called by absolute path
     assert f"RUNJOB_CONFIG={rj.config}" in lines and any(line.startswith("PATH=") for line in lines)
     jobs = [line for line in lines if line and not line.startswith("#") and "=" not in line.split()[0]]
     assert jobs == ["*/5 * * * * runjob every5", "@hourly runjob imp supplier=acme",

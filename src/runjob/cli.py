@@ -6,16 +6,23 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 
 from runjob import __version__
+from runjob.helptext import epilog
+
+# typer escapes "[required]" to "\[required]" for rich whenever rich is installed, even
+# though this app prints plain click help (rich_markup_mode=None): tell it not to.
+typer.core.HAS_RICH = False
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Run registered jobs with a run id, an overlap lock, a timeout, retries and JSON logs.\n\n"
     "The crontab form `runjob NAME [key=value ...]` is `runjob run NAME [key=value ...]`.",
+    epilog=epilog("root"),
 )
 state: dict[str, Optional[str]] = {"config": None}
 
@@ -24,6 +31,21 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of a table (
 AtOpt = Annotated[
     Optional[str], typer.Option("--at", help="as seen at this time (RFC 3339 with Z or an offset)")
 ]
+
+
+def _job_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of a job name: the registry's jobs (none if it cannot be read)."""
+    from runjob import config
+    from runjob.errors import RunjobError
+
+    try:
+        registry = config.load(ctx.find_root().params.get("config"))
+    except RunjobError:
+        return []
+    return [name for name in registry.jobs if name.startswith(incomplete)]
+
+
+JobName = Annotated[str, typer.Argument(help="job name", autocompletion=_job_names)]
 
 
 def _version(value: bool) -> None:
@@ -48,9 +70,9 @@ def _done(code: int) -> None:
     raise typer.Exit(code)
 
 
-@app.command(context_settings={"ignore_unknown_options": False})
+@app.command(context_settings={"ignore_unknown_options": False}, epilog=epilog("run"))
 def run(
-    name: Annotated[str, typer.Argument(help="job name")],
+    name: JobName,
     params: Annotated[Optional[list[str]], typer.Argument(help="key=value params")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="key=value (repeatable)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; lock and run nothing")] = False,
@@ -66,7 +88,7 @@ def run(
     _done(run_job(state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt))
 
 
-@app.command("list")
+@app.command("list", epilog=epilog("list"))
 def list_(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """Jobs with schedule, next run, lock key, timeout and owners."""
     from runjob.commands.inspect import list_jobs
@@ -75,8 +97,8 @@ def list_(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     _done(list_jobs(state["config"], _json(as_json), parse_at(at)))
 
 
-@app.command()
-def show(name: str, as_json: JsonOpt = False, at: AtOpt = None) -> None:
+@app.command(epilog=epilog("show"))
+def show(name: JobName, as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """One job, fully resolved ([defaults] merged in)."""
     from runjob.commands.inspect import show_job
     from runjob.cron import parse_at
@@ -84,7 +106,7 @@ def show(name: str, as_json: JsonOpt = False, at: AtOpt = None) -> None:
     _done(show_job(state["config"], name, _json(as_json), parse_at(at)))
 
 
-@app.command()
+@app.command(epilog=epilog("validate"))
 def validate(as_json: JsonOpt = False) -> None:
     """Check the registry: exit 0, or 78 with every error and its key path."""
     from runjob.commands.inspect import validate as check
@@ -92,7 +114,7 @@ def validate(as_json: JsonOpt = False) -> None:
     _done(check(state["config"], as_json))
 
 
-@app.command()
+@app.command(epilog=epilog("history"))
 def history(
     name: Annotated[Optional[str], typer.Argument(help="only this job")] = None,
     limit: Annotated[int, typer.Option(help="at most this many runs, newest first")] = 50,
@@ -106,7 +128,7 @@ def history(
     _done(show_history(state["config"], name, limit, status, since, _json(as_json)))
 
 
-@app.command()
+@app.command(epilog=epilog("status"))
 def status(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """Per job: last run, status, duration, last success, next due time, stale flag, locks held."""
     from runjob.commands.history import show_status
@@ -115,7 +137,7 @@ def status(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     _done(show_status(state["config"], _json(as_json), parse_at(at)))
 
 
-@app.command()
+@app.command(epilog=epilog("stale"))
 def stale(
     notify: Annotated[bool, typer.Option("--notify", help="tell the owners of each stale job")] = False,
     as_json: JsonOpt = False,
@@ -126,7 +148,7 @@ def stale(
     _done(check_stale(state["config"], notify, not _json(as_json)))
 
 
-@app.command()
+@app.command(epilog=epilog("locks"))
 def locks(as_json: JsonOpt = False) -> None:
     """Locks held now, with holder pid, run id and since when."""
     from runjob.commands.history import show_locks
@@ -134,7 +156,7 @@ def locks(as_json: JsonOpt = False) -> None:
     _done(show_locks(state["config"], _json(as_json)))
 
 
-@app.command()
+@app.command(epilog=epilog("export"))
 def export(
     fmt: Annotated[str, typer.Argument(metavar="crontab|systemd|kubernetes")],
     out: Annotated[Optional[str], typer.Option("--out", help="write files into this directory")] = None,
@@ -147,7 +169,18 @@ def export(
     _done(run_export(state["config"], fmt, out, image, namespace))
 
 
-@app.command()
+@app.command("import", epilog=epilog("import"))
+def import_(
+    kind: Annotated[str, typer.Argument(metavar="crontab")],
+    file: Annotated[str, typer.Argument(help="the crontab to convert (`crontab -l > FILE`)")],
+) -> None:
+    """Turn a crontab into jobs.toml entries (TOML on stdout; what could not be converted on stderr, exit 1)."""
+    from runjob.commands.import_crontab import import_crontab
+
+    _done(import_crontab(kind, file))
+
+
+@app.command(epilog=epilog("tick"))
 def tick(
     at: Annotated[
         Optional[str],
@@ -161,7 +194,7 @@ def tick(
     _done(run_tick(state["config"], parse_at(at)))
 
 
-@app.command()
+@app.command(epilog=epilog("init"))
 def init(force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False) -> None:
     """Write a commented starter jobs.toml."""
     from runjob.commands.edit import init as run_init
@@ -169,7 +202,7 @@ def init(force: Annotated[bool, typer.Option("--force", help="overwrite an exist
     _done(run_init(state["config"], force))
 
 
-@app.command()
+@app.command(epilog=epilog("add"))
 def add(
     name: Annotated[str, typer.Argument(help="job name")],
     command: Annotated[str, typer.Option(help="the command, split like a shell would (no shell runs it)")],
@@ -184,7 +217,7 @@ def add(
     _done(run_add(state["config"], name, command, schedule, timeout, lock_key, description))
 
 
-@app.command()
+@app.command(epilog=epilog("schema"))
 def schema() -> None:
     """Print the JSON Schema of jobs.toml."""
     from runjob.commands.inspect import print_schema

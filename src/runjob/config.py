@@ -77,7 +77,7 @@ class Registry:
         self.owners = owners
         self.jobs = jobs
         self.base_dir = os.path.dirname(os.path.abspath(path))  # relative paths in the file start here
-        self.state_dir = self.resolve(defaults.get("state_dir") or default_state_dir(path))
+        self.state_dir = state_dir_for(self, path)
         self.metrics_file = self.resolve(defaults["metrics_file"]) if defaults.get("metrics_file") else ""
         self.history_keep: float = defaults.get("history_keep", schema.DEFAULTS_ONLY["history_keep"].default)
         self.notify_timeout: float = defaults.get("notify_timeout", schema.DEFAULTS_ONLY["notify_timeout"].default)
@@ -111,6 +111,16 @@ def key(name: str) -> str:
     import json
 
     return name if name and not name.strip(_BARE_CHARS) else json.dumps(name)
+
+
+def state_dir_for(registry: Registry, path: str) -> str:
+    """$RUNJOB_STATE_DIR (relative to the working dir), else `state_dir` (relative to the
+    registry), else the per-registry default. The variable wins so that one registry file
+    serves a host (its `state_dir`) and a pod whose only writable place is a volume."""
+    override = os.environ.get("RUNJOB_STATE_DIR")
+    if override:
+        return os.path.abspath(os.path.expanduser(override))
+    return registry.resolve(registry.defaults.get("state_dir") or default_state_dir(path))
 
 
 def default_state_dir(registry_path: str) -> str:

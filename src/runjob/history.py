@@ -250,11 +250,22 @@ def query(db: sqlite3.Connection, job: str | None = None, status: str | None = N
     return db.execute(sql, (*args, limit)).fetchall()
 
 
-def last_runs(db: sqlite3.Connection, job: str) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
-    """(the newest run that was not skipped, the newest success) of `job`; both index look-ups."""
+def last_runs(db: sqlite3.Connection, job: str, params: str | None = None) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    """(the newest run that was not skipped, the newest success) of `job`, or of one of its
+    instances (`params` as stored: see param_sets); both index look-ups."""
     cols = ", ".join(COLUMNS)
+    one = "" if params is None else " AND params = ?"
+    args = (job,) if params is None else (job, params)
     found = [
-        db.execute(f"SELECT {cols} FROM runs WHERE job = ? AND {where} ORDER BY started DESC LIMIT 1", (job,)).fetchall()
+        db.execute(f"SELECT {cols} FROM runs WHERE job = ?{one} AND {where} ORDER BY started DESC LIMIT 1", args).fetchall()
         for where in ("status != 'skipped'", "status = 'success'")
     ]  # fetchall: a finished statement holds no lock (see _scalar)
     return tuple(rows[0] if rows else None for rows in found)  # type: ignore[return-value]
+
+
+def param_sets(db: sqlite3.Connection, job: str) -> dict[str, dict[str, str]]:
+    """Every param set `job` has run with: the stored text -> the params."""
+    import json
+
+    rows = db.execute("SELECT DISTINCT params FROM runs WHERE job = ?", (job,)).fetchall()
+    return {text: json.loads(text or "{}") for (text,) in rows}

@@ -39,21 +39,35 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _labels(job: str, params: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """`job` and one label per param of the run (SPEC 5: `supplier="acme"`), so each job
+    instance is its own series; a param named like a label of ours gets a `param_` prefix."""
+    import json  # after the run, never before the child starts
+
+    decoded = json.loads(params or "{}")
+    labels = {"job": job}
+    for name, value in decoded.items():
+        labels["param_" + name if name in ("job", "status") or name.startswith("__") else name] = str(value)
+    return labels | (extra or {})
+
+
 def collect(db: sqlite3.Connection) -> dict[str, list[tuple[dict[str, str], float]]]:
     samples: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in FAMILIES}
     queries = {
-        "runjob_last_start_timestamp_seconds": "SELECT job, MAX(started) FROM runs WHERE status != 'skipped' GROUP BY job",
-        "runjob_last_success_timestamp_seconds": "SELECT job, MAX(ended) FROM runs WHERE status = 'success' GROUP BY job",
+        "runjob_last_start_timestamp_seconds": "SELECT job, params, MAX(started) FROM runs WHERE status != 'skipped' GROUP BY job, params",
+        "runjob_last_success_timestamp_seconds": "SELECT job, params, MAX(ended) FROM runs WHERE status = 'success' GROUP BY job, params",
     }
     for name, sql in queries.items():
-        samples[name] = [({"job": job}, value) for job, value in db.execute(sql)]
+        samples[name] = [(_labels(job, params), value) for job, params, value in db.execute(sql)]
     # SQLite's bare columns come from the row holding MAX(started): the last finished run.
-    last = "SELECT job, MAX(started), duration_s, exit_code FROM runs WHERE ended IS NOT NULL AND status != 'skipped' GROUP BY job"
-    for job, _, duration, code in db.execute(last):
-        samples["runjob_last_duration_seconds"].append(({"job": job}, duration or 0.0))
-        samples["runjob_last_exit_code"].append(({"job": job}, code if code is not None else -1))
-    for job, status, count in db.execute("SELECT job, status, COUNT(*) FROM runs GROUP BY job, status"):
-        samples["runjob_runs_total"].append(({"job": job, "status": status}, count))
+    last = ("SELECT job, params, MAX(started), duration_s, exit_code FROM runs WHERE ended IS NOT NULL "
+            "AND status != 'skipped' GROUP BY job, params")  # fmt: skip
+    for job, params, _, duration, code in db.execute(last):
+        samples["runjob_last_duration_seconds"].append((_labels(job, params), duration or 0.0))
+        samples["runjob_last_exit_code"].append((_labels(job, params), code if code is not None else -1))
+    counts = "SELECT job, params, status, COUNT(*) FROM runs GROUP BY job, params, status"
+    for job, params, status, count in db.execute(counts):
+        samples["runjob_runs_total"].append((_labels(job, params, {"status": status}), count))
     return samples
 
 

@@ -12,10 +12,11 @@ import os
 from runjob.config import Job, Registry, lock_key_problem
 from runjob.errors import UsageError
 from runjob.redact import MASK, Redactor, needles
-from runjob.templating import path_component_problem, placeholders, substitute
+from runjob.templating import expand_env, path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 OUTPUT_MODES = ("json", "passthrough", "discard")
@@ -75,6 +76,9 @@ def resolve_params(job: Job, given: dict[str, str]) -> dict[str, str]:
         import re  # only jobs with params pay for it
     for name, spec in job.params.items():
         value = given.get(name, spec["default"])
+        if value == "" and spec.get("omit_empty"):  # "not given": its argv elements are left out
+            values[name] = value
+            continue
         if value is None:
             raise UsageError(f'job "{job.name}" needs param "{name}" ({name}=VALUE, pattern {spec["pattern"]})')
         if "\0" in value or re.fullmatch(spec["pattern"], value) is None:
@@ -100,7 +104,8 @@ def build(
     problem = lock_key_problem(lock_key)
     if problem:
         raise UsageError(f"{problem}, made from the params {params}")
-    env = {k: substitute(v, values) for k, v in job.env.items()}
+    lookup = _inherited(registry, job) if any("$" in v for v in job.env.values()) else None
+    env = {k: substitute(expand_env(v, lookup) if lookup else v, values) for k, v in job.env.items()}
     if output is not None and output not in OUTPUT_MODES:
         raise UsageError(f'--output must be one of {", ".join(OUTPUT_MODES)}, got "{output}"')
     _check_path_params(job, params)
@@ -111,7 +116,7 @@ def build(
         job=job,
         name=name,
         params=Redactor(secrets).value(params) if secrets else params,
-        argv=[substitute(arg, values) for arg in job.command],
+        argv=_argv(job, params, values),
         cwd=registry.resolve(substitute(job.cwd, values)) if job.cwd else registry.base_dir,
         env=env,
         secret_values=secrets,
@@ -126,6 +131,22 @@ def build(
         retry=retry,
         registry_path=registry.path,
     )
+
+
+def _inherited(registry: Registry, job: Job) -> Callable[[str], str | None]:
+    """What `$NAME` in an env value reads: runjob's environment, less what the child may not
+    get (other jobs' secrets, Redis passwords), so a reference cannot smuggle one in."""
+    withheld = registry.secret_names() - set(job.secrets)
+    return lambda name: None if name in withheld else os.environ.get(name)
+
+
+def _argv(job: Job, params: dict[str, str], values: dict[str, str]) -> list[str]:
+    """The command with params substituted; an element using an `omit_empty` param whose
+    value is "" is left out whole (so `--since={since}` disappears, not becomes `--since=`)."""
+    omitted = {n for n, spec in job.params.items() if spec.get("omit_empty") and params.get(n) == ""}
+    if not omitted:
+        return [substitute(arg, values) for arg in job.command]
+    return [substitute(arg, values) for arg in job.command if omitted.isdisjoint(placeholders(arg))]
 
 
 def _check_path_params(job: Job, params: dict[str, str]) -> None:

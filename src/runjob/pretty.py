@@ -18,11 +18,52 @@ def say(markup: str) -> None:
     console.print(markup)
 
 
+def zone_name() -> str:
+    """The host zone's name, for a table's header: every time in a table is in this one zone."""
+    from runjob.cron import zone
+
+    tz = zone(None)
+    return str(getattr(tz, "key", None) or tz)
+
+
+def _when(value: str | None) -> str:
+    """An RFC 3339 time (UTC or any offset) as the host's local wall time, to the second."""
+    if not value:
+        return "-"
+    from datetime import datetime
+
+    from runjob.cron import zone
+
+    return datetime.fromisoformat(value).astimezone(zone(None)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+DURATIONS = frozenset({"timeout", "kill_grace", "wait", "delay", "max_delay", "max_age", "catch_up", "lock_ttl", "min",
+                       "max", "timeout_s", "kill_grace_s", "wait_s"})  # fmt: skip
+
+
+def plain(value: object, key: str = "") -> str:
+    """A value as a person reads it: no Python reprs (no quotes, brackets, None or True),
+    durations as durations, a nested table as `name (k=v, ...)` without its empty keys."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key in DURATIONS and isinstance(value, (int, float)):
+        return _secs(value)
+    if isinstance(value, dict):
+        items = [(k, v) for k, v in value.items() if v not in (None, "", [], {})]
+        return ", ".join(f"{k} ({plain(v)})" if isinstance(v, dict) else f"{k}={plain(v, k)}" for k, v in items) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(plain(v, key) for v in value) or "-"
+    return str(value)
+
+
 def job_table(rows: list[dict[str, Any]]) -> None:
-    table = Table("job", "schedule", "next", "lock key", "timeout", "owners", box=None, header_style="bold")
+    table = Table("job", "schedule", f"next ({zone_name()})", "lock key", "timeout", "owners", box=None,
+                  header_style="bold")  # fmt: skip
     for row in rows:
         owners = ", ".join(f"{k}={v}" for k, v in row["owners"].items() if v)
-        nxt = row["next"][0][:16].replace("T", " ") if row["next"] else "-"
+        nxt = _when(row["next"][0])[:16] if row["next"] else "-"
         table.add_row(row["name"], row["schedule"] or "-", nxt, row["lock_key"], _secs(row["timeout_s"]), owners)
     console.print(table)
 
@@ -31,7 +72,10 @@ def job_detail(job: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
     for key, value in job.items():
         if value not in (None, "", [], {}):
-            table.add_row(Text(key, style="bold"), Text(str(value)))
+            shown = _argv_text(value) if key in ("argv", "command") and isinstance(value, list) else plain(value, key)
+            if key == "next" and isinstance(value, list):
+                shown = ", ".join(_when(t) for t in value) + f" ({zone_name()})"
+            table.add_row(Text(key, style="bold"), Text(shown))
     console.print(table)
 
 
@@ -42,39 +86,45 @@ def show_plan(plan: dict[str, Any]) -> None:
         console.print(f"[red]{plan['executable_problem']}[/red]")
 
 
+def _argv_text(argv: list[str]) -> str:
+    """An argv as one line a shell would split back into the same words."""
+    import shlex
+
+    return shlex.join(argv)
+
+
 def history_table(rows: list[dict[str, Any]]) -> None:
-    table = Table("started", "job", "status", "exit", "duration", "attempts", "params", "run id", box=None,
+    table = Table(f"started ({zone_name()})", "job", "status", "exit", "duration", "attempts", "params", "run id", box=None,
                   header_style="bold")  # fmt: skip
     for r in rows:
         style = STATUS_STYLE.get(r["status"], "yellow")
-        table.add_row((r["started_at"] or "")[:19].replace("T", " "), r["job"], Text(r["status"], style=style),
+        table.add_row(_when(r["started_at"]), r["job"], Text(r["status"], style=style),
                       _str(r["exit_code"]), _secs_or(r["duration_s"]), _str(r["attempts"]),
                       " ".join(f"{k}={v}" for k, v in r["params"].items()), r["run_id"][:8])  # fmt: skip
     console.print(table if rows else "no runs recorded")
 
 
 def status_table(rows: list[dict[str, Any]]) -> None:
-    table = Table("job", "last run", "status", "duration", "last success", "next due", "stale", "lock", box=None,
-                  header_style="bold")  # fmt: skip
+    zone = zone_name()
+    table = Table("job", f"last run ({zone})", "status", "duration", f"last success ({zone})", f"next due ({zone})",
+                  "stale", "lock", box=None, header_style="bold")  # fmt: skip
     for r in rows:
         status = r["status"] or "never run"
         stale = "-" if r["stale"] is None else Text("STALE", style="bold red") if r["stale"] else "ok"
         locks = ", ".join(f"{h['lock_key']} pid {h.get('pid')}" for h in r["locks"]) or "-"
-        table.add_row(r["job"], _when(r["last_run_at"]), Text(status, style=STATUS_STYLE.get(status, "yellow")),
+        job = " ".join([r["job"], *(f"{k}={v}" for k, v in r.get("params", {}).items())])
+        table.add_row(job, _when(r["last_run_at"]), Text(status, style=STATUS_STYLE.get(status, "yellow")),
                       _secs_or(r["duration_s"]), _when(r["last_success_at"]), _when(r["next_due"]), stale, locks)  # fmt: skip
     console.print(table)
 
 
 def locks_table(held: list[dict[str, Any]]) -> None:
-    table = Table("lock key", "job", "pid", "child pid", "run id", "host", "since", box=None, header_style="bold")
+    table = Table("lock key", "job", "pid", "child pid", "run id", "host", f"since ({zone_name()})", box=None,
+                  header_style="bold")  # fmt: skip
     for h in held:
         table.add_row(str(h["lock_key"]), _str(h.get("job")), _str(h.get("pid")), _str(h.get("child_pid")),
-                      _str(h.get("run_id")), _str(h.get("host")), _str(h.get("since")))  # fmt: skip
+                      _str(h.get("run_id")), _str(h.get("host")), _when(h.get("since")))  # fmt: skip
     console.print(table if held else "no locks held")
-
-
-def _when(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else "-"
 
 
 def _str(value: object) -> str:

@@ -69,6 +69,7 @@ PARAM = {
     "pattern": Key("regex", r"[A-Za-z0-9][A-Za-z0-9._-]*", "every value must fully match"),
     "default": Key("str", None, "value when none is given; without it the param is required"),
     "description": Key("str", "", "what the param selects"),
+    "omit_empty": Key("bool", False, 'an empty value ("" or an empty default) leaves out every command element using it'),
 }
 
 OWNER = {
@@ -76,7 +77,7 @@ OWNER = {
     "webhook": Key("str", None, "URL that gets the run record as a JSON POST"),
 }
 
-# Keys a job may set; [defaults] may set all of them but `command`, `params` and `instances`.
+# Keys a job may set; [defaults] may set all of them but `command`, `shell`, `params` and `instances`.
 JOB = {
     "description": Key("str", "", "what the job does"),
     "command": Key("argv", REQUIRED, "argv (or a string split with shlex); run through a shell only with shell = true"),
@@ -118,7 +119,7 @@ DEFAULTS_ONLY = {
     "ping_timeout": Key("duration", 10.0, "deadline of each ping's whole exchange"),
 }
 
-DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "params", "instances")} | DEFAULTS_ONLY
+DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "shell", "params", "instances")} | DEFAULTS_ONLY
 
 TOP = {
     "defaults": Key("table", {}, "values every job inherits", table=DEFAULTS),
@@ -130,7 +131,7 @@ JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
 LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
-    "run list show validate status history stale locks export tick init add schema help".split()
+    "run list show validate status history stale locks export import tick init add schema help".split()
 )
 
 _DURATION_SCHEMA = {

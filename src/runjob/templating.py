@@ -10,6 +10,10 @@ at a bounded number of times, so `validate` stays fast on a huge value.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _IDENT_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _IDENT = _IDENT_START | frozenset("0123456789")
 MAX_NAME = 100  # a longer run of identifier characters after "{" is literal text, not a name
@@ -71,6 +75,47 @@ def substitute(template: str, values: dict[str, str]) -> str:
     if "{" not in template and "}" not in template:
         return template
     return "".join(values[text] if is_name else text for text, is_name in _tokens(template))
+
+
+def expand_env(template: str, lookup: Callable[[str], str | None]) -> str:
+    """`$NAME` and `${NAME}` in an `env` value replaced by lookup(NAME) ("" when unset, as in
+    sh), `$$` by one `$`; any other `$` is literal. The result is still a template: braces
+    in a looked-up value are doubled, so only the registry's own `{param}` is substituted
+    after it, and a param value is never expanded."""
+    if "$" not in template:
+        return template
+    out: list[str] = []
+    i, n = 0, len(template)
+    while i < n:
+        j = template.find("$", i)
+        if j < 0:
+            out.append(template[i:])
+            break
+        out.append(template[i:j])
+        braced = template.startswith("{", j + 1)
+        end = _name_end(template, j + 2) if braced else _bare_name_end(template, j + 1)
+        if template.startswith("$$", j):
+            out.append("$")
+            i = j + 2
+        elif end < 0:
+            out.append("$")
+            i = j + 1
+        else:
+            name = template[j + 2 : end] if braced else template[j + 1 : end]
+            out.append((lookup(name) or "").replace("{", "{{").replace("}", "}}"))
+            i = end + 1 if braced else end
+    return "".join(out)
+
+
+def _bare_name_end(template: str, start: int) -> int:
+    """End of a `$NAME` name that begins at `start` (exclusive), or -1 if none begins there."""
+    n = len(template)
+    if start >= n or template[start] not in _IDENT_START:
+        return -1
+    i = start + 1
+    while i < n and template[i] in _IDENT:
+        i += 1
+    return i
 
 
 def path_component_problem(value: str) -> str | None:

@@ -16,7 +16,7 @@ from runjob.config import Job, Registry, key, lock_key_problem
 from runjob.durations import parse_duration
 from runjob.errors import ConfigError
 from runjob.schema import REQUIRED, Key
-from runjob.templating import path_component_problem, placeholders, substitute
+from runjob.templating import expand_env, path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def _check_job(name: str, job: dict[str, Any], owners: dict[str, Any], errors: l
     known = set(job["params"]) | BUILTIN_PLACEHOLDERS
     fields = [(f"command[{i}]", arg) for i, arg in enumerate(job["command"])]
     fields += [(k, job[k]) for k in _TEMPLATED if job[k]]
-    fields += [(f"env.{key(k)}", v) for k, v in job["env"].items()]
+    fields += [(f"env.{key(k)}", expand_env(v, lambda _: None)) for k, v in job["env"].items()]  # ${VAR}: no param
     for field, template in fields:
         missing = dict.fromkeys(p for p in placeholders(template) if p not in known)  # each name once
         for p in missing:
@@ -229,7 +229,7 @@ def _params(raw: Any, where: str, errors: list[str]) -> dict[str, Any]:
             errors.append(f"{at}: bad param name (must match {schema.PARAM_NAME}, not 'job')")
         values = _builtin(schema.PARAM) | _table(body, schema.PARAM, at, errors)
         default = values["default"]
-        if default is not None and isinstance(values["pattern"], str):
+        if default is not None and isinstance(values["pattern"], str) and not (default == "" and values["omit_empty"]):
             if re.fullmatch(values["pattern"], default) is None:
                 errors.append(f'{at}.default: "{default}" does not match the pattern {values["pattern"]}')
         params[name] = values

@@ -30,15 +30,34 @@ def staleness(job: Job, last_success_end: float | None, now: float) -> dict[str,
             "reason": f"last success {age:.0f}s ago, max_age {job.max_age:g}s"}  # fmt: skip
 
 
-def stale_jobs(registry: Registry, db: sqlite3.Connection | None, now: float) -> list[tuple[Job, dict[str, Any]]]:
+def instances(job: Job, db: sqlite3.Connection | None) -> list[tuple[dict[str, str], str | None]]:
+    """The job's instances as (params, their text in the history or None if never run).
+
+    A job with `instances` has those (defaults filled in, as a run resolves them); a job with
+    params but no instances has each param set it has run with; any other job, one."""
+    seen = history.param_sets(db, job.name) if db is not None else {}
+    if job.instances:
+        defaults = {k: spec["default"] for k, spec in job.params.items() if spec["default"] is not None}
+        wanted = [defaults | i for i in job.instances]
+    elif job.params and seen:
+        wanted = list(seen.values())
+    else:
+        return [({}, None)]  # the job as a whole: its newest run whatever the params
+    by_value = {tuple(sorted(params.items())): text for text, params in seen.items()}
+    return [(params, by_value.get(tuple(sorted(params.items())), "")) for params in wanted]
+
+
+def stale_jobs(registry: Registry, db: sqlite3.Connection | None, now: float) -> list[tuple[Job, dict[str, str], dict[str, Any]]]:
+    """(job, instance params, why) for every instance with no success within the job's max_age."""
     out = []
     for job in registry.jobs.values():
         if job.max_age is None:
             continue
-        success = history.last_runs(db, job.name)[1] if db is not None else None
-        why = staleness(job, success[history.COLUMNS.index("ended")] if success else None, now)
-        if why is not None:
-            out.append((job, why))
+        for params, text in instances(job, db):
+            success = history.last_runs(db, job.name, text)[1] if db is not None and text != "" else None
+            why = staleness(job, success[history.COLUMNS.index("ended")] if success else None, now)
+            if why is not None:
+                out.append((job, params, why))
     return out
 
 
@@ -52,14 +71,24 @@ def lock_pattern(job: Job) -> re.Pattern[str]:
     return re.compile(out + re.escape(rest))
 
 
-def held_by(job: Job, held: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def held_by(job: Job, held: list[dict[str, Any]], params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The locks `job` holds now; with `params`, those of that instance only."""
+    if params:
+        from runjob.templating import substitute
+
+        try:
+            key = substitute(job.lock_key, params | {"job": job.name})
+        except KeyError:  # a param of the key this instance does not set
+            key = None
+        if key is not None:
+            return [h for h in held if h["lock_key"] == key]
     pattern = lock_pattern(job)
     return [h for h in held if pattern.fullmatch(str(h["lock_key"]))]
 
 
 def held_locks(registry: Registry) -> list[dict[str, Any]]:
     """Locks held now: this host's file locks, and those in every Redis the registry uses."""
-    held = [h | {"backend": "file"} for h in lock.held_locks(os.path.join(registry.state_dir, "locks"))]
+    held = [h | {"backend": "file"} | _child(h) for h in lock.held_locks(os.path.join(registry.state_dir, "locks"))]
     backends = sorted({(j.lock_backend, j.lock_password_env or "") for j in registry.jobs.values() if j.lock_backend})
     for url, password_env in backends:
         from runjob import redis_lock
@@ -71,3 +100,25 @@ def held_locks(registry: Registry) -> list[dict[str, Any]]:
     # A Redis-backed run also holds this host's file lock: show it once, as the Redis lock.
     in_redis = {h["lock_key"] for h in held if h["backend"] != "file"}
     return [h for h in held if h["backend"] != "file" or h["lock_key"] not in in_redis]
+
+
+def _child(holder: dict[str, Any]) -> dict[str, Any]:
+    """The pid of the job's process holding a file lock: the child inherits the locked file,
+    so it is the process with the file open whose parent is the runjob named in it."""
+    from runjob import procid
+
+    runjob_pid = holder.get("pid")
+    try:
+        st = os.stat(str(holder["lock_file"]))
+    except OSError:
+        return {"child_pid": None}
+    others = [p for p in procid.holders_of((st.st_dev, st.st_ino)) if p != runjob_pid]
+    return {"child_pid": next((p for p in others if _parent(p) == runjob_pid), others[0] if others else None)}
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

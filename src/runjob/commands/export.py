@@ -20,7 +20,7 @@ def export(config_path: str | None, fmt: str, out_dir: str | None, image: str, n
     if fmt == "crontab":
         from runjob.export import crontab
 
-        text, notes = crontab.render(registry, os.path.dirname(runjob))
+        text, notes = crontab.render(registry, runjob)
         files = {"runjob.crontab": text}
     elif fmt == "systemd":
         from runjob.export import systemd

@@ -77,7 +77,8 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     db = _open(registry.state_dir)
     held = watchdog.held_locks(registry)
     now = time.time()
-    rows = [_job_status(registry, name, db, held, now, at) for name in registry.jobs]
+    rows = [_job_status(registry, name, db, held, now, at, params, text)
+            for name, job in registry.jobs.items() for params, text in watchdog.instances(job, db)]  # fmt: skip
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -88,10 +89,11 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
 
 
 def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | None, held: list[dict[str, Any]],
-                now: float, at: float | None = None) -> dict[str, Any]:  # fmt: skip
+                now: float, at: float | None, params: dict[str, str], text: str | None) -> dict[str, Any]:  # fmt: skip
+    """One row per job instance (see watchdog.instances): its own last run, success, stale flag and locks."""
     job = registry.jobs[name]
     host = os.uname().nodename
-    last, success = history.last_runs(db, name) if db else (None, None)
+    last, success = history.last_runs(db, name, text) if db and text != "" else (None, None)
     last_row = history.row_dict(last, host) if last else None
     success_row = history.row_dict(success, host) if success else None
     from runjob.schedule import next_times
@@ -100,6 +102,7 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
     stale = watchdog.staleness(job, success_row["ended"] if success_row else None, now)
     return {
         "job": name,
+        "params": params,
         "last_run_at": timestamp(last_row["started"]) if last_row else None,
         "status": last_row["status"] if last_row else None,
         "exit_code": last_row["exit_code"] if last_row else None,
@@ -107,7 +110,7 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
         "last_success_at": timestamp(success_row["ended"]) if success_row else None,
         "next_due": timestamp(due[0].timestamp()) if due else None,
         "stale": None if job.max_age is None else stale is not None,
-        "locks": watchdog.held_by(job, held),
+        "locks": watchdog.held_by(job, held, params),
     } | _last_claim(job)
 
 
@@ -125,11 +128,12 @@ def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
     db = _open(registry.state_dir)
     found = watchdog.stale_jobs(registry, db, time.time())
     sink = JsonSink()
-    for job, why in found:
+    for job, params, why in found:
         records = Records(sink, job.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
         fields = why | {"last_success_at": timestamp(why["last_success_at"]) if why["last_success_at"] else None}
-        record = records.emit("job.stale", f"{job.name} is stale: {why['reason']}", level="error",
-                              owners=job.owners, **fields)  # fmt: skip
+        which = " ".join([job.name, *(f"{k}={v}" for k, v in params.items())])
+        record = records.emit("job.stale", f"{which} is stale: {why['reason']}", level="error",
+                              owners=job.owners, params=params, **fields)  # fmt: skip
         if notify:
             from runjob import notify as notifier
 

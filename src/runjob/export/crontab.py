@@ -1,4 +1,4 @@
-"""A crontab for `crontab -`: one `runjob NAME k=v` line per scheduled job instance.
+"""A crontab for `crontab -`: one `/path/to/runjob NAME k=v` line per scheduled job instance.
 
 Written for Debian's cron (the strictest common reader): schedules in its dialect
 (dialects.crontab), each command escaped the way its daemon un-escapes it, and
@@ -19,7 +19,18 @@ if TYPE_CHECKING:
     from runjob.config import Registry
 
 
-def render(registry: Registry, runjob_dir: str) -> tuple[str, list[str]]:
+# The jobs' PATH: the system's own directories only. runjob itself is called by absolute
+# path, so its directory (often a venv's bin/, with that venv's `python`) never comes
+# first in a job's PATH, and a job's `python3` is the host's, as under the old crontab.
+JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAILTO_NOTE = [
+    "# MAILTO mails whatever a job prints. Each line below prints its run's JSON records on",
+    "# stdout unless the job has a log_file, so cron mails every run: set MAILTO=\"\" (or a",
+    "# log_file) to stop that, and let the owners in jobs.toml be told of failures.",
+]
+
+
+def render(registry: Registry, runjob: str) -> tuple[str, list[str]]:
     """The crontab text and the notes for stderr; ConfigError naming each job cron cannot hold."""
     path = os.path.abspath(registry.path)
     lines = [
@@ -28,13 +39,15 @@ def render(registry: Registry, runjob_dir: str) -> tuple[str, list[str]]:
     ]
     notes = _zone_notes(registry)
     lines += [f"# {note}" for note in notes]
-    lines += ["SHELL=/bin/sh", f"PATH={runjob_dir}:/usr/local/bin:/usr/bin:/bin", f"RUNJOB_CONFIG={path}"]
+    lines += MAILTO_NOTE
+    lines += ["SHELL=/bin/sh", f"PATH={JOB_PATH}", f"RUNJOB_CONFIG={path}"]
+    program = _escape(shlex.quote(os.path.abspath(runjob)))
     # CRON_TZ applies to the lines after it (cronie, systemd-cron): host-zone jobs first.
     by_zone = sorted(entries(registry), key=lambda e: e.job.timezone or "")
     zone, errors = "", []
     for entry in by_zone:
         try:
-            line = _line(entry)
+            line = _line(entry, program)
         except ValueError as e:
             errors.append(f"jobs.{entry.job.name}.{e}")
             continue
@@ -80,7 +93,7 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%")
 
 
-def _line(entry: Entry) -> str:
+def _line(entry: Entry, program: str) -> str:
     """ValueError when Debian's cron cannot hold the entry as runjob means it."""
     for word in entry.words[1:]:
         if "\n" in word or "\r" in word:
@@ -90,4 +103,4 @@ def _line(entry: Entry) -> str:
     except dialects.Untranslatable as e:
         raise ValueError(f'schedule: Debian\'s cron cannot run "{entry.job.schedule}": {e}') from None
     words = " ".join(_escape(shlex.quote(w)) for w in entry.words)
-    return f"{schedule} runjob {words}"
+    return f"{schedule} {program} {words}"

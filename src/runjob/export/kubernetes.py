@@ -4,8 +4,8 @@ The CronJob takes over what runjob does on a host: `concurrencyPolicy: Forbid` i
 lock, `activeDeadlineSeconds` the whole run's budget, `backoffLimit: 0` because runjob
 retries inside the pod. The container runs `runjob NAME k=v`, so records, retries and
 notifications are the same as on a host; the image must hold runjob. The registry comes
-from a ConfigMap (exported too) mounted where RUNJOB_CONFIG points, the state from a
-writable emptyDir, and each name in a job's `secrets` from the Secret `runjob-secrets`. The schedule is written in robfig/cron's dialect (the API
+from a ConfigMap (exported too) mounted where RUNJOB_CONFIG points, the state in a
+directory runjob creates (0700) inside a writable emptyDir (RUNJOB_STATE_DIR), and each name in a job's `secrets` from the Secret `runjob-secrets`. The schedule is written in robfig/cron's dialect (the API
 server's parser; dialects.kubernetes), and every `$` in the command as `$$`, since the
 kubelet expands `$(NAME)` and `$$` there.
 """
@@ -30,7 +30,8 @@ DEFAULT_STARTING_DEADLINE_S = 120
 CONFIG_DIR = "/etc/runjob"  # where runjob looks for jobs.toml: the ConfigMap is mounted here
 CONFIG_MAP = "runjob-registry"
 SECRET = "runjob-secrets"  # the Secret holding one key per name in a job's `secrets`
-STATE_DIR = "/var/lib/runjob"  # a writable emptyDir: locks, history and cache live under it
+STATE_VOLUME = "/var/lib/runjob"  # a writable emptyDir; often world-writable, so never the state dir itself
+STATE_DIR = f"{STATE_VOLUME}/state"  # RUNJOB_STATE_DIR: runjob creates it inside the volume, mode 0700
 
 
 def _label(value: str) -> str:
@@ -82,7 +83,7 @@ def _pod(entry: Entry, image: str) -> dict[str, Any]:
     volume, and each of the job's secrets from the Secret by name."""
     env: list[dict[str, Any]] = [
         {"name": "RUNJOB_CONFIG", "value": f"{CONFIG_DIR}/jobs.toml"},
-        {"name": "XDG_STATE_HOME", "value": STATE_DIR},  # state_dir's default, unless [defaults] sets one
+        {"name": "RUNJOB_STATE_DIR", "value": STATE_DIR},  # wins over the registry's state_dir
     ]
     env += [{"name": s, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": s}}} for s in entry.job.secrets]
     return {
@@ -94,7 +95,7 @@ def _pod(entry: Entry, image: str) -> dict[str, Any]:
             "command": [w.replace("$", "$$") for w in ["runjob", *entry.words]],
             "env": env,
             "volumeMounts": [{"name": "registry", "mountPath": CONFIG_DIR, "readOnly": True},
-                             {"name": "state", "mountPath": STATE_DIR}],
+                             {"name": "state", "mountPath": STATE_VOLUME}],
         }],
         "volumes": [{"name": "registry", "configMap": {"name": CONFIG_MAP}}, {"name": "state", "emptyDir": {}}],
     }  # fmt: skip
