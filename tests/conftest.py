@@ -165,6 +165,10 @@ class Live:
         for pump in self.pumps:
             pump.start()
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def send_signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 

@@ -106,6 +106,8 @@ def build(
         raise UsageError(f"{problem}, made from the params {params}")
     lookup = _inherited(registry, job) if any("$" in v for v in job.env.values()) else None
     env = {k: substitute(expand_env(v, lookup) if lookup else v, values) for k, v in job.env.items()}
+    if job.values.get("shell"):  # the script refers to each value as $RUNJOB_PARAM_name: see shellcmd.py
+        env |= {"RUNJOB_PARAM_" + k: v for k, v in params.items()}
     if output is not None and output not in OUTPUT_MODES:
         raise UsageError(f'--output must be one of {", ".join(OUTPUT_MODES)}, got "{output}"')
     _check_path_params(job, params)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from runjob import schema
-from runjob.command_checks import option_like_params, shell_command
+from runjob import schema, shellcmd
+from runjob.command_checks import option_like_params
 from runjob.config import Job, Registry, key, lock_key_problem
 from runjob.durations import parse_duration
 from runjob.errors import ConfigError
@@ -92,7 +92,7 @@ def _job(name: str, body: Any, defaults: dict[str, Any], owners: dict[str, Any],
     if "command" not in values:
         return None
     merged = _merge(defaults, values)
-    shell_command(where, body["command"], merged, errors)
+    shellcmd.check(name, body.get("command"), merged, where, errors)
     _check_job(name, merged, owners, errors)
     return Job(name, merged)
 

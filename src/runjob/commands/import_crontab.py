@@ -19,8 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runjob import schema
-from runjob.templating import shell_syntax
+from runjob import schema, shellcmd
 from runjob.errors import UsageError
 
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -161,7 +160,7 @@ def _command(command: str) -> tuple[str, str | list[str], bool]:
         name, command = wrapped.group(2), wrapped.group(3).strip()
     else:
         name = ""
-    if shell_syntax(command):
+    if shellcmd.operator(command):
         return name or _name_from(command.split()), command.replace("{", "{{").replace("}", "}}"), True
     try:
         argv = shlex.split(command)
