@@ -26,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-FORMAT = 2
+FORMAT = 3
 
 
 def _entry(config_path: str) -> tuple[str, str, tuple[Any, ...]]:

@@ -162,6 +162,14 @@ def tick(
 
 
 @app.command()
+def resume(pipeline_run_id: str) -> None:
+    """Run a pipeline run again from where it stopped (never a job that already succeeded in it)."""
+    from runjob.pipeline import resume as run_resume
+
+    _done(run_resume(state["config"], pipeline_run_id))
+
+
+@app.command()
 def init(force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False) -> None:
     """Write a commented starter jobs.toml."""
     from runjob.commands.edit import init as run_init

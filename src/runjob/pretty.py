@@ -22,7 +22,7 @@ def job_table(rows: list[dict[str, Any]]) -> None:
     table = Table("job", "schedule", "next", "lock key", "timeout", "owners", box=None, header_style="bold")
     for row in rows:
         owners = ", ".join(f"{k}={v}" for k, v in row["owners"].items() if v)
-        nxt = row["next"][0][:16].replace("T", " ") if row["next"] else "-"
+        nxt = row["next"][0][:16].replace("T", " ") if row["next"] else _never(row)
         table.add_row(row["name"], row["schedule"] or "-", nxt, row["lock_key"], _secs(row["timeout_s"]), owners)
     console.print(table)
 
@@ -61,7 +61,8 @@ def status_table(rows: list[dict[str, Any]]) -> None:
         stale = "-" if r["stale"] is None else Text("STALE", style="bold red") if r["stale"] else "ok"
         locks = ", ".join(f"{h['lock_key']} pid {h.get('pid')}" for h in r["locks"]) or "-"
         table.add_row(r["job"], _when(r["last_run_at"]), Text(status, style=STATUS_STYLE.get(status, "yellow")),
-                      _secs_or(r["duration_s"]), _when(r["last_success_at"]), _when(r["next_due"]), stale, locks)  # fmt: skip
+                      _secs_or(r["duration_s"]), _when(r["last_success_at"]), _when(r["next_due"]) if r["next_due"]
+                      else _never(r), stale, locks)  # fmt: skip
     console.print(table)
 
 
@@ -71,6 +72,11 @@ def locks_table(held: list[dict[str, Any]]) -> None:
         table.add_row(str(h["lock_key"]), _str(h.get("job")), _str(h.get("pid")), _str(h.get("child_pid")),
                       _str(h.get("run_id")), _str(h.get("host")), _str(h.get("since")))  # fmt: skip
     console.print(table if held else "no locks held")
+
+
+def _never(row: dict[str, Any]) -> str:
+    """Why a job has no next due time: disabled, a one-time job done, or simply none."""
+    return "disabled" if row.get("enabled") is False else "done" if row.get("done") else "-"
 
 
 def _when(value: str | None) -> str:
