@@ -200,3 +200,32 @@ def test_a_jobs_own_retry_and_transient_rules_hold_inside_a_pipeline(rj):
     assert ends["flaky"]["status"] == "success" and ends["flaky"]["attempts"] == 2
     assert ends["busy-db"]["status"] == "transient"
     assert r.one("pipeline.end")["failed_jobs"] == ["busy-db"]
+
+
+def test_sigterm_to_a_pipeline_stops_its_running_jobs(rj):
+    import signal
+
+    rj.write(holding(rj, "slow") + counting(rj, "after") + '[pipelines.p]\nstages = [["slow"], ["after"]]\n')
+    live = rj.live("p")
+    assert wait_for(lambda: (rj.dir / "slow.started").exists())
+    live.proc.send_signal(signal.SIGTERM)
+    r = live.finish()
+    assert r.code == 128 + signal.SIGTERM
+    assert r.one("run.end")["status"] == "killed" and r.one("pipeline.end")["status"] == "killed"
+    assert runs(rj) == []
+
+
+def test_a_disabled_pipeline_is_never_due_but_runs_by_name_with_a_warning(rj):
+    rj.write('[jobs.a]\ncommand = ["true"]\n[pipelines.p]\nstages = [["a"]]\nschedule = "* * * * *"\nenabled = false\n')
+    assert rj.run("tick").one("tick")["started"] == []
+    crontab = rj.run("export", "crontab")
+    assert "# disabled (enabled = false): * * * * * runjob p" in crontab.out.splitlines()
+    r = rj.run("p")
+    assert r.code == 0 and r.one("pipeline.disabled")["level"] == "warning"
+    assert r.one("pipeline.end")["status"] == "success"
+
+
+def test_job_flags_are_refused_for_a_pipeline(rj):
+    rj.write('[jobs.a]\ncommand = ["true"]\n[pipelines.p]\nstages = [["a"]]\n')
+    r = rj.run("run", "p", "--timeout", "1s")
+    assert r.code == 2 and "is a pipeline" in r.err and not r.out

@@ -120,6 +120,9 @@ class Execution:
         self.records.emit("pipeline.start", f"pipeline {self.pipeline.name} started" + (" (resumed)" if self.done else ""),
                           stages=self.pipeline.stages, params=self.params, resumed=bool(self.done),
                           already_succeeded=sorted(self.done))  # fmt: skip
+        if not self.pipeline.enabled:  # asked for by name: run it, but say that it is switched off
+            self.records.emit("pipeline.disabled", f"pipeline {self.pipeline.name} has enabled = false: it is never "
+                              "due, run only because it was asked for by name", level="warning")  # fmt: skip
         failed: list[dict[str, Any]] = []
         for number, stage in enumerate(self.pipeline.stages, 1):
             todo = [job for job in stage if job not in self.done]
