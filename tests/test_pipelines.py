@@ -95,8 +95,11 @@ def test_pipeline_params_go_to_the_jobs_that_declare_them(rj):
     assert r.code == 0, r.err
     params = {s["job"]: s["params"] for s in r.events("run.start")}
     assert params == {"pull": {"platform": "all"}, "plain": {}}
-    assert rj.run("nightly", "platform=amazon").events("run.start")[0]["params"] in ({"platform": "amazon"}, {})
+    override = rj.run("nightly", "platform=amazon")
+    assert {s["job"]: s["params"] for s in override.events("run.start")} == {"pull": {"platform": "amazon"}, "plain": {}}
     assert rj.run("nightly", "nosuch=1").code == 2
+    bad = rj.run("nightly", "platform=-rf")
+    assert bad.code == 2 and "pattern" in bad.err and not bad.out
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
 from conftest import PY, q
+from test_exports import need, systemd_times
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -168,6 +168,10 @@ def test_crontab_export_of_intervals_one_time_and_disabled_jobs(rj):
     assert not [line for line in lines if not line.startswith("#") and ("once" in line or "off" in line or "man" in line)]
     assert any(line.startswith("# once: one-time") for line in lines)
     assert "# disabled (enabled = false): 30 3 * * * runjob off" in lines
+    need("crontab")
+    (rj.dir / "runjob.crontab").write_text(r.out)
+    checked = subprocess.run(["crontab", "-n", str(rj.dir / "runjob.crontab")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr  # Debian's own parser takes it
 
 
 @pytest.mark.parametrize("target", ["crontab", "kubernetes"])
@@ -189,9 +193,11 @@ def test_systemd_export_of_intervals_and_one_time_jobs(rj):
     once = (out / "runjob-once.timer").read_text()
     assert "OnCalendar=2026-12-24 17:00:00 UTC\n" in once and "Persistent=true\n" in once
     assert not (out / "runjob-off.timer").exists() and not (out / "runjob-man.timer").exists()
-    if shutil.which("systemd-analyze"):
-        check = subprocess.run(["systemd-analyze", "calendar", "2026-12-24 17:00:00 UTC"], capture_output=True, text=True)
-        assert check.returncode == 0, check.stderr
+    need("systemd-analyze")
+    calendar = next(line for line in once.splitlines() if line.startswith("OnCalendar=")).partition("=")[2]
+    assert systemd_times(calendar, datetime(2026, 1, 1, tzinfo=UTC), 1) == [datetime(2026, 12, 24, 17, tzinfo=UTC)]
+    verify = subprocess.run(["systemd-analyze", "verify", *map(str, sorted(out.glob("*.timer")))], capture_output=True, text=True)
+    assert verify.returncode == 0 and not [line for line in verify.stderr.splitlines() if "runjob-" in line], verify.stderr
 
 
 def test_kubernetes_export_of_intervals_leaves_one_time_jobs_out(rj):

@@ -58,10 +58,16 @@ def resume(config_path: str | None, given_id: str) -> int:
 
 def _overrides(registry: Registry, pipeline: Pipeline, given: dict[str, str]) -> dict[str, str]:
     """`runjob PIPELINE k=v`: a value for a param some job of the pipeline declares."""
-    declared = {p for stage in pipeline.stages for job in stage for p in registry.jobs[job].params}
-    for name in given:
-        if name not in declared:
+    import re
+
+    takers = [registry.jobs[job] for stage in pipeline.stages for job in stage]
+    for name, value in given.items():
+        if not any(name in job.params for job in takers):
             raise UsageError(f'pipeline {pipeline.name}: no job of it declares the param "{name}"')
+        for job in takers:  # checked before anything runs, not by the first job that gets it
+            pattern = job.params.get(name, {}).get("pattern")
+            if isinstance(pattern, str) and not re.fullmatch(pattern, value):
+                raise UsageError(f'param {name}="{value}" does not match the pattern {pattern} of job {job.name}')
     return given
 
 
