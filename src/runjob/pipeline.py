@@ -187,7 +187,7 @@ class Execution:
             code = failed[0]["exit_code"] or EXIT_BUSY
         status = "timeout" if self.timed_out else "killed" if self.signum else "failure" if failed else "success"
         names = [r["job"] for r in failed]
-        store.end(self.run_id, status, code, names)
+        store.end(self.run_id, status, code, names, self.registry.history_keep)
         hint = f"runjob resume {self.run_id}" if status != "success" else None
         what = f"failed in {', '.join(names)}" if names else {"success": "succeeded"}.get(status, status)
         record = self.records.emit("pipeline.end", f"pipeline {self.pipeline.name} {what}" + (f"; {hint}" if hint else ""),

@@ -55,9 +55,14 @@ class Store:
             (run_id, stage, job, job_run_id, status, code),
         )
 
-    def end(self, run_id: str, status: str, code: int, failed: list[str]) -> None:
+    def end(self, run_id: str, status: str, code: int, failed: list[str], keep_s: float) -> None:
         self._write("UPDATE pipeline_runs SET ended = ?, status = ?, exit_code = ?, failed_jobs = ? WHERE pipeline_run_id = ?",
                     (time.time(), status, code, json.dumps(failed), run_id))  # fmt: skip
+        # Like the runs table: rows older than history_keep go, a bounded batch at a time.
+        old = "SELECT pipeline_run_id FROM pipeline_runs WHERE started < ? ORDER BY started LIMIT ?"
+        cutoff = (time.time() - keep_s, history.PURGE_BATCH)
+        self._write(f"DELETE FROM pipeline_jobs WHERE pipeline_run_id IN ({old})", cutoff)
+        self._write(f"DELETE FROM pipeline_runs WHERE pipeline_run_id IN ({old})", cutoff)
 
     def job_status(self, job_run_id: str) -> str | None:
         """The status a job's own run wrote to the runs table (None: it never got that far)."""

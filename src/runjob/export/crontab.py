@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import shlex
 
+from runjob import timers
 from runjob.errors import ConfigError
 from runjob.export import dialects
-from runjob import timers
 from runjob.schedule import Entry, disabled, entries
 
 TYPE_CHECKING = False
