@@ -26,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-FORMAT = 3  # 3: jobs carry `shell`, params `omit_empty`
+FORMAT = 4  # 3: jobs carry `shell`, params `omit_empty`; 4: `enabled` and pipelines
 
 
 def _entry(config_path: str) -> tuple[str, str, tuple[Any, ...]]:

@@ -194,6 +194,14 @@ def tick(
     _done(run_tick(state["config"], parse_at(at)))
 
 
+@app.command(epilog=epilog("resume"))
+def resume(pipeline_run_id: str) -> None:
+    """Run a pipeline run again from where it stopped (never a job that already succeeded in it)."""
+    from runjob.pipeline import resume as run_resume
+
+    _done(run_resume(state["config"], pipeline_run_id))
+
+
 @app.command(epilog=epilog("init"))
 def init(force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False) -> None:
     """Write a commented starter jobs.toml."""

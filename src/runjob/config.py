@@ -29,6 +29,7 @@ class Job:
     command: list[str]
     shell: bool
     schedule: str | None
+    enabled: bool
     timezone: str | None
     catch_up: float | None
     lock_key: str
@@ -68,14 +69,31 @@ class Job:
         return {"name": self.name} | {k: getattr(self, k) for k in schema.JOB}
 
 
+class Pipeline(Job):
+    """A `[pipelines.NAME]` entry. It is a Job for what schedules and exports read (schedule,
+    owners, lock key, a `timeout` that covers its longest run); what it runs is `stages`, with
+    `pass_params` given to each job that declares them and `pipeline_timeout` (or None) for it all."""
+
+    stages: list[list[str]]
+    pass_params: dict[str, str]
+    pipeline_timeout: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        keys = ("description", "schedule", "timezone", "enabled", "lock_key", "owners", "stages")
+        return {"name": self.name, "pipeline": True} | {k: getattr(self, k) for k in keys} | {
+            "params": self.pass_params, "timeout": self.pipeline_timeout}
+
+
 class Registry:
     """The whole file: settings from [defaults], owners, and jobs by name."""
 
-    def __init__(self, path: str, defaults: dict[str, Any], owners: dict[str, Any], jobs: dict[str, Job]):
+    def __init__(self, path: str, defaults: dict[str, Any], owners: dict[str, Any], jobs: dict[str, Job],
+                 pipelines: dict[str, Pipeline] | None = None) -> None:  # fmt: skip
         self.path = path
         self.defaults = defaults  # as validated: what the registry cache stores
         self.owners = owners
         self.jobs = jobs
+        self.pipelines = pipelines or {}  # one namespace with the jobs (validate checks)
         self.base_dir = os.path.dirname(os.path.abspath(path))  # relative paths in the file start here
         self.state_dir = state_dir_for(self, path)
         self.metrics_file = self.resolve(defaults["metrics_file"]) if defaults.get("metrics_file") else ""
@@ -101,6 +119,8 @@ class Registry:
     def job(self, name: str) -> Job:
         from runjob.errors import UsageError
 
+        if name in self.pipelines:
+            raise UsageError(f'"{name}" is a pipeline, not a job (run it with `runjob {name}`)')
         if name not in self.jobs:
             raise UsageError(f'unknown job "{name}" in {self.path} (see `runjob list`)')
         return self.jobs[name]
@@ -174,13 +194,15 @@ def load(explicit: str | None = None, check_schedules: bool = False, cached: boo
     hit = cache.read(path, content) if cached else None
     if hit is not None:
         jobs = {name: Job(name, values) for name, values in hit["jobs"].items()}
-        return Registry(path, hit["defaults"], hit["owners"], jobs)
+        pipelines = {name: Pipeline(name, values) for name, values in hit["pipelines"].items()}
+        return Registry(path, hit["defaults"], hit["owners"], jobs, pipelines)
     from runjob.validate import parse_bytes
 
     registry = parse_bytes(content, path, check_schedules)
     if cached:  # only the run path keeps a cache (never --dry-run, validate, list...)
         cache.write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
-                                    "jobs": {name: job.values for name, job in registry.jobs.items()}})  # fmt: skip
+                                    "jobs": {name: job.values for name, job in registry.jobs.items()},
+                                    "pipelines": {name: p.values for name, p in registry.pipelines.items()}})  # fmt: skip
     return registry
 
 

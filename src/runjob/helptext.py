@@ -27,6 +27,7 @@ EXAMPLES: dict[str, list[str]] = {
     "tick": ["* * * * * runjob tick   # one crontab line for every scheduled job",
              "runjob tick --at 2026-12-01T03:00:00Z"],
     "init": ["runjob init", "runjob --config /etc/runjob/jobs.toml init --force"],
+    "resume": ["runjob resume 3f2c9a1e", "runjob resume 3f2c9a1e-5b7d-4c1e-9a2b-0c4d6e8f1a2b"],
     "add": ["runjob add cleanup --command 'find /tmp -mtime +7 -delete' --schedule '0 3 * * *'",
             "runjob add report --command 'bin/console app:report' --timeout 15m --description 'Daily report'"],
     "schema": ["runjob schema > jobs.schema.json"],

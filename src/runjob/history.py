@@ -64,6 +64,34 @@ MIGRATIONS = [
     ALTER TABLE runs ADD COLUMN pid_start INTEGER;
     CREATE INDEX runs_lock_status ON runs (lock_key, status);
     """,
+    # version 3: pipeline runs and, per pipeline run, each job's latest run (pipeline_store.py)
+    """
+    CREATE TABLE pipeline_runs (
+        id INTEGER PRIMARY KEY,
+        pipeline_run_id TEXT NOT NULL UNIQUE,
+        pipeline TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        correlation_id TEXT,
+        host TEXT,
+        pid INTEGER,
+        pid_start INTEGER,
+        started REAL NOT NULL,
+        ended REAL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        failed_jobs TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX pipeline_runs_pipeline_started ON pipeline_runs (pipeline, started);
+    CREATE TABLE pipeline_jobs (
+        pipeline_run_id TEXT NOT NULL,
+        stage INTEGER NOT NULL,
+        job TEXT NOT NULL,
+        run_id TEXT,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        PRIMARY KEY (pipeline_run_id, job)
+    );
+    """,
 ]
 COLUMNS = ("run_id", "job", "params", "correlation_id", "host", "pid", "lock_key", "started", "ended", "status",
            "exit_code", "attempts", "duration_s", "stderr_tail", "max_rss_kb", "pid_start")  # fmt: skip

@@ -63,7 +63,7 @@ def job_table(rows: list[dict[str, Any]]) -> None:
                   header_style="bold")  # fmt: skip
     for row in rows:
         owners = ", ".join(f"{k}={v}" for k, v in row["owners"].items() if v)
-        nxt = _when(row["next"][0])[:16] if row["next"] else "-"
+        nxt = _when(row["next"][0])[:16] if row["next"] else _never(row)
         table.add_row(row["name"], row["schedule"] or "-", nxt, row["lock_key"], _secs(row["timeout_s"]), owners)
     console.print(table)
 
@@ -114,7 +114,8 @@ def status_table(rows: list[dict[str, Any]]) -> None:
         locks = ", ".join(f"{h['lock_key']} pid {h.get('pid')}" for h in r["locks"]) or "-"
         job = " ".join([r["job"], *(f"{k}={v}" for k, v in r.get("params", {}).items())])
         table.add_row(job, _when(r["last_run_at"]), Text(status, style=STATUS_STYLE.get(status, "yellow")),
-                      _secs_or(r["duration_s"]), _when(r["last_success_at"]), _when(r["next_due"]), stale, locks)  # fmt: skip
+                      _secs_or(r["duration_s"]), _when(r["last_success_at"]), _when(r["next_due"]) if r["next_due"]
+                      else _never(r), stale, locks)  # fmt: skip
     console.print(table)
 
 
@@ -125,6 +126,11 @@ def locks_table(held: list[dict[str, Any]]) -> None:
         table.add_row(str(h["lock_key"]), _str(h.get("job")), _str(h.get("pid")), _str(h.get("child_pid")),
                       _str(h.get("run_id")), _str(h.get("host")), _when(h.get("since")))  # fmt: skip
     console.print(table if held else "no locks held")
+
+
+def _never(row: dict[str, Any]) -> str:
+    """Why a job has no next due time: disabled, a one-time job done, or simply none."""
+    return "disabled" if row.get("enabled") is False else "done" if row.get("done") else "-"
 
 
 def _str(value: object) -> str:

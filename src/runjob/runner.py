@@ -248,6 +248,9 @@ def _start_record(run: Run) -> None:
         attempts_max=plan.retry["attempts"],
         schedule=plan.job.schedule,
     )
+    if not plan.job.enabled:  # asked for by name: run it, but say that it is switched off
+        run.records.emit("run.disabled", f"{plan.name} has enabled = false: it is never due, run only because it "
+                         "was asked for by name", level="warning")  # fmt: skip
 
 
 def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop,

@@ -82,7 +82,8 @@ JOB = {
     "description": Key("str", "", "what the job does"),
     "command": Key("argv", REQUIRED, "argv (or a string split with shlex); run through a shell only with shell = true"),
     "shell": Key("bool", False, "run a string command with /bin/sh -c; params reach it as $RUNJOB_PARAM_name"),
-    "schedule": Key("cron", None, "cron expression or @hourly, @daily ..."),
+    "schedule": Key("cron", None, "cron expression, @hourly ..., @every 90s, @at 2026-12-01T03:00:00Z or @manual"),
+    "enabled": Key("bool", True, "false: never due (tick, exports); running it by name still works, with a warning"),
     "timezone": Key("str", None, "IANA time zone of the schedule (default: the host's)"),
     "catch_up": Key("duration", None, "tick: run a missed schedule once if missed by at most this"),
     "lock_key": Key("str", None, "lock name, may use {param}; default: the job name"),
@@ -121,17 +122,31 @@ DEFAULTS_ONLY = {
 
 DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "shell", "params", "instances")} | DEFAULTS_ONLY
 
+PIPELINE = {
+    "description": JOB["description"],
+    "stages": Key("stages", REQUIRED, "lists of job names: stages run in order, the jobs of a stage at once"),
+    "schedule": JOB["schedule"],
+    "timezone": JOB["timezone"],
+    "enabled": JOB["enabled"],
+    "catch_up": JOB["catch_up"],
+    "params": Key("str_map", {}, "param values passed to every job of the pipeline that declares the param"),
+    "timeout": Key("duration", None, "the whole pipeline; then its running jobs are stopped"),
+    "lock_key": Key("str", None, "the pipeline's own lock; default: its name"),
+    "owners": Key("table", {}, "told once when the pipeline fails, with the failed job named", table=OWNERS_REF),
+}
+
 TOP = {
     "defaults": Key("table", {}, "values every job inherits", table=DEFAULTS),
     "owners": Key("owners", {}, "people or teams to tell", table=OWNER),
     "jobs": Key("jobs", {}, "the registered jobs", table=JOB),
+    "pipelines": Key("pipelines", {}, "staged runs of jobs; names shared with the jobs", table=PIPELINE),
 }
 
 JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
 LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
-    "run list show validate status history stale locks export import tick init add schema help".split()
+    "run list show validate status history stale locks export import tick init add schema help resume".split()
 )
 
 _DURATION_SCHEMA = {
@@ -155,6 +170,8 @@ def _key_schema(key: Key) -> dict[str, Any]:
         "int_list": {"type": "array", "items": {"type": "integer"}},
         "str_map": {"type": "object", "additionalProperties": {"type": "string"}},
         "instances": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
+        "stages": {"type": "array", "minItems": 1,
+                   "items": {"type": "array", "minItems": 1, "items": {"type": "string"}}},  # fmt: skip
     }
     if key.kind in simple:
         out = dict(simple[key.kind])
@@ -166,7 +183,7 @@ def _key_schema(key: Key) -> dict[str, Any]:
     elif key.kind == "table":
         out = _table_schema(key.table or {})
     else:  # "params", "owners", "jobs": a table of named tables
-        named = {"params": PARAM_NAME, "owners": JOB_NAME, "jobs": JOB_NAME}[key.kind]
+        named = {"params": PARAM_NAME, "owners": JOB_NAME, "jobs": JOB_NAME, "pipelines": JOB_NAME}[key.kind]
         out = {
             "type": "object",
             "propertyNames": {"pattern": f"^{named}$"},
@@ -194,4 +211,5 @@ def json_schema() -> dict[str, Any]:
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "runjob registry (jobs.toml)"
     out["properties"]["jobs"]["propertyNames"]["not"] = {"enum": sorted(SUBCOMMANDS)}
+    out["properties"]["pipelines"]["propertyNames"]["not"] = {"enum": sorted(SUBCOMMANDS)}
     return out

@@ -77,7 +77,9 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
         job = _job(name, body, defaults, owners, errors)
         if job is not None:
             jobs[name] = job
-    registry = Registry(path, defaults, owners, jobs)
+    from runjob.pipeline_config import pipelines
+
+    registry = Registry(path, defaults, owners, jobs, pipelines(raw.get("pipelines", {}), jobs, defaults, owners, errors))
     registry.warnings = [w for job in jobs.values() for w in option_like_params(job)]
     return registry
 
@@ -258,7 +260,7 @@ def _table(raw: Any, keys: dict[str, Key], where: str, errors: list[str]) -> dic
                 out[name] = convert(spec, raw[name])
             except ValueError as e:
                 errors.append(f"{at}: {e}")
-        elif spec.kind in ("owners", "jobs"):
+        elif spec.kind in ("owners", "jobs", "pipelines"):
             continue  # handled by _build
         else:
             try:
@@ -303,6 +305,10 @@ def convert(key: Key, value: Any) -> Any:
     if kind == "str_map":
         table = _expect(value, dict, "a table of strings")
         return {k: _expect(v, str, f"a string for {k}") for k, v in table.items()}
+    if kind == "stages":
+        from runjob.pipeline_config import stages
+
+        return stages(value)
     if kind == "instances":
         items = _expect(value, list, "a list of param tables")
         return [convert(Key("str_map", None, ""), item) for item in items]
@@ -365,14 +371,16 @@ def _type_name(value: Any) -> str:
 
 
 def _check_schedules(registry: Registry, errors: list[str]) -> None:
-    from runjob import cron
+    from runjob import cron, timers
 
-    for name, job in registry.jobs.items():
+    tables = [("jobs", job) for job in registry.jobs.values()] + [("pipelines", p) for p in registry.pipelines.values()]
+    for table, job in tables:
         if job.schedule is not None:
-            problem = cron.problem(job.schedule)
+            plain = timers.kind(job.schedule) == timers.CRON
+            problem = cron.problem(job.schedule) if plain else timers.problem(job.schedule)
             if problem:
-                errors.append(f"jobs.{name}.schedule: {problem}")
+                errors.append(f"{table}.{key(job.name)}.schedule: {problem}")
         if job.timezone is not None:
             problem = cron.timezone_problem(job.timezone)
             if problem:
-                errors.append(f"jobs.{name}.timezone: {problem}")
+                errors.append(f"{table}.{key(job.name)}.timezone: {problem}")

@@ -69,3 +69,26 @@ def show_plan(plan: Plan, pretty: bool) -> int:
     else:
         print(encode(described))
     return int(described["executable_exit_code"])
+
+
+def show_stages(registry: Any, pipeline: Any, params: dict[str, str]) -> int:
+    """`runjob PIPELINE --dry-run`: its stages, each job's resolved plan in short; runs nothing.
+    The exit code is the first job's executable problem (126/127), else 0."""
+    from runjob import plan as plans
+    from runjob.pipeline import job_words
+
+    stages, code = [], EXIT_OK
+    for stage in pipeline.stages:
+        shown = []
+        for name in stage:
+            words = job_words(registry, name, params)
+            job_plan = plans.build(registry, name, plans.parse_params(words[1:]), None, False, None, None)
+            described = describe(job_plan)
+            code = code or int(described["executable_exit_code"])
+            shown.append({k: described[k] for k in ("job", "params", "argv", "lock_key", "lock_held", "timeout_s",
+                                                    "executable", "executable_problem")})  # fmt: skip
+        stages.append(shown)
+    print(encode({"dry_run": True, "pipeline": pipeline.name, "params": params, "lock_key": pipeline.lock_key,
+                  "timeout_s": pipeline.pipeline_timeout, "owners": pipeline.owners, "schedule": pipeline.schedule,
+                  "stages": stages}))  # fmt: skip
+    return code

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from runjob import config, history, watchdog
+from runjob.commands.inspect import schedule_state
 from runjob.errors import UsageError
 from runjob.logs import JsonSink, Records, new_run_id, timestamp
 
@@ -36,6 +37,8 @@ def _times(row: dict[str, Any]) -> dict[str, Any]:
 def show_history(config_path: str | None, job: str | None, limit: int, status: str | None, since: str | None,
                  as_json: bool) -> int:  # fmt: skip
     registry = config.load(config_path)
+    if job is not None and job in registry.pipelines:
+        return _pipeline_history(registry, job, limit, as_json)
     if job is not None:
         registry.job(job)
     if status is not None and status not in STATUSES:
@@ -50,6 +53,23 @@ def show_history(config_path: str | None, job: str | None, limit: int, status: s
         from runjob.pretty import history_table
 
         history_table(rows)
+    return 0
+
+
+def _pipeline_history(registry: config.Registry, name: str, limit: int, as_json: bool) -> int:
+    """`runjob history PIPELINE`: its runs, newest first, each with its jobs' latest runs."""
+    from runjob.pipeline_store import runs
+
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    db = _open(registry.state_dir)
+    rows = runs(db, name, limit) if db else []
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            jobs = ", ".join(f"{j['job']} {j['status']}" for j in r["jobs"])
+            print(f"{(r['started_at'] or '')[:19]}  {r['status']:<8} {r['pipeline_run_id']}  {jobs}")
     return 0
 
 
@@ -79,6 +99,10 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     now = time.time()
     rows = [_job_status(registry, name, db, held, now, at, params, text)
             for name, job in registry.jobs.items() for params, text in watchdog.instances(job, db)]  # fmt: skip
+    if registry.pipelines:
+        from runjob.pipeline_store import pipeline_status
+
+        rows += [pipeline_status(registry, p, db, now if at is None else at) for p in registry.pipelines.values()]
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -98,7 +122,8 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
     success_row = history.row_dict(success, host) if success else None
     from runjob.schedule import next_times
 
-    due = next_times(job, datetime.fromtimestamp(now if at is None else at, timezone.utc), 1)  # --at: seen from then
+    seen_from = datetime.fromtimestamp(now if at is None else at, timezone.utc)  # --at: seen from then
+    due = next_times(job, seen_from, 1, registry.state_dir)
     stale = watchdog.staleness(job, success_row["ended"] if success_row else None, now)
     return {
         "job": name,
@@ -111,7 +136,7 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
         "next_due": timestamp(due[0].timestamp()) if due else None,
         "stale": None if job.max_age is None else stale is not None,
         "locks": watchdog.held_by(job, held, params),
-    } | _last_claim(job)
+    } | schedule_state(job, registry.state_dir) | _last_claim(job)
 
 
 def _last_claim(job: config.Job) -> dict[str, Any]:

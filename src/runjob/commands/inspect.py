@@ -19,17 +19,30 @@ if TYPE_CHECKING:
 NEXT_TIMES = 3
 
 
-def summary(job: config.Job, now: datetime) -> dict[str, Any]:
-    return {
+def summary(job: config.Job, now: datetime, state_dir: str | None = None) -> dict[str, Any]:
+    out = {
         "name": job.name,
         "description": job.description,
         "schedule": job.schedule,
-        "next": [timestamp(t.timestamp()) for t in next_times(job, now, NEXT_TIMES)],
+        "next": [timestamp(t.timestamp()) for t in next_times(job, now, NEXT_TIMES, state_dir)],
         "lock_key": job.lock_key,
         "timeout_s": job.timeout,
         "owners": job.owners,
         "params": sorted(job.params),
     }
+    return out | schedule_state(job, state_dir)
+
+
+def schedule_state(job: config.Job, state_dir: str | None) -> dict[str, Any]:
+    """`enabled`, and for a one-time job `done` (a run at or after its moment succeeded)."""
+    from runjob import timers
+
+    out: dict[str, Any] = {"enabled": job.enabled}
+    if timers.kind(job.schedule) == timers.AT:
+        out["done"] = state_dir is not None and timers.done(job, state_dir)
+    if isinstance(job, config.Pipeline):
+        out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
+    return out
 
 
 def _now(at: float | None) -> datetime:
@@ -40,7 +53,8 @@ def _now(at: float | None) -> datetime:
 def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
     registry = config.load(config_path, check_schedules=True)
     now = _now(at)
-    rows = [summary(job, now) for job in registry.jobs.values()]
+    everything = [*registry.jobs.values(), *registry.pipelines.values()]
+    rows = [summary(job, now, registry.state_dir) for job in everything]
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -52,8 +66,8 @@ def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -
 
 def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
     registry = config.load(config_path, check_schedules=True)
-    job = registry.job(name)
-    shown = job.as_dict() | {"next": [timestamp(t.timestamp()) for t in next_times(job, _now(at), 5)]}
+    job = registry.pipelines[name] if name in registry.pipelines else registry.job(name)
+    shown = job.as_dict() | {"next": [timestamp(t.timestamp()) for t in next_times(job, _now(at), 5, registry.state_dir)]}
     shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
     shown = Redactor(job_secrets(job.env, job.secrets)).value(shown)  # a secret's value, wherever it is
     shown["env"] = {k: MASK if k in job.secrets else v for k, v in shown["env"].items()}
@@ -79,13 +93,15 @@ def validate(config_path: str | None, as_json: bool) -> int:
     for warning in warnings:  # allowed, so exit 0, but said where people look
         sys.stderr.write(f"runjob: warning: {registry.path}: {warning}\n")
     result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs)}
+    result |= {"pipelines": len(registry.pipelines)} if registry.pipelines else {}
     result |= {"warnings": warnings} if warnings else {}
     if as_json:
         print(json.dumps(result, indent=2))
     else:
         from runjob.pretty import say
 
-        say(f"[green]OK[/green] {registry.path}: {len(registry.jobs)} jobs, {len(registry.owners)} owners")
+        piped = f", {len(registry.pipelines)} pipelines" if registry.pipelines else ""
+        say(f"[green]OK[/green] {registry.path}: {len(registry.jobs)} jobs{piped}, {len(registry.owners)} owners")
     return EXIT_OK
 
 

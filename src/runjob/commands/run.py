@@ -39,6 +39,13 @@ def run_job(
         if not pretty:
             _config_error_record(name, e)
         raise
+    if name in registry.pipelines:  # one namespace: `runjob NAME` runs a pipeline too
+        from runjob.pipeline import run_pipeline
+
+        if timeout is not None or no_retry or output is not None or log_file is not None:
+            raise UsageError(f"{name} is a pipeline: --timeout, --no-retry, --output and --log-file are for jobs "
+                             "(set them on its jobs, or `timeout` on the pipeline)")  # fmt: skip
+        return run_pipeline(registry, name, list(words) + list(extra_params), dry_run)
     given = plan.parse_params(list(words) + list(extra_params))
     the_plan = plan.build(registry, name, given, _timeout(timeout), no_retry, output, log_file)
     if dry_run:

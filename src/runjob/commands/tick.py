@@ -12,6 +12,11 @@ back by less than BIG_STEP) is in repeated time and, as Debian cron does, starts
 wildcard jobs, since fixed-time ones already ran; a bigger step back forgets "high".
 `tick --at T` evaluates the schedules at T and neither reads nor writes that state, beyond
 using the last real tick for catch-up: it is a replay, and can never poison later ticks.
+
+The once-a-minute rule is cron's only (timers.py): an `@every` job is due whenever its
+interval has passed since a tick last started it (the start is recorded, under the same
+lock, before it is started; `--at` reads those starts and records none), an `@at` job at
+every tick from its moment until one of its runs has succeeded.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob import config, cron, relay, safefs
+from runjob import config, cron, relay, safefs, timers
 from runjob.errors import InternalError, UsageError
 from runjob.lock import exclusive
 from runjob.logs import JsonSink, Records, new_run_id, timestamp
@@ -42,7 +47,10 @@ def tick(config_path: str | None, now: float | None = None) -> int:
     registry = config.load(config_path, check_schedules=True)
     state_dir = registry.state_dir
     replay = now is not None
-    minute = datetime.fromtimestamp((time.time() if now is None else now) // 60 * 60, timezone.utc)
+    instant = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    minute = datetime.fromtimestamp(instant.timestamp() // 60 * 60, timezone.utc)
+    scheduled = entries(registry)
+    plain = [e for e in scheduled if timers.kind(e.job.schedule) == timers.CRON]
     with _tick_lock(state_dir):
         last, high = _state(state_dir)
         already = not replay and last == minute
@@ -50,7 +58,8 @@ def tick(config_path: str | None, now: float | None = None) -> int:
             high = None  # a replay, or a big step back: no repeated time
         repeated = high is not None and minute <= high
         since = last if last is not None and last < minute and not repeated else None
-        due = [] if already else _due(entries(registry), minute, since, repeated)
+        due = [] if already else _due(plain, minute, since, repeated)
+        due += _due_timers([e for e in scheduled if e not in plain], instant, state_dir, replay)
         if not replay and not already:
             _save(state_dir, minute, max(high or minute, minute))
     records = Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
@@ -90,6 +99,24 @@ def _due(scheduled: list[Entry], minute: datetime, since: datetime | None, repea
     return due
 
 
+def _due_timers(scheduled: list[Entry], instant: datetime, state_dir: str, replay: bool) -> Due:
+    """The @every and @at entries due at `instant`; a real tick records the @every starts."""
+    known = timers.starts(state_dir)
+    due: Due = []
+    for entry in scheduled:
+        if timers.kind(entry.job.schedule) == timers.EVERY:
+            if timers.every_due(entry, instant, timers.last_start(state_dir, entry, known)):
+                due.append((entry, "interval", instant))
+        elif instant >= timers.moment(entry.job.schedule or "") and not timers.done(entry.job, state_dir):
+            due.append((entry, "one-time", instant))
+    if not replay:
+        try:
+            timers.record_starts(state_dir, [e for e, reason, _ in due if reason == "interval"], instant)
+        except OSError as e:
+            raise InternalError(f"cannot record the interval starts in {state_dir}: {e.strerror}") from None
+    return due
+
+
 def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
     """The due runs this host may start, each with its run id if it claimed the occurrence in Redis.
 
@@ -98,8 +125,8 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
     """
     out: list[tuple[Entry, str, str | None]] = []
     for entry, reason, occurrence in due:
-        if not entry.job.lock_backend:
-            out.append((entry, reason, None))
+        if not entry.job.lock_backend or timers.kind(entry.job.schedule) != timers.CRON:
+            out.append((entry, reason, None))  # fleet claims are per cron occurrence
             continue
         from runjob import claims
 
@@ -125,7 +152,7 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
 def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None,
            pipes: list[int] | None) -> dict[str, Any]:  # fmt: skip
     """Start one run; with `pipes`, on a pipe of its own whose read end is appended there."""
-    argv = [*_runjob(), "--config", os.path.abspath(registry_path), *entry.words]
+    argv = [*runjob_argv(), "--config", os.path.abspath(registry_path), *entry.words]
     # The run takes the run id its claim names (see runner.execute), so the claim leads to its records.
     env = None if run_id is None else dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id)
     read_end, write_end = os.pipe() if pipes is not None else (-1, None)
@@ -138,7 +165,8 @@ def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None,
     return started if run_id is None else started | {"run_id": run_id}
 
 
-def _runjob() -> list[str]:
+def runjob_argv() -> list[str]:
+    """How to start runjob again: this entry point, else this interpreter's `-m runjob`."""
     me = os.path.abspath(sys.argv[0])
     if os.path.isfile(me) and os.access(me, os.X_OK):
         return [me]

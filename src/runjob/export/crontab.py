@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import shlex
 
+from runjob import timers
 from runjob.errors import ConfigError
 from runjob.export import dialects
-from runjob.schedule import Entry, entries
+from runjob.schedule import Entry, disabled, entries
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,6 +47,10 @@ def render(registry: Registry, runjob: str) -> tuple[str, list[str]]:
     by_zone = sorted(entries(registry), key=lambda e: e.job.timezone or "")
     zone, errors = "", []
     for entry in by_zone:
+        if timers.kind(entry.job.schedule) == timers.AT:
+            lines += ["", f"# {entry.job.name}: one-time ({entry.job.schedule}), left out: cron has no year; "
+                      "`runjob tick` or the systemd export runs it"]  # fmt: skip
+            continue
         try:
             line = _line(entry, program)
         except ValueError as e:
@@ -57,7 +62,20 @@ def render(registry: Registry, runjob: str) -> tuple[str, list[str]]:
         lines += ["", *_comment(entry), line]
     if errors:
         raise ConfigError(errors, registry.path)
+    lines += _disabled(registry)
     return "\n".join(lines) + "\n", notes
+
+
+def _disabled(registry: Registry) -> list[str]:
+    """`enabled = false` entries as comments: visible in the crontab, never run by it."""
+    out = []
+    for entry in disabled(registry):
+        try:
+            line = _line(entry)
+        except ValueError:
+            line = f"{entry.job.schedule} runjob {' '.join(entry.words)}"
+        out += ["", f"# disabled (enabled = false): {' '.join(line.splitlines())}"]
+    return out
 
 
 def host_zone() -> str:

@@ -61,8 +61,33 @@ def _range_steps(text: str, field: Field) -> str:
     return ",".join(out)
 
 
+def _is_interval(expr: str) -> bool:
+    from runjob.timers import EVERY, kind
+
+    return kind(expr) == EVERY
+
+
+def every(expr: str) -> str:
+    """`@every D` as `*/N` minutes or hours where N divides the hour or the day evenly.
+
+    Cron's `*/N` counts from the top of the hour (or midnight), not from the last start:
+    the same rhythm, but not tick's "since the last start". Other intervals: Untranslatable."""
+    from runjob.timers import interval
+
+    seconds = interval(expr)
+    minutes, hours = seconds / 60, seconds / 3600
+    if minutes == int(minutes) and minutes < 60 and 60 % minutes == 0:
+        return "* * * * *" if minutes == 1 else f"*/{int(minutes)} * * * *"
+    if hours == int(hours) and 24 % hours == 0:
+        return "0 * * * *" if hours == 1 else f"0 */{int(hours)} * * *"
+    raise Untranslatable(f"the interval {expr.split()[1]} is not a whole number of minutes dividing the hour "
+                         "or of hours dividing the day, so no `*/N` means it; use `runjob tick` for this job")  # fmt: skip
+
+
 def crontab(expr: str) -> str:
     """The schedule as Debian's cron reads it with the same fire times."""
+    if _is_interval(expr):
+        return every(expr)
     text = " ".join(expr.split())
     if text.startswith("@"):
         if text.lower() in DEBIAN_ALIASES:
@@ -98,6 +123,8 @@ def _weekdays(text: str) -> str:
 
 def kubernetes(expr: str) -> str:
     """The schedule as robfig/cron v3 (ParseStandard) reads it with the same fire times."""
+    if _is_interval(expr):
+        return every(expr)  # robfig's own @every counts from the controller's start: use the cron form
     parts = _fields(expr)
     refuse_extensions(parts, "Kubernetes (robfig/cron)")
     dom, dow = parts[2], _weekdays(parts[4])

@@ -12,6 +12,7 @@ kubelet expands `$(NAME)` and `$$` there.
 
 from __future__ import annotations
 
+from runjob import timers
 from runjob.budget import outer_budget
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
@@ -116,7 +117,12 @@ def render(registry: Registry, image: str, namespace: str | None) -> tuple[dict[
     import yaml
 
     out, errors, named = {}, [], []
+    notes = []
     for entry in entries(registry):
+        if timers.kind(entry.job.schedule) == timers.AT:
+            notes.append(f"{entry.job.name}: one-time ({entry.job.schedule}) left out: a CronJob has no year; "
+                         "run it with `runjob tick` or create a Kubernetes Job for it")  # fmt: skip
+            continue
         try:
             schedule = dialects.kubernetes(entry.job.schedule or "")
         except dialects.Untranslatable as e:
@@ -129,7 +135,7 @@ def render(registry: Registry, image: str, namespace: str | None) -> tuple[dict[
         raise ConfigError(errors, registry.path)
     names.check_unique(named, "CronJob", registry)
     registry_doc = yaml.safe_dump(config_map(registry, namespace), sort_keys=False, allow_unicode=True)
-    return {f"configmap-{CONFIG_MAP}.yaml": registry_doc} | out, _shared_lock_notes(named)
+    return {f"configmap-{CONFIG_MAP}.yaml": registry_doc} | out, notes + _shared_lock_notes(named)
 
 
 def _shared_lock_notes(named: list[tuple[str, Entry]]) -> list[str]:

@@ -165,12 +165,24 @@ def _quote(word: str) -> str:
     return word
 
 
-def _units(entry: Entry, name: str, runjob_path: str, config: str, calendar: str) -> dict[str, str]:
+def timer_lines(expr: str, timezone: str | None, catch_up: float | None) -> str:
+    """The [Timer] lines that say when: OnCalendar= for cron and one-time schedules,
+    OnUnitActiveSec= for an interval (OnActiveSec=0 starts it once first, as tick does)."""
+    from runjob import timers
+
+    what = timers.kind(expr)
+    if what == timers.EVERY:
+        return f"OnActiveSec=0\nOnUnitActiveSec={timers.interval(expr):g}s\n"
+    if what == timers.AT:  # fires once; "until one run succeeds" is tick's rule
+        return f"OnCalendar={timers.moment(expr):%Y-%m-%d %H:%M:%S} UTC\nPersistent=true\n"
+    # Persistent= makes up a missed run at boot however late: only for jobs that ask to catch up.
+    return f"OnCalendar={on_calendar(expr, timezone)}\n" + ("Persistent=true\n" if catch_up else "")
+
+
+def _units(entry: Entry, name: str, runjob_path: str, config: str, timing: str) -> dict[str, str]:
     job = entry.job
     title = " ".join(entry.words) + (f": {job.description}" if job.description else "")
     exec_start = " ".join(_quote(w) for w in [runjob_path, "--config", config, *entry.words])
-    # Persistent= makes up a missed run at boot however late: only for jobs that ask to catch up.
-    persistent = "Persistent=true\n" if job.catch_up else ""
     secrets = f"EnvironmentFile={SECRETS_FILE}\n" if job.secrets else ""  # refuse to start without it
     return {
         f"{name}.service": (
@@ -179,7 +191,7 @@ def _units(entry: Entry, name: str, runjob_path: str, config: str, calendar: str
         ),
         f"{name}.timer": (
             f"[Unit]\nDescription={_text('Schedule of runjob ' + ' '.join(entry.words))}\n\n"
-            f"[Timer]\nOnCalendar={calendar}\n{persistent}Unit={name}.service\n\n"
+            f"[Timer]\n{timing}Unit={name}.service\n\n"
             "[Install]\nWantedBy=timers.target\n"
         ),
     }
@@ -201,7 +213,7 @@ def render(registry: Registry, runjob_path: str) -> tuple[dict[str, str], list[s
     for entry in entries(registry):
         job = entry.job
         try:
-            calendar = on_calendar(job.schedule or "", job.timezone)
+            calendar = timer_lines(job.schedule or "", job.timezone, job.catch_up)
         except Untranslatable as e:
             errors.append(f"jobs.{job.name}.schedule: systemd cannot express \"{job.schedule}\": {e}")
             continue
