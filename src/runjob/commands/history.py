@@ -35,7 +35,7 @@ def _times(row: dict[str, Any]) -> dict[str, Any]:
 
 def show_history(config_path: str | None, job: str | None, limit: int, status: str | None, since: str | None,
                  as_json: bool) -> int:  # fmt: skip
-    registry = config.load(config_path)
+    registry = config.load(config_path, cached=True)
     if job is not None:
         registry.job(job)
     if status is not None and status not in STATUSES:
@@ -73,7 +73,7 @@ def _since(text: str | None) -> float | None:
 
 
 def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:
-    registry = config.load(config_path, check_schedules=True)
+    registry = config.load(config_path, check_schedules=True, cached=True)
     db = _open(registry.state_dir)
     held = watchdog.held_locks(registry)
     now = time.time()

@@ -36,7 +36,7 @@ def _now(at: float | None) -> datetime:
 
 
 def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
-    registry = config.load(config_path, check_schedules=True)
+    registry = config.load(config_path, check_schedules=True, cached=True)
     now = _now(at)
     rows = [summary(job, now) for job in registry.jobs.values()]
     if as_json:

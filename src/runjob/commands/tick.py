@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -39,7 +38,7 @@ BIG_STEP = timedelta(hours=3)  # Debian cron's limit between "a time change" and
 
 def tick(config_path: str | None, now: float | None = None) -> int:
     """Tick the current minute, or replay the minute of `now` (`--at`) without recording it."""
-    registry = config.load(config_path, check_schedules=True)
+    registry = config.load(config_path, check_schedules=True, cached=True)
     state_dir = registry.state_dir
     replay = now is not None
     minute = datetime.fromtimestamp((time.time() if now is None else now) // 60 * 60, timezone.utc)
@@ -121,11 +120,24 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
 def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None) -> dict[str, Any]:
     argv = [*_runjob(), "--config", os.path.abspath(registry_path), *entry.words]
     # The run takes the run id its claim names (see runner.execute), so the claim leads to its records.
-    env = None if run_id is None else dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id)
-    # Its own session: a long job never holds tick up, and survives tick's exit.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-    started = {"job": entry.job.name, "params": entry.params, "pid": proc.pid, "reason": reason}
+    env = dict(os.environ) if run_id is None else dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id)
+    started = {"job": entry.job.name, "params": entry.params, "pid": _spawn(argv, env), "reason": reason}
     return started if run_id is None else started | {"run_id": run_id}
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> int:
+    """Start a run detached and return its pid, with os.posix_spawn (vfork + exec) rather than
+    subprocess, which costs an import and a fork per due job (10 due jobs: about 60 ms here).
+
+    What subprocess did for us is done here: stdin from /dev/null, its own session (a long
+    job never holds tick up, and survives tick's exit), the signals Python ignores reset.
+    Every descriptor tick opened is close-on-exec (Python's default), so none leaks.
+    """
+    import signal
+
+    devnull = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
+    return os.posix_spawn(argv[0], argv, env, file_actions=[devnull], setsid=True, setsigmask=(),
+                          setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))  # fmt: skip
 
 
 def _runjob() -> list[str]:
