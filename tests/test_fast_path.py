@@ -140,7 +140,8 @@ def test_the_wal_is_cut_back_after_sqlite_checkpoints_it(rj):
 
 
 def test_tick_on_the_fast_path_starts_what_the_typer_path_starts(rj):
-    rj.write('[jobs.t]\ncommand = ["true"]\nschedule = "0 3 * * *"\n[jobs.u]\ncommand = ["true"]\nschedule = "1 3 * * *"\n')
+    rj.write('[jobs.t]\ncommand = ["true"]\nschedule = "0 3 * * *"\n'
+             '[jobs.u]\ncommand = ["true"]\nschedule = "1 3 * * *"\n')
     seen = []
     for proc in both(rj, "tick", "--at", "2026-11-09T03:00:00Z"):
         assert proc.returncode == 0 and proc.stderr == b""
