@@ -209,12 +209,14 @@ def tick(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
                              capture_output=True, text=True)  # fmt: skip
     if started.returncode != 0 or started.stdout.count('"j') < 10:
         sys.exit(f"bench: tick did not start the 10 due jobs: {started.stdout[-500:]} {started.stderr[-500:]}")
-    cases: dict[str, Case] = {"anchor": ([anchor, "t", "true"], env, work, False)}
+    # Each replayed minute is a new one (a tick starts nothing twice), each next to an anchor run.
+    cases: dict[str, Case] = {}
     for r in range(rounds):
+        cases[f"anchor{r}"] = ([anchor, "t", "true"], env, work, False)
         cases[f"tick{r}"] = ([RUNJOB, "tick", "--at", f"2026-11-{10 + r:02d}T03:00:00Z"], env, work, False)
     samples = interleaved(cases, 1)
-    took = med([samples[f"tick{r}"][0] for r in range(rounds)])
-    r = took / med(samples["anchor"])
+    r = med([samples[f"tick{i}"][0] / samples[f"anchor{i}"][0] for i in range(rounds)])
+    took = med([samples[f"tick{i}"][0] for i in range(rounds)])
     row("tick, 160 jobs, 10 due / anchor", f"{r:.2f}x ({took * 1000:.0f} ms)", "<= 5x", r <= 5)
 
 

@@ -53,6 +53,8 @@ def lock_pattern(job: Job) -> re.Pattern[str]:
 
 
 def held_by(job: Job, held: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not held:  # the usual case: no regex to compile per job (`status` asks for every job)
+        return []
     pattern = lock_pattern(job)
     return [h for h in held if pattern.fullmatch(str(h["lock_key"]))]
 
