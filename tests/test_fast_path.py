@@ -96,6 +96,8 @@ def test_everyday_commands_off_a_terminal_load_no_typer_and_with_a_warm_cache_no
     assert shop.run("list").code == 0  # a parse with the schedule check: the cache entry says so
     modules, _ = imported(shop, *args)
     assert not modules & {"typer", "click", "rich", "tomllib", "runjob.cli", "runjob.validate"}
+    if args[0] in ("--version", "history"):  # no schedule to evaluate: no cronsim, and no json, re or enum
+        assert not modules & {"cronsim", "json", "re", "enum"}
 
 
 def test_a_run_s_cache_entry_does_not_spare_list_the_schedule_check(rj):
@@ -188,3 +190,36 @@ def test_what_the_fast_path_parses_click_parses_the_same(command, words):
         assert params["name"] == (positional[0] if positional else None)
     else:
         assert params["at"] == values.get("--at")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON_VALUES)
+def test_jsonout_writes_what_json_dumps_with_indent_2_writes(value):
+    from runjob import jsonout
+
+    assert jsonout.dumps(value) == json.dumps(value, indent=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=5), st.sampled_from([None, (",", ":")]))
+def test_jsonout_reads_params_as_json_loads_does(params, separators):
+    from runjob import jsonout
+
+    text = json.dumps(params, separators=separators, ensure_ascii=separators is None)
+    assert jsonout.loads(text) == json.loads(text) == params
+
+
+def test_jsonout_leaves_what_it_cannot_read_to_json():
+    from runjob import jsonout
+
+    for text in ("{} x", '{"a": 1', "nul"):
+        with pytest.raises(json.JSONDecodeError):
+            jsonout.loads(text)
+    assert jsonout.loads(' {"a": [1, 2.5, null]} ') == {"a": [1, 2.5, None]}

@@ -226,10 +226,10 @@ class History(Observer):
 
 def row_dict(row: sqlite3.Row | tuple[Any, ...], host: str) -> dict[str, Any]:
     """A history row for output: params decoded, a dead `running` run shown as `crashed`."""
-    import json
+    from runjob import jsonout
 
     out = dict(zip(COLUMNS, row, strict=True))
-    out["params"] = json.loads(out["params"] or "{}")
+    out["params"] = jsonout.loads(out["params"] or "{}")
     if out["status"] == "running" and out["host"] == host and not procid.alive(out["pid"], out["pid_start"]):
         out["status"] = "crashed"
     return out

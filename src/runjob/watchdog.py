@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from runjob import history, lock
@@ -11,6 +10,7 @@ from runjob.templating import placeholders
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     import sqlite3
     from typing import Any
 
@@ -44,6 +44,8 @@ def stale_jobs(registry: Registry, db: sqlite3.Connection | None, now: float) ->
 
 def lock_pattern(job: Job) -> re.Pattern[str]:
     """A regex matching every lock key the job's template can produce."""
+    import re  # only when a lock is held: `status` and `history` load no regex engine otherwise
+
     out, rest = "", job.lock_key
     for name in placeholders(job.lock_key):
         before, _, rest = rest.partition("{" + name + "}")

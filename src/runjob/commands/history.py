@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import datetime, timezone
 
-from runjob import config, history, watchdog
+from runjob import config, history, jsonout, watchdog
 from runjob.errors import UsageError
 from runjob.logs import JsonSink, Records, new_run_id, timestamp
 
@@ -45,7 +44,7 @@ def show_history(config_path: str | None, job: str | None, limit: int, status: s
     db = _open(registry.state_dir)
     rows = _rows(db, job, status, _since(since), limit) if db else []
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(jsonout.dumps(rows))
     else:
         from runjob.pretty import history_table
 
@@ -79,7 +78,7 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     now = time.time()
     rows = [_job_status(registry, name, db, held, now, at) for name in registry.jobs]
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(jsonout.dumps(rows))
     else:
         from runjob.pretty import status_table
 
@@ -143,7 +142,7 @@ def show_locks(config_path: str | None, as_json: bool) -> int:
     registry = config.load(config_path)
     held = watchdog.held_locks(registry)
     if as_json:
-        print(json.dumps(held, indent=2))
+        print(jsonout.dumps(held))
     else:
         from runjob.pretty import locks_table
 

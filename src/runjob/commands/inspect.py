@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 
-from runjob import config, schema
+from runjob import config, jsonout, schema
 from runjob.errors import ConfigError, EXIT_CONFIG, EXIT_OK
 from runjob.schedule import next_times
 
@@ -40,7 +39,7 @@ def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -
     now = _now(at)
     rows = [summary(job, now) for job in registry.jobs.values()]
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(jsonout.dumps(rows))
     else:
         from runjob.pretty import job_table
 
@@ -55,7 +54,7 @@ def show_job(config_path: str | None, name: str, as_json: bool, at: float | None
     shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
     _warn(config.state_dir_warnings(registry))
     if as_json:
-        print(json.dumps(shown, indent=2))
+        print(jsonout.dumps(shown))
     else:
         from runjob.pretty import job_detail
 
@@ -69,7 +68,7 @@ def validate(config_path: str | None, as_json: bool) -> int:
     except ConfigError as e:
         if not as_json:
             raise
-        print(json.dumps({"valid": False, "path": e.path, "errors": e.lines()}, indent=2))
+        print(jsonout.dumps({"valid": False, "path": e.path, "errors": e.lines()}))
         return EXIT_CONFIG
     warnings = registry.warnings + config.state_dir_warnings(registry)
     for warning in warnings:  # allowed, so exit 0, but said where people look
@@ -77,7 +76,7 @@ def validate(config_path: str | None, as_json: bool) -> int:
     result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs)}
     result |= {"warnings": warnings} if warnings else {}
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(jsonout.dumps(result))
     else:
         from runjob.pretty import say
 
@@ -86,7 +85,7 @@ def validate(config_path: str | None, as_json: bool) -> int:
 
 
 def print_schema() -> int:
-    print(json.dumps(schema.json_schema(), indent=2))
+    print(jsonout.dumps(schema.json_schema()))
     return EXIT_OK
 
 
