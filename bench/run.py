@@ -186,11 +186,12 @@ def peak_rss_kb(argv: list[str], env: dict[str, str], cwd: Path) -> int:
     return int(subprocess.check_output([sys.executable, "-c", code, *argv], env=env, cwd=cwd))
 
 
-def big_history(work: Path, env: dict[str, str], rounds: int) -> None:
+def big_history(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
     jobs = "".join(f'[jobs.job{i}]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n' for i in range(40))
     (work / "jobs.toml").write_text('[defaults]\nstate_dir = "state"\n' + jobs)
     fill_history(work, env, 100_000)
     samples = interleaved({
+        "anchor": ([anchor, "t", "true"], env, work, False),
         "--version": ([RUNJOB, "--version"], env, work, False),
         "status": ([RUNJOB, "status", "--json"], env, work, False),
         "history": ([RUNJOB, "history", "--json"], env, work, False),
@@ -199,6 +200,8 @@ def big_history(work: Path, env: dict[str, str], rounds: int) -> None:
     for name in ("status", "history", "history filtered"):
         r = med(ratios(samples, name, "--version"))
         row(f"{name} --json (100k rows) / runjob --version", f"{r:.2f}x", "<= 2x", r <= 2)
+    print("|   the same / anchor: " + ", ".join(f"{name} {med(ratios(samples, name, 'anchor')):.2f}x"
+                                             for name in ("--version", "status", "history", "history filtered")))
 
 
 def tick(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
@@ -247,7 +250,7 @@ def main() -> None:
         "startup": lambda w: startup(w, env, rounds * 4, anchor),
         "everyday": lambda w: everyday(w, env, rounds * 2, anchor),
         "output": lambda w: output(w, env, sizes, max(3, rounds // 3)),
-        "history": lambda w: big_history(w, env, rounds),
+        "history": lambda w: big_history(w, env, rounds, anchor),
         "tick": lambda w: tick(w, env, rounds, anchor),
     }
     for name, step in steps.items():
