@@ -83,7 +83,6 @@ class _Decoding:
     parse_float = float
     parse_int = int
     parse_constant = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.__getitem__
-    memo: dict[str, str] = {}
 
 
 _scan = make_scanner(_Decoding())
