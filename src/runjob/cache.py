@@ -10,8 +10,9 @@ An entry decides which command runs, and holds the registry's text (secrets incl
 so it is kept like state: in $XDG_CACHE_HOME/runjob (~/.cache/runjob), a directory owned
 by the running user with no group or other access, entries 0600, opened without
 following symlinks. A directory another user owns or can write (root's crontab with
-HOME=/srv/shop, `sudo -E`) is never read or written: runjob then parses every time. Only
-the run path uses it: --dry-run, validate, list, tick and export always parse the file.
+HOME=/srv/shop, `sudo -E`) is never read or written: runjob then parses every time. The
+run path, `list`, `status`, `history` and `tick` use it; --dry-run, validate, show and
+export always parse the file.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-FORMAT = 4  # 3: jobs carry `shell`, params `omit_empty`; 4: `enabled` and pipelines
+FORMAT = 5  # 3: `shell`, `omit_empty`; 4: `enabled`, pipelines; 5: whether the schedules were checked
 
 
 def _entry(config_path: str) -> tuple[str, str, tuple[Any, ...]]:

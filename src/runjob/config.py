@@ -182,7 +182,9 @@ def find_config(explicit: str | None = None) -> str:
 
 
 def load(explicit: str | None = None, check_schedules: bool = False, cached: bool = False) -> Registry:
-    """The registry; `cached` (the run path) may use the validated copy in cache.py."""
+    """The registry; `cached` (the run path, list, status, history, tick) may use the validated
+    copy in cache.py. An entry records whether its schedules were checked: one written by
+    a run serves `list` only once a parse with the schedule check has confirmed it."""
     from runjob import cache
 
     path = find_config(explicit)
@@ -192,17 +194,18 @@ def load(explicit: str | None = None, check_schedules: bool = False, cached: boo
     except OSError as e:
         raise ConfigError([f"cannot read: {e.strerror}"], path) from None
     hit = cache.read(path, content) if cached else None
-    if hit is not None:
+    if hit is not None and (hit["schedules_checked"] or not check_schedules):
         jobs = {name: Job(name, values) for name, values in hit["jobs"].items()}
         pipelines = {name: Pipeline(name, values) for name, values in hit["pipelines"].items()}
         return Registry(path, hit["defaults"], hit["owners"], jobs, pipelines)
     from runjob.validate import parse_bytes
 
     registry = parse_bytes(content, path, check_schedules)
-    if cached:  # only the run path keeps a cache (never --dry-run, validate, list...)
+    if cached:  # never --dry-run, validate, show or export: they parse every time
         cache.write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
                                     "jobs": {name: job.values for name, job in registry.jobs.items()},
-                                    "pipelines": {name: p.values for name, p in registry.pipelines.items()}})  # fmt: skip
+                                    "pipelines": {name: p.values for name, p in registry.pipelines.items()},
+                                    "schedules_checked": check_schedules})  # fmt: skip
     return registry
 
 

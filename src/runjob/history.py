@@ -10,6 +10,15 @@ re-created under a live holder finds the holder's row and stands back (`start`).
 
 The schema carries a version (PRAGMA user_version) and migrations; old rows are purged
 on write, a bounded batch at a time.
+
+The WAL is kept between runs: a run never closes its connection (the launcher ends with
+os._exit), so SQLite's checkpoint-on-close, with its fsyncs and the unlink of the -wal and
+-shm files, does not happen on every run. This is safe: with synchronous=NORMAL a commit
+has been written to the -wal file (in the kernel's page cache) before COMMIT returns, so a
+run's rows survive runjob being killed or exiting at any later point, and every reader sees
+them. Only a power loss before the next checkpoint can lose the newest commits (never
+corrupt the file: WAL frames are checksummed); SQLite checkpoints on its own once the WAL
+holds 1,000 pages, and journal_size_limit then cuts the file back.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ if TYPE_CHECKING:
 
 FILENAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 30_000  # 20+ concurrent runs wait for each other rather than fail
+WAL_LIMIT = 1 << 20  # bytes the -wal file is cut back to after a checkpoint (else it keeps its peak size)
 PURGE_BATCH = 500
 
 MIGRATIONS = [
@@ -109,6 +119,7 @@ def connect(state_dir: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")  # per connection: set on every open
         if _scalar(db, "PRAGMA user_version") != len(MIGRATIONS):
             _set_up(db, state_dir)
         return db
@@ -240,17 +251,13 @@ class History(Observer):
             (cutoff, PURGE_BATCH),
         )
 
-    def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
-
 
 def row_dict(row: sqlite3.Row | tuple[Any, ...], host: str) -> dict[str, Any]:
     """A history row for output: params decoded, a dead `running` run shown as `crashed`."""
-    import json
+    from runjob import jsonout
 
     out = dict(zip(COLUMNS, row, strict=True))
-    out["params"] = json.loads(out["params"] or "{}")
+    out["params"] = jsonout.loads(out["params"] or "{}")
     if out["status"] == "running" and out["host"] == host and not procid.alive(out["pid"], out["pid_start"]):
         out["status"] = "crashed"
     return out

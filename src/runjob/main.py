@@ -1,7 +1,8 @@
 """The `runjob` entry point.
 
 `runjob NAME [k=v ...]` (the crontab form, run every minute on busy hosts) is dispatched
-here without loading typer or rich; everything else goes to the typer app in cli.py.
+here without loading typer or rich, and so are `--version` and, off a terminal, `list`,
+`status`, `history` and `tick` (fastpath.py); everything else goes to the typer app in cli.py.
 Every RunjobError becomes one line on stderr and its exit code; anything else is a bug.
 """
 
@@ -19,7 +20,8 @@ except ImportError:  # pragma: no cover
     import signal  # type: ignore[no-redef]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, fast: bool = True) -> int:
+    """runjob with `argv` (default: sys.argv[1:]); `fast=False` sends every command to typer."""
     standard_streams()
     undo_locale_coercion()
     # Started with SIGCHLD ignored (a parent's choice, inherited over exec), the kernel
@@ -27,12 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     args = sys.argv[1:] if argv is None else argv
     try:
-        fast, args = crontab_form(args)
-        if fast is not None:
+        crontab, args = crontab_form(args)
+        if crontab is not None:
             from runjob.commands.run import run_job
 
-            config, name, words = fast
+            config, name, words = crontab
             return run_job(config, name, words)
+        if fast:
+            from runjob.fastpath import answer
+
+            code = answer(args, sys.stdout.isatty())
+            if code is not None:
+                return code
         from runjob.cli import run_cli
 
         return run_cli(args)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from runjob import history, lock
@@ -11,6 +10,7 @@ from runjob.templating import placeholders
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     import sqlite3
     from typing import Any
 
@@ -63,6 +63,8 @@ def stale_jobs(registry: Registry, db: sqlite3.Connection | None, now: float) ->
 
 def lock_pattern(job: Job) -> re.Pattern[str]:
     """A regex matching every lock key the job's template can produce."""
+    import re  # only when a lock is held: `status` and `history` load no regex engine otherwise
+
     out, rest = "", job.lock_key
     for name in placeholders(job.lock_key):
         before, _, rest = rest.partition("{" + name + "}")
@@ -73,6 +75,8 @@ def lock_pattern(job: Job) -> re.Pattern[str]:
 
 def held_by(job: Job, held: list[dict[str, Any]], params: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The locks `job` holds now; with `params`, those of that instance only."""
+    if not held:  # the usual case: no regex to compile per job (`status` asks for every job)
+        return []
     if params:
         from runjob.templating import substitute
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import datetime, timezone
 
-from runjob import config, history, watchdog
+from runjob import config, history, jsonout, watchdog
 from runjob.commands.inspect import schedule_state
 from runjob.errors import UsageError
 from runjob.logs import JsonSink, Records, new_run_id, timestamp
@@ -36,7 +35,7 @@ def _times(row: dict[str, Any]) -> dict[str, Any]:
 
 def show_history(config_path: str | None, job: str | None, limit: int, status: str | None, since: str | None,
                  as_json: bool) -> int:  # fmt: skip
-    registry = config.load(config_path)
+    registry = config.load(config_path, cached=True)
     if job is not None and job in registry.pipelines:
         return _pipeline_history(registry, job, limit, as_json)
     if job is not None:
@@ -48,7 +47,7 @@ def show_history(config_path: str | None, job: str | None, limit: int, status: s
     db = _open(registry.state_dir)
     rows = _rows(db, job, status, _since(since), limit) if db else []
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(jsonout.dumps(rows))
     else:
         from runjob.pretty import history_table
 
@@ -93,7 +92,7 @@ def _since(text: str | None) -> float | None:
 
 
 def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:
-    registry = config.load(config_path, check_schedules=True)
+    registry = config.load(config_path, check_schedules=True, cached=True)
     db = _open(registry.state_dir)
     held = watchdog.held_locks(registry)
     now = time.time()
@@ -104,7 +103,7 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
 
         rows += [pipeline_status(registry, p, db, now if at is None else at) for p in registry.pipelines.values()]
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(jsonout.dumps(rows))
     else:
         from runjob.pretty import status_table
 
@@ -172,7 +171,7 @@ def show_locks(config_path: str | None, as_json: bool) -> int:
     registry = config.load(config_path)
     held = watchdog.held_locks(registry)
     if as_json:
-        print(json.dumps(held, indent=2))
+        print(jsonout.dumps(held))
     else:
         from runjob.pretty import locks_table
 

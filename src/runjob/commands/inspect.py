@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 
-from runjob import config, schema
+from runjob import config, jsonout, schema
 from runjob.errors import ConfigError, EXIT_CONFIG, EXIT_OK
 from runjob.logs import timestamp
 from runjob.redact import MASK, Redactor, job_secrets
@@ -51,12 +50,12 @@ def _now(at: float | None) -> datetime:
 
 
 def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
-    registry = config.load(config_path, check_schedules=True)
+    registry = config.load(config_path, check_schedules=True, cached=True)
     now = _now(at)
     everything = [*registry.jobs.values(), *registry.pipelines.values()]
     rows = [summary(job, now, registry.state_dir) for job in everything]
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(jsonout.dumps(rows))
     else:
         from runjob.pretty import job_table
 
@@ -73,7 +72,7 @@ def show_job(config_path: str | None, name: str, as_json: bool, at: float | None
     shown["env"] = {k: MASK if k in job.secrets else v for k, v in shown["env"].items()}
     _warn(config.state_dir_warnings(registry))
     if as_json:
-        print(json.dumps(shown, indent=2))
+        print(jsonout.dumps(shown))
     else:
         from runjob.pretty import job_detail
 
@@ -87,7 +86,7 @@ def validate(config_path: str | None, as_json: bool) -> int:
     except ConfigError as e:
         if not as_json:
             raise
-        print(json.dumps({"valid": False, "path": e.path, "errors": e.lines()}, indent=2))
+        print(jsonout.dumps({"valid": False, "path": e.path, "errors": e.lines()}))
         return EXIT_CONFIG
     warnings = registry.warnings + config.state_dir_warnings(registry)
     for warning in warnings:  # allowed, so exit 0, but said where people look
@@ -96,7 +95,7 @@ def validate(config_path: str | None, as_json: bool) -> int:
     result |= {"pipelines": len(registry.pipelines)} if registry.pipelines else {}
     result |= {"warnings": warnings} if warnings else {}
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(jsonout.dumps(result))
     else:
         from runjob.pretty import say
 
@@ -106,7 +105,7 @@ def validate(config_path: str | None, as_json: bool) -> int:
 
 
 def print_schema() -> int:
-    print(json.dumps(schema.json_schema(), indent=2))
+    print(jsonout.dumps(schema.json_schema()))
     return EXIT_OK
 
 

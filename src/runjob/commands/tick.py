@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -44,7 +43,7 @@ BIG_STEP = timedelta(hours=3)  # Debian cron's limit between "a time change" and
 
 def tick(config_path: str | None, now: float | None = None) -> int:
     """Tick the current minute, or replay the minute of `now` (`--at`) without recording it."""
-    registry = config.load(config_path, check_schedules=True)
+    registry = config.load(config_path, check_schedules=True, cached=True)
     state_dir = registry.state_dir
     replay = now is not None
     instant = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
@@ -154,15 +153,36 @@ def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None,
     """Start one run; with `pipes`, on a pipe of its own whose read end is appended there."""
     argv = [*runjob_argv(), "--config", os.path.abspath(registry_path), *entry.words]
     # The run takes the run id its claim names (see runner.execute), so the claim leads to its records.
-    env = None if run_id is None else dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id)
-    read_end, write_end = os.pipe() if pipes is not None else (-1, None)
-    # Its own session: a run survives tick's exit (a relaying tick stays only to copy records).
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_end, start_new_session=True, env=env)
-    if write_end is not None:
-        os.close(write_end)
-        pipes.append(read_end)  # type: ignore[union-attr]
-    started = {"job": entry.job.name, "params": entry.params, "pid": proc.pid, "reason": reason}
+    env = dict(os.environ) if run_id is None else dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id)
+    write_end = None
+    if pipes is not None:  # a pipe of its own: tick copies its whole records (relay.py)
+        read_end, write_end = os.pipe()
+        pipes.append(read_end)
+    try:
+        pid = _spawn(argv, env, write_end)
+    finally:
+        if write_end is not None:
+            os.close(write_end)
+    started = {"job": entry.job.name, "params": entry.params, "pid": pid, "reason": reason}
     return started if run_id is None else started | {"run_id": run_id}
+
+
+def _spawn(argv: list[str], env: dict[str, str], stdout: int | None) -> int:
+    """Start a run detached and return its pid, with os.posix_spawn (vfork + exec) rather than
+    subprocess, which costs an import and a fork per due job (10 due jobs: about 60 ms here).
+
+    What subprocess did for us is done here: stdin from /dev/null (stdout onto `stdout` when
+    given), its own session (a long job never holds tick up, and survives tick's exit), the
+    signals Python ignores reset. Every descriptor tick opened is close-on-exec (Python's
+    default), so none leaks: not the read ends of the other runs' pipes either.
+    """
+    import signal
+
+    actions: list[tuple[object, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+    if stdout is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
+    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True, setsigmask=(),
+                          setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))  # fmt: skip
 
 
 def runjob_argv() -> list[str]:
