@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import stat
 import time
 
 from conftest import HOLD, HOLD_PID, Env, alive, finish, py, wait_for
@@ -206,3 +207,26 @@ def test_locks_command(rj):
     assert held["lock_key"] == "s" and held["pid"] == proc.pid and held["job"] == "s"
     assert held["run_id"] == r.one("run.start")["run_id"] and held["since"]
     assert json.loads(rj.run("locks", "--json").out) == []
+
+
+def test_a_run_end_the_store_refuses_is_kept_and_folded_in_never_left_running(rj):
+    """Finishing the row fails after the run ended (here a trigger refuses every UPDATE): the
+    run's end is kept in history.pending, and the next connection writes it into the store."""
+    started, release = rj.dir / "started", rj.dir / "release"
+    rj.write(f"[jobs.s]\ncommand = {py(HOLD, str(started), str(release))}\n")
+    proc = rj.popen("s")
+    assert wait_for(started.exists, timeout=60)  # the run's `running` row is written before the child starts
+    db = sqlite3.connect(rj.state / "history.sqlite3", isolation_level=None)
+    db.execute("CREATE TRIGGER refuse BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    release.write_text("go")
+    r = finish(proc)
+    assert r.code == 0 and r.one("run.end")["status"] == "success"
+    assert "history.pending" in r.err and "Traceback" not in r.err
+    pending = rj.state / "history.pending"
+    assert stat.S_IMODE(pending.stat().st_mode) == 0o600 and r.one("run.end")["run_id"] in pending.read_text()
+    db.execute("DROP TRIGGER refuse")
+    db.close()
+    rows = json.loads(rj.run("history", "--json").out)
+    assert [(row["run_id"], row["status"], row["exit_code"]) for row in rows] == [
+        (r.one("run.end")["run_id"], "success", 0)]  # fmt: skip
+    assert pending.read_text() == ""

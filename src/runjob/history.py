@@ -27,7 +27,7 @@ import os
 import sqlite3
 import time
 
-from runjob import procid, safefs
+from runjob import history_pending, procid, safefs
 from runjob.errors import InternalError
 from runjob.lock import Busy, exclusive
 from runjob.logs import encode, timestamp
@@ -122,6 +122,7 @@ def connect(state_dir: str) -> sqlite3.Connection:
         db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")  # per connection: set on every open
         if _scalar(db, "PRAGMA user_version") != len(MIGRATIONS):
             _set_up(db, state_dir)
+        history_pending.fold(db, state_dir)  # run ends an earlier connection could not write
         return db
     except sqlite3.DatabaseError as e:
         raise InternalError(f"history store {path} is unusable: {e} (move it aside to start afresh)") from None
@@ -226,16 +227,25 @@ class History(Observer):
             ).rowcount
             if not updated:  # a run that ended before it started (a signal while waiting for its lock)
                 self._insert(run, **ended)
+        except (sqlite3.Error, InternalError) as e:
+            # The run did end: keep its row for the next connection, never leave it `running`.
+            history_pending.keep(self.state_dir, self._row(run) | ended)
+            raise InternalError(f"cannot write history {path_in(self.state_dir)}: {e}; the run's end is kept in "
+                                f"{history_pending.path_in(self.state_dir)} until the store takes it") from None
+        try:
             self._purge(db)
-        except sqlite3.Error as e:
-            raise InternalError(f"cannot write history {path_in(self.state_dir)}: {e}") from None
+        except sqlite3.Error:
+            pass  # purging is housekeeping: the next run's end tries again
+
+    def _row(self, run: Run) -> dict[str, Any]:
+        plan = run.plan
+        return {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
+                "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
+                "pid_start": procid.start_time(os.getpid()), "lock_key": plan.redact(plan.lock_key),
+                "started": run.started}  # fmt: skip
 
     def _insert(self, run: Run, **fields: Any) -> None:
-        plan = run.plan
-        row = {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
-               "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
-               "pid_start": procid.start_time(os.getpid()), "lock_key": plan.redact(plan.lock_key),
-               "started": run.started} | fields  # fmt: skip
+        row = self._row(run) | fields
         try:
             self._db().execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
