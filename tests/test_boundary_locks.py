@@ -8,7 +8,7 @@ import os
 import signal
 import sqlite3
 
-from conftest import HOLD, PY, alive, finish, py, q, wait_for
+from conftest import HOLD, alive, finish, py, wait_for
 
 # The job's child starts a detached worker (own session, stdio on /dev/null) that keeps the
 # lock descriptor it inherited, says its pid, and exits at once; the worker waits for `release`.

@@ -95,7 +95,7 @@ def test_state_files_are_private(rj):
 
 
 def test_tick_state_is_private_and_a_held_tick_lock_is_a_bounded_clear_error(rj):
-    rj.write(f'[jobs.s]\ncommand = ["true"]\nschedule = "0 0 1 1 *"\n')
+    rj.write('[jobs.s]\ncommand = ["true"]\nschedule = "0 0 1 1 *"\n')
     assert rj.run("tick").code == 0
     tick_lock = rj.state / "tick.lock"
     assert mode(tick_lock) == 0o600 and mode(rj.state / "tick.json") == 0o600

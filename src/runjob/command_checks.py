@@ -10,7 +10,7 @@ from runjob.templating import placeholders
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    pass
 
 
 # Values a pattern may let through that a program would read as an option.

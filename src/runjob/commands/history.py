@@ -64,7 +64,7 @@ def _pipeline_history(registry: config.Registry, name: str, limit: int, as_json:
     db = _open(registry.state_dir)
     rows = runs(db, name, limit) if db else []
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(jsonout.dumps(rows))
     else:
         for r in rows:
             jobs = ", ".join(f"{j['job']} {j['status']}" for j in r["jobs"])

@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from runjob import config, cron, relay, safefs, timers
-from runjob.errors import InternalError, UsageError
+from runjob.errors import InternalError
 from runjob.lock import exclusive
 from runjob.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.schedule import Entry, entries

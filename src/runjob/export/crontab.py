@@ -62,16 +62,16 @@ def render(registry: Registry, runjob: str) -> tuple[str, list[str]]:
         lines += ["", *_comment(entry), line]
     if errors:
         raise ConfigError(errors, registry.path)
-    lines += _disabled(registry)
+    lines += _disabled(registry, program)
     return "\n".join(lines) + "\n", notes
 
 
-def _disabled(registry: Registry) -> list[str]:
+def _disabled(registry: Registry, program: str) -> list[str]:
     """`enabled = false` entries as comments: visible in the crontab, never run by it."""
     out = []
     for entry in disabled(registry):
         try:
-            line = _line(entry)
+            line = _line(entry, program)
         except ValueError:
             line = f"{entry.job.schedule} runjob {' '.join(entry.words)}"
         out += ["", f"# disabled (enabled = false): {' '.join(line.splitlines())}"]
