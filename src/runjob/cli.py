@@ -59,11 +59,13 @@ def run(
     output: Annotated[Optional[str], typer.Option(help="json | passthrough | discard")] = None,
     log_file: Annotated[Optional[str], typer.Option("--log-file", help='records to this file ("" = stdout)')] = None,
     fmt: Annotated[str, typer.Option("--format", help="auto | json | pretty")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", help="stdout: nothing if the run succeeds, all if not")] = False,
 ) -> None:
     """Run one job (the crontab form `runjob NAME` does the same)."""
     from runjob.commands.run import run_job
 
-    _done(run_job(state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt))
+    _done(run_job(state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt,
+                  quiet))  # fmt: skip
 
 
 @app.command("list")
@@ -192,6 +194,18 @@ def schema() -> None:
     _done(print_schema())
 
 
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="a run id, or a unique prefix of 8+ characters")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run has ended")] = False,
+) -> None:
+    """A kept run's records, as the JSON lines they were written as."""
+    from runjob.views.kept import show as show_kept
+
+    _done(show_kept(state["config"], run_id, follow))
+
+
+
 def run_cli(args: list[str]) -> int:
     """Run the app; its usage errors exit 2, our RunjobErrors propagate to main()."""
     try:
@@ -199,3 +213,4 @@ def run_cli(args: list[str]) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
+

@@ -28,6 +28,7 @@ def render(registry: Registry, runjob_dir: str) -> tuple[str, list[str]]:
     ]
     notes = _zone_notes(registry)
     lines += [f"# {note}" for note in notes]
+    lines += ['# Mail only failures: set MAILTO=you@example.com here and quiet = "on-success" (or --quiet) per job.']
     lines += ["SHELL=/bin/sh", f"PATH={runjob_dir}:/usr/local/bin:/usr/bin:/bin", f"RUNJOB_CONFIG={path}"]
     # CRON_TZ applies to the lines after it (cronie, systemd-cron): host-zone jobs first.
     by_zone = sorted(entries(registry), key=lambda e: e.job.timezone or "")
