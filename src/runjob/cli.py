@@ -205,6 +205,27 @@ def logs(
     _done(show_kept(state["config"], run_id, follow))
 
 
+@app.command()
+def report(
+    html: Annotated[str, typer.Option("--html", help="write the report to this file")],
+    since: Annotated[str, typer.Option(help='runs started within this duration, e.g. 7d ("all": every kept row)')] = "1d",
+    job: Annotated[Optional[str], typer.Option("--job", help="only this job")] = None,
+) -> None:
+    """A self-contained HTML timeline of the runs, with per-job statistics."""
+    from runjob.views.report import write_report
+
+    _done(write_report(state["config"], html, since, job))
+
+
+@app.command()
+def serve(
+    bind: Annotated[str, typer.Option(help="HOST:PORT to listen on (localhost unless told otherwise)")] = "127.0.0.1:8080",
+) -> None:
+    """The report, live, and /api/runs as JSON: read-only, on localhost by default."""
+    from runjob.views.serve import serve as run_serve
+
+    _done(run_serve(state["config"], bind))
+
 
 def run_cli(args: list[str]) -> int:
     """Run the app; its usage errors exit 2, our RunjobErrors propagate to main()."""
