@@ -45,12 +45,12 @@ def percentile(values: list[float], p: float) -> float | None:
     return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
 
 
-def build(runs: list[dict[str, Any]], now: float, start: float | None = None) -> dict[str, Any]:
-    """The page's data from history rows (history.row_dict), any order."""
-    ends = [_end(r, now) for r in runs]
-    lo = start if start is not None else min((r["started"] for r in runs), default=now - 3600)
-    hi = max([now if start is not None else lo + 1, *ends])
-    span = max(hi - lo, 1e-3)
+def build(runs: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """The page's data from history rows (history.row_dict), any order. The axis spans the
+    runs themselves (first start to last end), not the whole --since range: runs of the last
+    minute in a day's range would all be one pile at the right edge."""
+    lo = min((float(r["started"]) for r in runs), default=now - 3600)
+    span = max(max((_end(r, now) for r in runs), default=now) - lo, 1e-3)
     by_job: dict[str, list[dict[str, Any]]] = {}
     for run in sorted(runs, key=lambda r: r["started"]):
         by_job.setdefault(run["job"], []).append(run)

@@ -51,7 +51,7 @@ def page(registry: config.Registry, job: str | None, since: str | None, live: bo
         registry.job(job)  # an unknown job is a usage error
     since_s = since_seconds(since)
     now = time.time()
-    data = model.build(load(registry.state_dir, job, since_s, now), now, None if since_s is None else now - since_s)
+    data = model.build(load(registry.state_dir, job, since_s, now), now)
     data["job"] = job
     return render(data, live)
 
