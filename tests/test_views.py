@@ -324,3 +324,21 @@ def test_serve_bad_bind_is_a_usage_error(rj: Env) -> None:
     rj.write(f"[jobs.a]\ncommand = {py('pass')}\n")
     res = rj.run("serve", "--bind", "localhost")
     assert res.code == 2 and "--bind" in res.err and res.err.count("\n") == 1
+
+
+def test_quiet_judges_by_the_outcome_a_busy_skip_is_quiet_a_busy_fail_is_not(rj: Env, tmp_path: Path) -> None:
+    started, release = tmp_path / "started", tmp_path / "release"
+    warn = 'import json; print(json.dumps({"level": "warning", "message": "slow disk"}))'
+    rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\nquiet = "on-success"\n\n'
+             f'[jobs.hold]\ncommand = {py(HOLD, str(started), str(release))}\n'
+             f'[jobs.skip]\ncommand = {py("pass")}\nlock_key = "hold"\n'
+             f'[jobs.fail]\ncommand = {py("pass")}\nlock_key = "hold"\non_busy = "fail"\n'
+             f'[jobs.warn]\ncommand = {py(warn)}\n')  # fmt: skip
+    assert rj.run("warn").out == ""  # a warning in a run that succeeded: still quiet
+    holder = rj.popen("hold")
+    assert wait_for(started.exists)
+    skipped, failed = rj.run("skip"), rj.run("fail")
+    release.write_text("go")
+    assert finish(holder).code == 0
+    assert (skipped.code, skipped.out) == (0, "")
+    assert failed.code == 75 and [r["event"] for r in failed.records] == ["lock.busy"]

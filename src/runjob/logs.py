@@ -293,7 +293,7 @@ class JsonSink:
         `hold`: "on-success" holds records back from `path`/stdout until run.end, then gives them
         all (from the kept file) unless the run succeeded; "always": never (the terminal view runs)."""
         self.keep, self.keep_fd, self.kept_path = keep, -1, ""
-        self.hold, self.ended_ok, self.noisy = hold if keep else "", False, False
+        self.hold, self.ended, self.ended_ok, self.noisy = hold if keep else "", False, False, False
         self.path = path or "<stdout>"
         self.fd = 1
         self.nonblocking = False
@@ -315,9 +315,10 @@ class JsonSink:
     def record(self, fields: dict[str, Any]) -> None:
         if self.keep is not None and self.keep_fd < 0:
             self._open_kept(fields)
-        if self.hold:  # what decides whether held records are given at the end
-            self.noisy |= fields.get("level") != "info"
-            self.ended_ok |= fields.get("event") == "run.end" and fields.get("status") == "success"
+        if self.hold and not self.ended:  # what decides whether held records are given at the end
+            self.noisy = self.noisy or fields.get("level") != "info"
+            if fields.get("event") == "run.end":
+                self.ended, self.ended_ok = True, fields.get("status") == "success"
         if "seq" in fields:
             fields["seq"] = self.seq
         self.seq += 1
@@ -488,7 +489,9 @@ class JsonSink:
 
     def close(self) -> None:
         if self.keep_fd >= 0:
-            if self.hold == "on-success" and (self.noisy or not self.ended_ok):
+            # A run is judged by its run.end (a warning in a run that succeeded stays quiet);
+            # one that never ran (a busy lock) by its records' levels (a skip is info).
+            if self.hold == "on-success" and (not self.ended_ok if self.ended else self.noisy):
                 self._replay()
             os.close(self.keep_fd)
             self.keep_fd = -1

@@ -38,6 +38,13 @@ def utc_text(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t))
 
 
+def _tick(t: float, span: float) -> str:
+    """An axis label: as short as the range allows (the full times are in the header)."""
+    if span < 600:
+        return time.strftime("%H:%M:%S", time.gmtime(t))
+    return time.strftime("%H:%M" if span < 86400 else "%m-%d %H:%M", time.gmtime(t))
+
+
 def percentile(values: list[float], p: float) -> float | None:
     """Nearest-rank percentile of sorted `values` (None when there are none)."""
     if not values:
@@ -55,7 +62,7 @@ def build(runs: list[dict[str, Any]], now: float) -> dict[str, Any]:
     for run in sorted(runs, key=lambda r: r["started"]):
         by_job.setdefault(run["job"], []).append(run)
     jobs = [_job(name, rows, lo, span, now) for name, rows in sorted(by_job.items())]
-    ticks = [{"x": WIDTH * i / TICKS, "label": utc_text(lo + span * i / TICKS)} for i in range(TICKS + 1)]
+    ticks = [{"x": WIDTH * i / TICKS, "label": _tick(lo + span * i / TICKS, span)} for i in range(TICKS + 1)]
     return {"jobs": jobs, "ticks": ticks, "width": WIDTH, "from": utc_text(lo), "to": utc_text(lo + span),
             "runs": len(runs), "generated": utc_text(now)}  # fmt: skip
 
