@@ -4,11 +4,13 @@ HTML report and `runjob serve` (their browser side is in test_browser.py)."""
 from __future__ import annotations
 
 import json
-import os
 import stat
+from html.parser import HTMLParser
 from pathlib import Path
 
-from conftest import HOLD, PY, Env, finish, py, q, wait_for
+from conftest import HOLD, Env, finish, py, q, wait_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def kept_files(rj: Env, job: str) -> list[Path]:
@@ -46,8 +48,8 @@ def test_logs_unknown_short_and_ambiguous_ids_are_one_line_usage_errors(rj: Env)
     rj.run("a")
     (rj.state / "runs" / "a" / "abcdef01-1111-4111-8111-111111111111.jsonl").write_text("{}\n")
     (rj.state / "runs" / "a" / "abcdef01-2222-4222-8222-222222222222.jsonl").write_text("{}\n")
-    for given, says in (("abcdef01", "ambiguous"), ("abc", "at least 8"), ("00000000", "no kept run")):
-        res = rj.run("logs", given)
+    for run_id, says in (("abcdef01", "ambiguous"), ("abc", "at least 8"), ("00000000", "no kept run")):
+        res = rj.run("logs", run_id)
         assert res.code == 2, res.err
         assert says in res.err and res.err.count("\n") == 1 and "Traceback" not in res.err
     assert rj.run("logs", "abcdef01-1").out == "{}\n"
@@ -134,11 +136,6 @@ def test_the_crontab_export_says_how_to_mail_only_failures(rj: Env) -> None:
 
 
 # --- the report -------------------------------------------------------------------------
-
-from html.parser import HTMLParser  # noqa: E402
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 FAIL_JOB = 'import sys\nprint("bad <input> & worse", file=sys.stderr)\nsys.exit(4)\n'
 
