@@ -418,7 +418,7 @@ class JsonSink:
         assert self.keep is not None
         directory = safefs.ensure_state_dir(os.path.dirname(self.keep[0]), "runs", str(fields["job"]))
         self.kept_path = os.path.join(directory, f"{fields['run_id']}.jsonl")
-        self.keep_fd = safefs.open_private(self.kept_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self.keep_fd = safefs.open_private(self.kept_path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
 
     def _to_kept(self, write: Callable[..., None], *args: Any) -> None:
         try:
@@ -504,19 +504,17 @@ class JsonSink:
             os.close(self.fd)
         self.fd = -1
 
-
     def _replay(self) -> None:
-        """Every held record, read back from the kept file (never held in memory), in
-        pieces that each get FINAL_FLUSH_S against a stalled reader."""
+        """Every held record, read back from the kept file's own fd (never held in memory; a
+        concurrent prune may have unlinked its name), in pieces that each get FINAL_FLUSH_S
+        against a stalled reader."""
         self.hold = ""
-        fd = os.open(self.kept_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            while (chunk := os.read(fd, PENDING_MAX)) and not self.failed:
-                self._out(chunk)
-                if self.pending:
-                    self._final_flush()
-        finally:
-            os.close(fd)
+        offset = 0
+        while (chunk := os.pread(self.keep_fd, PENDING_MAX, offset)) and not self.failed:
+            offset += len(chunk)
+            self._out(chunk)
+            if self.pending:
+                self._final_flush()
 
 
 def _prune(directory: str, keep: int) -> None:

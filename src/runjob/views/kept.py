@@ -24,6 +24,7 @@ def runs_dir(state_dir: str) -> str:
 
 def find(state_dir: str, given: str) -> str:
     """The kept file of the run whose id is or starts with `given` (8+ characters, unique)."""
+    given = given.lower()
     if len(given) < PREFIX_MIN or given.strip("0123456789abcdef-"):
         raise UsageError(f'run id "{given}": give the run id or a prefix of at least {PREFIX_MIN} of its characters')
     found = []
