@@ -36,20 +36,20 @@ def test_closed_standard_streams_still_run_the_job_into_its_log_file(rj, redirec
     assert records[1]["line"] == "work done" and records[-1]["status"] == "success"
 
 
-@pytest.mark.parametrize("form", [["report"], ["run", "report", "--format", "json"]])
+@pytest.mark.parametrize("form", [["nightly"], ["run", "nightly", "--format", "json"]])
 def test_closed_stdout_never_turns_the_lock_file_into_the_record_stream(rj, form):
     started, release = rj.dir / "started", rj.dir / "release"
-    rj.write(f"[jobs.report]\ncommand = {py(HOLD, str(started), str(release))}\n")
+    rj.write(f"[jobs.nightly]\ncommand = {py(HOLD, str(started), str(release))}\n")
     first = closed(rj, ">&-", *form)
     assert wait_for(started.exists, timeout=30)
-    second = rj.run("report")
+    second = rj.run("nightly")
     busy = second.one("lock.busy")
-    holder = json.loads((rj.state / "locks/report.lock").read_text())  # only the holder text
+    holder = json.loads((rj.state / "locks/nightly.lock").read_text())  # only the holder text
     assert busy["holder_pid"] == first.pid and busy["holder_run_id"] == holder["run_id"]
     release.write_text("go")
     r = finish(first)
     assert r.code == 0 and "Traceback" not in r.err
-    assert json.loads((rj.state / "locks/report.lock").read_text())["run_id"] == holder["run_id"]
+    assert json.loads((rj.state / "locks/nightly.lock").read_text())["run_id"] == holder["run_id"]
     rows = json.loads(rj.run("history", "--json").out)
     assert sorted(row["status"] for row in rows) == ["skipped", "success"]
 

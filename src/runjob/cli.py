@@ -81,11 +81,13 @@ def run(
     output: Annotated[Optional[str], typer.Option(help="json | passthrough | discard")] = None,
     log_file: Annotated[Optional[str], typer.Option("--log-file", help='records to this file ("" = stdout)')] = None,
     fmt: Annotated[str, typer.Option("--format", help="auto | json | pretty")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", help="stdout: nothing if the run succeeds, all if not")] = False,
 ) -> None:
     """Run one job (the crontab form `runjob NAME` does the same)."""
     from runjob.commands.run import run_job
 
-    _done(run_job(state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt))
+    _done(run_job(state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt,
+                  quiet))  # fmt: skip
 
 
 @app.command("list", epilog=epilog("list"))
@@ -233,6 +235,39 @@ def schema() -> None:
     _done(print_schema())
 
 
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="a run id, or a unique prefix of 8+ characters")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run has ended")] = False,
+) -> None:
+    """A kept run's records, as the JSON lines they were written as."""
+    from runjob.views.kept import show as show_kept
+
+    _done(show_kept(state["config"], run_id, follow))
+
+
+@app.command()
+def report(
+    html: Annotated[str, typer.Option("--html", help="write the report to this file")],
+    since: Annotated[str, typer.Option(help='runs started within this duration, e.g. 7d ("all": every kept row)')] = "1d",
+    job: Annotated[Optional[str], typer.Option("--job", help="only this job")] = None,
+) -> None:
+    """A self-contained HTML timeline of the runs, with per-job statistics."""
+    from runjob.views.report import write_report
+
+    _done(write_report(state["config"], html, since, job))
+
+
+@app.command()
+def serve(
+    bind: Annotated[str, typer.Option(help="HOST:PORT to listen on (localhost unless told otherwise)")] = "127.0.0.1:8080",
+) -> None:
+    """The report, live, and /api/runs as JSON: read-only, on localhost by default."""
+    from runjob.views.serve import serve as run_serve
+
+    _done(run_serve(state["config"], bind))
+
+
 def run_cli(args: list[str]) -> int:
     """Run the app; its usage errors exit 2, our RunjobErrors propagate to main()."""
     try:
@@ -240,3 +275,4 @@ def run_cli(args: list[str]) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
+

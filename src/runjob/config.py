@@ -56,6 +56,8 @@ class Job:
     lock_ttl: float | None
     on_lock_lost: str
     lock_unavailable: str
+    keep_runs: int
+    quiet: str
 
     def __init__(self, name: str, values: dict[str, Any]) -> None:
         self.name = name

@@ -287,7 +287,13 @@ class JsonSink:
     reading the child while `pending` is over PENDING_MAX), and at close for FINAL_FLUSH_S.
     """
 
-    def __init__(self, path: str = "", nonblocking: bool = False) -> None:
+    def __init__(self, path: str = "", nonblocking: bool = False, keep: tuple[str, int] | None = None,
+                 hold: str = "") -> None:  # fmt: skip
+        """`keep`: (state_dir/runs, keep_runs): every record also goes to the run's kept file.
+        `hold`: "on-success" holds records back from `path`/stdout until run.end, then gives them
+        all (from the kept file) unless the run succeeded; "always": never (the terminal view runs)."""
+        self.keep, self.keep_fd, self.kept_path = keep, -1, ""
+        self.hold, self.ended, self.ended_ok, self.noisy = hold if keep else "", False, False, False
         self.path = path or "<stdout>"
         self.fd = 1
         self.nonblocking = False
@@ -307,6 +313,12 @@ class JsonSink:
             self.fd = self.log.fd
 
     def record(self, fields: dict[str, Any]) -> None:
+        if self.keep is not None and self.keep_fd < 0:
+            self._open_kept(fields)
+        if self.hold and not self.ended:  # what decides whether held records are given at the end
+            self.noisy = self.noisy or fields.get("level") != "info"
+            if fields.get("event") == "run.end":
+                self.ended, self.ended_ok = True, fields.get("status") == "success"
         if "seq" in fields:
             fields["seq"] = self.seq
         self.seq += 1
@@ -350,6 +362,10 @@ class JsonSink:
             return
         parts = plain_output_parts(pieces, lines, timestamp(), self.seq, longest)
         seq, self.seq = self.seq, self.seq + len(lines)
+        if self.keep_fd >= 0:
+            self._to_kept(writev_records, self.keep_fd, parts, sizes, longest <= MESSAGE_PREFIX, seq)
+        if self.hold:
+            return
         if self.pending:  # behind earlier records: keep the order
             self.pending += b"".join(parts)
             return
@@ -390,6 +406,29 @@ class JsonSink:
         self.write_bytes(text.encode("utf-8", "surrogateescape"))
 
     def write_bytes(self, data: bytes) -> None:
+        if self.keep_fd >= 0:
+            self._to_kept(write_all, self.keep_fd, data)
+        if not self.hold:
+            self._out(data)
+
+    def _open_kept(self, fields: dict[str, Any]) -> None:
+        """The run's kept file, state_dir/runs/JOB/RUN_ID.jsonl, on its first record."""
+        from runjob import safefs  # loaded already by lock.py on the run path
+
+        assert self.keep is not None
+        directory = safefs.ensure_state_dir(os.path.dirname(self.keep[0]), "runs", str(fields["job"]))
+        self.kept_path = os.path.join(directory, f"{fields['run_id']}.jsonl")
+        self.keep_fd = safefs.open_private(self.kept_path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+
+    def _to_kept(self, write: Callable[..., None], *args: Any) -> None:
+        try:
+            write(*args)
+        except OSError as e:  # a full disk: the run goes on; held records are then given as they come
+            os.close(self.keep_fd)
+            self.keep_fd, self.hold = -1, ""
+            _note(f"runjob: cannot write the kept run {self.kept_path}: {e.strerror}; no longer kept")
+
+    def _out(self, data: bytes) -> None:
         if self.failed:
             return
         if self.pending:  # behind earlier records: keep the order
@@ -449,6 +488,14 @@ class JsonSink:
         _note(self.failed)
 
     def close(self) -> None:
+        if self.keep_fd >= 0:
+            # A run is judged by its run.end (a warning in a run that succeeded stays quiet);
+            # one that never ran (a busy lock) by its records' levels (a skip is info).
+            if self.hold == "on-success" and (not self.ended_ok if self.ended else self.noisy):
+                self._replay()
+            os.close(self.keep_fd)
+            self.keep_fd = -1
+            _prune(os.path.dirname(self.kept_path), self.keep[1] if self.keep else 0)
         if self.pending:
             self._final_flush()
         if self.log is not None:
@@ -456,6 +503,31 @@ class JsonSink:
         elif self.fd > 2:  # a stdout pipe opened a second time (_stdout_fd)
             os.close(self.fd)
         self.fd = -1
+
+    def _replay(self) -> None:
+        """Every held record, read back from the kept file's own fd (never held in memory; a
+        concurrent prune may have unlinked its name), in pieces that each get FINAL_FLUSH_S
+        against a stalled reader."""
+        self.hold = ""
+        offset = 0
+        while (chunk := os.pread(self.keep_fd, PENDING_MAX, offset)) and not self.failed:
+            offset += len(chunk)
+            self._out(chunk)
+            if self.pending:
+                self._final_flush()
+
+
+def _prune(directory: str, keep: int) -> None:
+    """Only the newest `keep` kept runs of a job stay (by modification time: a running one is new)."""
+    try:
+        entries = [(e.stat().st_mtime_ns, e.name) for e in os.scandir(directory) if e.name.endswith(".jsonl")]
+    except OSError:
+        return
+    for _, name in sorted(entries)[: max(0, len(entries) - keep)]:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass  # a concurrent run pruned it first
 
 
 def _note(text: str) -> None:

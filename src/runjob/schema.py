@@ -110,6 +110,8 @@ JOB = {
     "lock_ttl": Key("duration", None, "Redis lock TTL, renewed while the run lasts (default: timeout + kill_grace + 60s)"),
     "on_lock_lost": Key("enum", "kill", "a Redis lock lost mid-run", ("kill", "continue")),
     "lock_unavailable": Key("enum", "fail", "Redis unreachable at start", ("fail", "skip", "local")),
+    "keep_runs": Key("int", 50, "how many runs' records state_dir/runs keeps per job", minimum=1, maximum=100000),
+    "quiet": Key("enum", "off", 'stdout: "on-success" prints nothing for a run that succeeds', ("off", "on-success")),
 }
 
 DEFAULTS_ONLY = {
@@ -146,7 +148,7 @@ JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
 LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
-    "run list show validate status history stale locks export import tick init add schema help resume".split()
+    "run list show validate status history stale locks export import tick init add schema help resume logs report serve".split()
 )
 
 _DURATION_SCHEMA = {

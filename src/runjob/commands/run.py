@@ -30,6 +30,7 @@ def run_job(
     output: str | None = None,
     log_file: str | None = None,
     fmt: str = "auto",
+    quiet: bool = False,
 ) -> int:
     pretty = _pretty(fmt)
     _check_utf8(list(words) + list(extra_params))
@@ -54,7 +55,7 @@ def run_job(
         return show_plan(the_plan, pretty)
     from runjob.runner import execute
 
-    sink = _sink(the_plan, pretty)
+    sink = _sink(the_plan, pretty, quiet)
     try:
         return execute(the_plan, sink, observers(registry, the_plan))
     finally:
@@ -111,16 +112,19 @@ def _timeout(text: str | None) -> float | None:
         raise UsageError(f"--timeout: {e}") from None
 
 
-def _sink(the_plan: plan.Plan, pretty: bool) -> Sink:
-    json_sink = JsonSink(the_plan.log_file, nonblocking=True) if (the_plan.log_file or not pretty) else None
+def _sink(the_plan: plan.Plan, pretty: bool, quiet: bool = False) -> Sink:
+    """Records to the log file or stdout, each run's also kept in state_dir/runs (SPEC section 11);
+    quiet on success holds stdout's back until the run's outcome is known."""
+    keep = (os.path.join(the_plan.state_dir, "runs"), getattr(the_plan.job, "keep_runs", 50))
+    to_json = bool(the_plan.log_file) or not pretty
+    hold = "" if the_plan.log_file else "on-success" if quiet or getattr(the_plan.job, "quiet", "") == "on-success" else ""
+    json_sink = JsonSink(the_plan.log_file, nonblocking=True, keep=keep, hold=hold if to_json else "always")
     if not pretty:
-        assert json_sink is not None
         return json_sink
     from runjob.logs import TeeSink
     from runjob.pretty import PrettySink
 
-    terminal = PrettySink()
-    return TeeSink(json_sink, terminal) if json_sink else terminal
+    return TeeSink(json_sink, PrettySink())
 
 
 def _config_error_record(name: str, e: ConfigError) -> None:

@@ -27,7 +27,8 @@ JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAILTO_NOTE = [
     "# MAILTO mails whatever a job prints. Each line below prints its run's JSON records on",
     "# stdout unless the job has a log_file, so cron mails every run: set MAILTO=\"\" (or a",
-    "# log_file) to stop that, and let the owners in jobs.toml be told of failures.",
+    "# log_file) to stop that, and let the owners in jobs.toml be told of failures; or, to",
+    '# mail only failures, keep MAILTO=you@example.com and set quiet = "on-success" per job.',
 ]
 
 
