@@ -54,6 +54,7 @@ class Job:
     lock_ttl: float | None
     on_lock_lost: str
     lock_unavailable: str
+    dispatch: str
 
     def __init__(self, name: str, values: dict[str, Any]) -> None:
         self.name = name

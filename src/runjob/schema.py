@@ -107,6 +107,7 @@ JOB = {
     "lock_ttl": Key("duration", None, "Redis lock TTL, renewed while the run lasts (default: timeout + kill_grace + 60s)"),
     "on_lock_lost": Key("enum", "kill", "a Redis lock lost mid-run", ("kill", "continue")),
     "lock_unavailable": Key("enum", "fail", "Redis unreachable at start", ("fail", "skip", "local")),
+    "dispatch": Key("enum", "run", 'tick: "run" starts the run, "queue" enqueues it', ("run", "queue")),
 }
 
 DEFAULTS_ONLY = {
@@ -115,6 +116,9 @@ DEFAULTS_ONLY = {
     "history_keep": Key("duration", 90 * 86400.0, "history rows older than this are purged"),
     "notify_timeout": Key("duration", 10.0, "one deadline for all notifications of a run"),
     "ping_timeout": Key("duration", 10.0, "deadline of each ping's whole exchange"),
+    "queue_backend": Key("str", "", '"" = the state dir\'s SQLite; "redis://host:6379/0" for many hosts'),
+    "queue_lease": Key("duration", 60.0, "a queued run's lease, renewed by its worker; lapsed = pending again"),
+    "stop_grace": Key("duration", 30.0, "SIGTERM to a worker: its runs get this long, then are stopped"),
 }
 
 DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "params", "instances")} | DEFAULTS_ONLY
@@ -129,7 +133,7 @@ JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
 LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
-    "run list show validate status history stale locks export tick init add schema help".split()
+    "run list show validate status history stale locks export tick init add schema help enqueue worker queue".split()
 )
 
 _DURATION_SCHEMA = {
