@@ -8,7 +8,7 @@ leases while the runs last, and an entry whose lease lapsed (its worker died) is
 
 from __future__ import annotations
 
-import uuid
+import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ MAX_PRIORITY = 1000  # keeps the Redis score (priority and order in one float) e
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()
 
 
 def open_store(registry: Registry) -> Store:
