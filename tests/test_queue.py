@@ -199,3 +199,15 @@ def test_tick_with_dispatch_queue_enqueues(rj):
     assert [e["id"] for e in state(rj)["entries"]] == [queued]
     assert rj.run("worker", "--burst").code == 0
     assert lines(marks) == ["x"]
+
+
+def test_metrics_file_gets_queue_depth_and_dead_count(rj):
+    setup(rj, f"metrics_file = {q(str(rj.dir / 'metrics.prom'))}")
+    enqueue(rj, "fail")
+    assert rj.run("worker", "--burst").code == 0
+    enqueue(rj, "mark", "n=1", "--priority", "2")
+    enqueue(rj, "mark", "n=2", "--priority", "2")
+    assert rj.run("mark", "n=3").code == 0  # any run rewrites the metrics file
+    text = (rj.dir / "metrics.prom").read_text()
+    assert 'runjob_queue_depth{job="mark",priority="2"} 2' in text.splitlines()
+    assert "runjob_queue_dead 1" in text.splitlines()
