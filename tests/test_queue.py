@@ -211,3 +211,9 @@ def test_metrics_file_gets_queue_depth_and_dead_count(rj):
     text = (rj.dir / "metrics.prom").read_text()
     assert 'runjob_queue_depth{job="mark",priority="2"} 2' in text.splitlines()
     assert "runjob_queue_dead 1" in text.splitlines()
+
+
+def test_bad_queue_backend_is_a_config_error(rj):
+    setup(rj, 'queue_backend = "http://example.com"')
+    r = rj.run("enqueue", "mark", "n=1")
+    assert r.code == 78 and "defaults.queue_backend" in r.err and "Traceback" not in r.err
