@@ -61,8 +61,8 @@ class Worker:
             return False
         self.taken += 1
         run_id = new_run_id()
-        proc = subprocess.Popen(outcome.argv(self.registry.path, entry), stdin=subprocess.DEVNULL,
-                                env=dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id, RUNJOB_QUEUE_ID=entry["id"]))  # fmt: skip
+        env = dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id, RUNJOB_QUEUE_ID=entry["id"])
+        proc = subprocess.Popen(outcome.argv(self.registry.path, entry), stdin=subprocess.DEVNULL, env=env)
         self.running[entry["id"]] = (proc, run_id, entry)
         self.records.emit("queue.taken", f"{entry['job']}: took {entry['id']} (run {run_id})", queue_id=entry["id"],
                           params=entry["params"], priority=entry["priority"], run=run_id, worker=self.id)  # fmt: skip
