@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from runjob.schema import SUBCOMMANDS
 
@@ -14,18 +13,11 @@ if TYPE_CHECKING:
     from runjob.queue.worker import Worker
 
 
-def argv(registry_path: str, entry: dict[str, Any]) -> list[str]:
-    """`runjob --config FILE NAME k=v ...`: the crontab form, the fast path (`run NAME` if NAME is a subcommand)."""
+def args(registry_path: str, entry: dict[str, Any]) -> list[str]:
+    """`--config FILE NAME k=v ...`: the crontab form, the fast path (`run NAME` if NAME is a subcommand)."""
     words = [f"{k}={v}" for k, v in entry["params"].items()]
     form = ["run"] if entry["job"] in SUBCOMMANDS else []
-    return [*runjob(), "--config", os.path.abspath(registry_path), *form, entry["job"], *words]
-
-
-def runjob() -> list[str]:
-    me = os.path.abspath(sys.argv[0])
-    if os.path.isfile(me) and os.access(me, os.X_OK):
-        return [me]
-    return [sys.executable, "-m", "runjob"]
+    return ["--config", os.path.abspath(registry_path), *form, entry["job"], *words]
 
 
 def settle(worker: Worker, entry: dict[str, Any], run_id: str, returncode: int) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import time
 
 from runjob import config
 from runjob.logs import JsonSink, Records, new_run_id
 from runjob.queue import outcome
+from runjob.queue.forked import Forked
 from runjob.queue.store import lease_of, new_id, open_store, stop_grace_of
 
 TYPE_CHECKING = False
@@ -43,7 +43,8 @@ class Worker:
         self.records = Records(JsonSink(), "worker", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
         self.lease = lease_of(registry)
         self.beat_every = max(0.05, min(self.lease / 3, 5.0))
-        self.running: dict[str, tuple[subprocess.Popen[bytes], str, dict[str, Any]]] = {}
+        self.running: dict[str, tuple[Forked, str, dict[str, Any]]] = {}
+        self.wake: tuple[int, ...] = ()  # the loop's wakeup pipe: a forked run closes it
         self.taken = 0
         self.stop_at: float | None = None  # set by SIGTERM: the end of stop_grace
         self.stopped_runs = False
@@ -62,7 +63,7 @@ class Worker:
         self.taken += 1
         run_id = new_run_id()
         env = dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id, RUNJOB_QUEUE_ID=entry["id"])
-        proc = subprocess.Popen(outcome.argv(self.registry.path, entry), stdin=subprocess.DEVNULL, env=env)
+        proc = Forked(outcome.args(self.registry.path, entry), env, self.wake)
         self.running[entry["id"]] = (proc, run_id, entry)
         self.records.emit("queue.taken", f"{entry['job']}: took {entry['id']} (run {run_id})", queue_id=entry["id"],
                           params=entry["params"], priority=entry["priority"], run=run_id, worker=self.id)  # fmt: skip
@@ -124,6 +125,7 @@ def work(config_path: str | None, concurrency: int, burst: bool, max_jobs: int |
 
 def _loop(worker: Worker, stop_grace: float) -> None:
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    worker.wake = (wake_r, wake_w)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears of it
 
