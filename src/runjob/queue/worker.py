@@ -110,6 +110,7 @@ def work(config_path: str | None, concurrency: int, burst: bool, max_jobs: int |
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
     limits = Limits(concurrency, burst, max_jobs, _seconds(max_time))
+    _preload()
     registry = config.load(config_path, cached=True)
     store = open_store(registry)
     worker = Worker(registry, store, limits)
@@ -152,6 +153,13 @@ def _loop(worker: Worker, stop_grace: float) -> None:
                         break
                 except BlockingIOError:
                     break
+
+
+def _preload() -> None:
+    """Import the run path once, here: every forked run then starts with it loaded."""
+    import runjob.commands.run  # noqa: F401
+    import runjob.history  # noqa: F401
+    import runjob.runner  # noqa: F401
 
 
 def _seconds(text: str | None) -> float | None:
