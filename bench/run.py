@@ -223,6 +223,44 @@ def tick(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
     row("tick, 160 jobs, 10 due / anchor", f"{r:.2f}x ({took * 1000:.0f} ms)", "<= 5x", r <= 5)
 
 
+def queue(work: Path, env: dict[str, str], rounds: int, anchor: str, quick: bool) -> None:
+    """Enqueue cost, dispatch latency, and runs/s with 1, 4, 8 workers vs one process per run."""
+    import queue_bench as qb
+
+    count = 100 if quick else 300
+    path = qb.registry(work, "")
+    check([RUNJOB, "--config", path, "enqueue", "t", "n=1"], env, work)
+    samples = interleaved({
+        "enqueue": ([RUNJOB, "--config", path, "enqueue", "t", "n=1"], env, work, False),
+        "anchor": ([anchor, "t", "true"], env, work, False),
+    }, rounds)  # fmt: skip
+    r = med(ratios(samples, "enqueue", "anchor"))
+    row("runjob enqueue / anchor", f"{r:.2f}x ({med(samples['enqueue']) * 1000:.0f} ms)", "<= 2x", r <= 2)
+    base = qb.one_by_one(RUNJOB, path, env, count // 3)
+    row("one `runjob t` process per run, one by one", f"{base:.1f} runs/s", "", None)
+    server = qb.redis_url(work)
+    backends = [("sqlite", "")] + ([("redis", f'queue_backend = "{server[0]}"')] if server else [])
+    try:
+        for name, line in backends:
+            sub = work / name
+            sub.mkdir()
+            path = qb.registry(sub, line)
+            lat = qb.latency(RUNJOB, path, env, sub, 5 if quick else 15)
+            row(f"{name}: enqueue to child start, idle worker", f"{lat * 1000:.0f} ms", "<= 100 ms", lat <= 0.1)
+            for conc in (1, 4, 8):
+                rate, rss = qb.drain(RUNJOB, path, env, count, conc)
+                target = ">= 100/s" if conc == 8 and name == "sqlite" else ""
+                row(f"{name}: worker, concurrency {conc}, {count} runs of true", f"{rate:.1f} runs/s "
+                    f"({rate / base:.1f}x)", target, rate >= 100 if target else None)  # fmt: skip
+                row(f"{name}: worker peak RSS, concurrency {conc}", f"{rss / 1024:.1f} MB", "<= 50 MB", rss <= 50 * 1024)
+            for size, put_ms, take_ms in qb.flat(path, [100, 10_000] if quick else [100, 100_000]):
+                row(f"{name}: {size:,} pending: enqueue / claim+finish", f"{put_ms:.2f} / {take_ms:.2f} ms", "flat", None)
+    finally:
+        if server:
+            server[1].terminate()
+            server[1].wait()
+
+
 def find_anchor(given: str | None) -> str:
     path = Path(given) if given else ROOT.parent / "shared" / "anchors" / "run_job.sh"
     if not os.access(path, os.X_OK):
@@ -233,7 +271,7 @@ def find_anchor(given: str | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 27 MiB of output instead of 109")
-    parser.add_argument("--only", choices=["startup", "everyday", "output", "history", "tick"], help="one section")
+    parser.add_argument("--only", choices=["startup", "everyday", "output", "history", "tick", "queue"], help="one section")
     parser.add_argument("--anchor", help="the seed's run_job.sh (default: ../shared/anchors/run_job.sh)")
     args = parser.parse_args()
     if not os.access(RUNJOB, os.X_OK):
@@ -252,6 +290,7 @@ def main() -> None:
         "output": lambda w: output(w, env, sizes, max(3, rounds // 3)),
         "history": lambda w: big_history(w, env, rounds, anchor),
         "tick": lambda w: tick(w, env, rounds, anchor),
+        "queue": lambda w: queue(w, env, rounds, anchor, args.quick),
     }
     for name, step in steps.items():
         if args.only and name != args.only:

@@ -268,6 +268,87 @@ def serve(
     _done(run_serve(state["config"], bind))
 
 
+@app.command(context_settings={"ignore_unknown_options": False})
+def enqueue(
+    name: Annotated[str, typer.Argument(help="job name")],
+    params: Annotated[Optional[list[str]], typer.Argument(help="key=value params")] = None,
+    priority: Annotated[int, typer.Option(help="higher runs first (-1000..1000)")] = 0,
+    delay: Annotated[Optional[str], typer.Option(help="not before this long from now, e.g. 10m")] = None,
+    at: Annotated[Optional[str], typer.Option(help="not before this time (RFC 3339 with Z or an offset)")] = None,
+) -> None:
+    """Put a run of a job on the queue (params are checked now); prints a queue.enqueued record."""
+    from runjob.cron import parse_at
+    from runjob.queue.enqueue import enqueue as run_enqueue
+
+    _done(run_enqueue(state["config"], name, params or [], priority, delay, parse_at(at)))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="runs at once")] = 1,
+    burst: Annotated[bool, typer.Option("--burst", help="exit when nothing is due")] = False,
+    max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", help="exit after taking this many")] = None,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", help="take nothing new after this long")] = None,
+) -> None:
+    """Take queued runs and run each as a normal run; SIGTERM: finish the runs in hand, exit 0."""
+    from runjob.queue.worker import work
+
+    _done(work(state["config"], concurrency, burst, max_jobs, max_time))
+
+
+queue_app = typer.Typer(help="The queue: entries and health; retry, drop, priority, pause, resume.")
+app.add_typer(queue_app, name="queue")
+
+
+@queue_app.callback(invoke_without_command=True)
+def queue_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Pending, running and dead entries, and the queue's health."""
+    if ctx.invoked_subcommand is None:
+        from runjob.queue.admin import show
+
+        _done(show(state["config"], _json(as_json)))
+
+
+@queue_app.command("retry")
+def queue_retry(entry_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Put a dead entry back as pending, under the same ID."""
+    from runjob.queue.admin import act
+
+    _done(act(state["config"], "retry", entry_id))
+
+
+@queue_app.command("drop")
+def queue_drop(entry_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Remove a pending or dead entry."""
+    from runjob.queue.admin import act
+
+    _done(act(state["config"], "drop", entry_id))
+
+
+@queue_app.command("priority")
+def queue_priority(entry_id: Annotated[str, typer.Argument(metavar="ID")], value: Annotated[int, typer.Argument(metavar="N")]) -> None:
+    """Give an entry a new priority."""
+    from runjob.queue.admin import act
+
+    _done(act(state["config"], "priority", entry_id, value))
+
+
+@queue_app.command("pause")
+def queue_pause(job: Annotated[Optional[str], typer.Argument(metavar="[JOB]")] = None) -> None:
+    """Stop taking entries (of one job, or all)."""
+    from runjob.queue.admin import act
+
+    _done(act(state["config"], "pause", job))
+
+
+@queue_app.command("resume")
+def queue_resume(job: Annotated[Optional[str], typer.Argument(metavar="[JOB]")] = None) -> None:
+    """Take entries again (of one job, or all)."""
+    from runjob.queue.admin import act
+
+    _done(act(state["config"], "resume", job))
+
+
 def run_cli(args: list[str]) -> int:
     """Run the app; its usage errors exit 2, our RunjobErrors propagate to main()."""
     try:

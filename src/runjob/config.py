@@ -58,6 +58,7 @@ class Job:
     lock_unavailable: str
     keep_runs: int
     quiet: str
+    dispatch: str
 
     def __init__(self, name: str, values: dict[str, Any]) -> None:
         self.name = name

@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None, fast: bool = True) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     args = sys.argv[1:] if argv is None else argv
     try:
+        if fast and "enqueue" in args[:3]:  # `runjob enqueue` is scripted in loops: it skips typer too
+            from runjob.queue.fastcli import enqueue_args
+
+            code = enqueue_args(args)
+            if code is not None:
+                return code
         crontab, args = crontab_form(args)
         if crontab is not None:
             from runjob.commands.run import run_job

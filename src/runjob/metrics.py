@@ -91,6 +91,10 @@ def write(path: str, state_dir: str) -> None:
             text = render(collect(db))
         finally:
             db.close()
+        if os.path.exists(os.path.join(state_dir, "queue.sqlite3")):
+            from runjob.queue.metrics import render_queue
+
+            text += render_queue(state_dir)
         safefs.replace(path, text.encode(), mode=0o640)  # an existing file keeps its mode (0644 for an exporter)
 
 

@@ -112,6 +112,7 @@ JOB = {
     "lock_unavailable": Key("enum", "fail", "Redis unreachable at start", ("fail", "skip", "local")),
     "keep_runs": Key("int", 50, "how many runs' records state_dir/runs keeps per job", minimum=1, maximum=100000),
     "quiet": Key("enum", "off", 'stdout: "on-success" prints nothing for a run that succeeds', ("off", "on-success")),
+    "dispatch": Key("enum", "run", 'tick: "run" starts the run, "queue" enqueues it', ("run", "queue")),
 }
 
 DEFAULTS_ONLY = {
@@ -120,6 +121,9 @@ DEFAULTS_ONLY = {
     "history_keep": Key("duration", 90 * 86400.0, "history rows older than this are purged"),
     "notify_timeout": Key("duration", 10.0, "one deadline for all notifications of a run"),
     "ping_timeout": Key("duration", 10.0, "deadline of each ping's whole exchange"),
+    "queue_backend": Key("str", "", '"" = the state dir\'s SQLite; "redis://host:6379/0" for many hosts'),
+    "queue_lease": Key("duration", 60.0, "a queued run's lease, renewed by its worker; lapsed = pending again"),
+    "stop_grace": Key("duration", 30.0, "SIGTERM to a worker: its runs get this long, then are stopped"),
 }
 
 DEFAULTS = {k: v for k, v in JOB.items() if k not in ("command", "shell", "params", "instances")} | DEFAULTS_ONLY
@@ -148,7 +152,8 @@ JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
 LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
-    "run list show validate status history stale locks export import tick init add schema help resume logs report serve".split()
+    "run list show validate status history stale locks export import tick init add schema help resume logs report serve "
+    "enqueue worker queue".split()
 )
 
 _DURATION_SCHEMA = {

@@ -67,6 +67,11 @@ def _syntax_error(message: str) -> str:
 def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
     _unknown_keys(raw, schema.TOP, "", errors)
     defaults = _table(raw.get("defaults", {}), schema.DEFAULTS, "defaults", errors)
+    if defaults.get("queue_backend"):
+        from runjob import redis_lock
+
+        problem = redis_lock.url_problem(defaults["queue_backend"])
+        errors.extend([f"defaults.queue_backend: {problem}"] if problem else [])
     owners = _owners(raw.get("owners", {}), errors)
     jobs_raw = raw.get("jobs", {})
     if not isinstance(jobs_raw, dict):

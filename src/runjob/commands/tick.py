@@ -64,7 +64,12 @@ def tick(config_path: str | None, now: float | None = None) -> int:
     records = Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     claimed = _claimed(due, records)
     pipes: list[int] | None = [] if claimed and relay.needed() else None
-    started = [_start(registry.path, entry, reason, run_id, pipes) for entry, reason, run_id in claimed]
+    started = [_start(registry.path, entry, reason, run_id, pipes) for entry, reason, run_id in claimed
+               if entry.job.dispatch != "queue"]  # fmt: skip
+    if any(entry.job.dispatch == "queue" for entry, _, _ in claimed):
+        from runjob.queue.dispatch import enqueue_due
+
+        started += enqueue_due(registry, [c for c in claimed if c[0].job.dispatch == "queue"], records)
     note = " (this minute was already ticked)" if already else ""
     note += " (repeated time: the clock went back)" if repeated else ""
     records.emit(

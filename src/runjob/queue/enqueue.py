@@ -1,0 +1,53 @@
+"""`runjob enqueue NAME [k=v ...]`: check the params now (exit 2), put a run on the queue."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from runjob import config, plan
+from runjob.errors import UsageError
+from runjob.logs import JsonSink, Records, new_run_id, timestamp
+from runjob.queue.store import MAX_PRIORITY, open_store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runjob.queue.store import Store
+
+
+def enqueue(config_path: str | None, name: str, words: list[str], priority: int, delay: str | None,
+            at: float | None) -> int:  # fmt: skip
+    registry = config.load(config_path, cached=True)
+    not_before = _not_before(delay, at)
+    if abs(priority) > MAX_PRIORITY:
+        raise UsageError(f"--priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}, got {priority}")
+    params = plan.parse_params(words)
+    plan.build(registry, name, params)  # unknown job, bad or missing param, bad lock key: exit 2 now
+    store = open_store(registry)
+    try:
+        put(store, Records(JsonSink(), name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")),
+            name, params, priority, not_before)  # fmt: skip
+    finally:
+        store.close()
+    return 0
+
+
+def put(store: Store, records: Records, name: str, params: dict[str, str], priority: int, not_before: float) -> str:
+    """Enqueue one run and say so in a `queue.enqueued` record (`tick` uses it too)."""
+    entry_id = store.put(name, params, priority, not_before)
+    records.emit("queue.enqueued", f"{name}: queued as {entry_id}", queue_id=entry_id, params=params,
+                 priority=priority, not_before=timestamp(not_before) if not_before else None)  # fmt: skip
+    return entry_id
+
+
+def _not_before(delay: str | None, at: float | None) -> float:
+    if delay is not None and at is not None:
+        raise UsageError("--delay and --at cannot both be given")
+    if delay is not None:
+        from runjob.durations import parse_duration
+
+        try:
+            return time.time() + parse_duration(delay)
+        except ValueError as e:
+            raise UsageError(f"--delay: {e}") from None
+    return at or 0.0
