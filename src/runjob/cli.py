@@ -192,6 +192,14 @@ def schema() -> None:
     _done(print_schema())
 
 
+@app.command()
+def supervise(name: Annotated[str, typer.Argument(help="worker name ([workers.NAME])")]) -> None:
+    """Keep a long-running worker's instances up, in the foreground (SIGTERM/SIGINT: stop them all, exit 0)."""
+    from runjob.supervisor.command import supervise as run_supervise
+
+    _done(run_supervise(state["config"], name))
+
+
 def run_cli(args: list[str]) -> int:
     """Run the app; its usage errors exit 2, our RunjobErrors propagate to main()."""
     try:

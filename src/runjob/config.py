@@ -75,6 +75,7 @@ class Registry:
         self.defaults = defaults  # as validated: what the registry cache stores
         self.owners = owners
         self.jobs = jobs
+        self.workers: dict[str, Any] = {}  # [workers.NAME] as validated (set by validate; never cached)
         self.base_dir = os.path.dirname(os.path.abspath(path))  # relative paths in the file start here
         self.state_dir = self.resolve(defaults.get("state_dir") or default_state_dir(path))
         self.metrics_file = self.resolve(defaults["metrics_file"]) if defaults.get("metrics_file") else ""

@@ -123,13 +123,14 @@ TOP = {
     "defaults": Key("table", {}, "values every job inherits", table=DEFAULTS),
     "owners": Key("owners", {}, "people or teams to tell", table=OWNER),
     "jobs": Key("jobs", {}, "the registered jobs", table=JOB),
+    "workers": Key("workers", {}, "long-running workers kept up by `runjob supervise NAME`"),
 }
 
 JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
 LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
-    "run list show validate status history stale locks export tick init add schema help".split()
+    "run list show validate status history stale locks export tick init add schema help supervise".split()
 )
 
 _DURATION_SCHEMA = {
@@ -164,7 +165,7 @@ def _key_schema(key: Key) -> dict[str, Any]:
     elif key.kind == "table":
         out = _table_schema(key.table or {})
     else:  # "params", "owners", "jobs": a table of named tables
-        named = {"params": PARAM_NAME, "owners": JOB_NAME, "jobs": JOB_NAME}[key.kind]
+        named = {"params": PARAM_NAME, "owners": JOB_NAME, "jobs": JOB_NAME, "workers": JOB_NAME}[key.kind]
         out = {
             "type": "object",
             "propertyNames": {"pattern": f"^{named}$"},
@@ -192,4 +193,7 @@ def json_schema() -> dict[str, Any]:
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "runjob registry (jobs.toml)"
     out["properties"]["jobs"]["propertyNames"]["not"] = {"enum": sorted(SUBCOMMANDS)}
+    from runjob.supervisor.spec import WORKER  # the worker keys live with the supervisor
+
+    out["properties"]["workers"]["additionalProperties"] = _table_schema(WORKER)
     return out

@@ -77,6 +77,10 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
         if job is not None:
             jobs[name] = job
     registry = Registry(path, defaults, owners, jobs)
+    if "workers" in raw:
+        from runjob.supervisor.spec import parse_workers
+
+        registry.workers = parse_workers(raw["workers"], owners, set(jobs_raw), errors)
     registry.warnings = [w for job in jobs.values() for w in _option_like_params(job)]
     return registry
 
@@ -266,7 +270,7 @@ def _table(raw: Any, keys: dict[str, Key], where: str, errors: list[str]) -> dic
                 out[name] = convert(spec, raw[name])
             except ValueError as e:
                 errors.append(f"{at}: {e}")
-        elif spec.kind in ("owners", "jobs"):
+        elif spec.kind in ("owners", "jobs", "workers"):
             continue  # handled by _build
         else:
             try:
