@@ -193,11 +193,14 @@ def schema() -> None:
 
 
 @app.command()
-def supervise(name: Annotated[str, typer.Argument(help="worker name ([workers.NAME])")]) -> None:
+def supervise(
+    name: Annotated[str, typer.Argument(help="worker name ([workers.NAME])")],
+    instances: Annotated[Optional[int], typer.Option(min=1, help="run this many instead of `instances`")] = None,
+) -> None:
     """Keep a long-running worker's instances up, in the foreground (SIGTERM/SIGINT: stop them all, exit 0)."""
     from runjob.supervisor.command import supervise as run_supervise
 
-    _done(run_supervise(state["config"], name))
+    _done(run_supervise(state["config"], name, instances))
 
 
 def run_cli(args: list[str]) -> int:

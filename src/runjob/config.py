@@ -75,7 +75,7 @@ class Registry:
         self.defaults = defaults  # as validated: what the registry cache stores
         self.owners = owners
         self.jobs = jobs
-        self.workers: dict[str, Any] = {}  # [workers.NAME] as validated (set by validate; never cached)
+        self.workers: dict[str, Any] = {}  # [workers.NAME] as validated (set by validate and the cache)
         self.base_dir = os.path.dirname(os.path.abspath(path))  # relative paths in the file start here
         self.state_dir = self.resolve(defaults.get("state_dir") or default_state_dir(path))
         self.metrics_file = self.resolve(defaults["metrics_file"]) if defaults.get("metrics_file") else ""
@@ -90,6 +90,8 @@ class Registry:
         for job in self.jobs.values():
             names.update(job.secrets)
             names.update([job.lock_password_env] if job.lock_password_env else [])
+        for worker in self.workers.values():
+            names.update(worker["secrets"])
         if self.defaults.get("lock_password_env"):
             names.add(self.defaults["lock_password_env"])
         return names
@@ -164,13 +166,16 @@ def load(explicit: str | None = None, check_schedules: bool = False, cached: boo
     hit = cache.read(path, content) if cached else None
     if hit is not None:
         jobs = {name: Job(name, values) for name, values in hit["jobs"].items()}
-        return Registry(path, hit["defaults"], hit["owners"], jobs)
+        registry = Registry(path, hit["defaults"], hit["owners"], jobs)
+        registry.workers = hit.get("workers", {})  # their secrets stay out of the jobs' children
+        return registry
     from runjob.validate import parse_bytes
 
     registry = parse_bytes(content, path, check_schedules)
     if cached:  # only the run path keeps a cache (never --dry-run, validate, list...)
         cache.write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
-                                    "jobs": {name: job.values for name, job in registry.jobs.items()}})  # fmt: skip
+                                    "jobs": {name: job.values for name, job in registry.jobs.items()},
+                                    "workers": registry.workers})  # fmt: skip
     return registry
 
 

@@ -78,12 +78,19 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     held = watchdog.held_locks(registry)
     now = time.time()
     rows = [_job_status(registry, name, db, held, now, at) for name in registry.jobs]
+    workers: list[dict[str, Any]] = []
+    if registry.workers:
+        from runjob.supervisor.state import print_workers, worker_rows
+
+        workers = worker_rows(registry)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + workers, indent=2))  # a worker's row has "worker" where a job's has "job"
     else:
         from runjob.pretty import status_table
 
         status_table(rows)
+        if workers:
+            print_workers(workers)
     return 0
 
 

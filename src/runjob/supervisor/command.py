@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def supervise(config_path: str | None, name: str) -> int:
+def supervise(config_path: str | None, name: str, instances: int | None = None) -> int:
     from runjob.redact import job_secrets
     from runjob.supervisor import owners
     from runjob.supervisor.loop import Supervisor
@@ -23,7 +23,7 @@ def supervise(config_path: str | None, name: str) -> int:
     if name not in registry.workers:
         known = ", ".join(sorted(registry.workers)) or "none"
         raise UsageError(f'unknown worker "{name}" in {registry.path} (workers: {known})')
-    worker = registry.workers[name]
+    worker = registry.workers[name] | ({"instances": instances} if instances else {})
     env = _environment(registry, worker)
     run_id = new_run_id()
     records = Records(JsonSink(""), name, run_id, os.environ.get("RUNJOB_CORRELATION_ID"),

@@ -100,6 +100,6 @@ def _complete(where: str, values: dict[str, Any], owners: dict[str, Any], errors
     for role, owner in out["owners"].items():
         if owner and owner not in owners:
             errors.append(f'{where}.owners.{role}: owner "{owner}" is not declared in [owners]')
-    if out["restart"]["max_delay"] < out["restart"]["delay"]:
+    if "max_delay" in values.get("restart", {}) and out["restart"]["max_delay"] < out["restart"]["delay"]:
         errors.append(f"{where}.restart.max_delay: shorter than restart.delay")
     return out
