@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import alive, py, q, wait_for
+from conftest import PY, alive, py, q, wait_for
 
 # A worker that writes its pid to argv[1] + its instance number (whole: written aside, then
 # renamed), then waits for the release file argv[2].
@@ -296,3 +296,15 @@ def test_a_job_never_gets_a_worker_secret(rj):
     for _ in range(2):  # the second run reads the registry cache
         r = rj.run("j", env={"W_TOKEN": "s3cret-value"})
         assert r.code == 0 and r.one("run.output")["line"] == "absent"
+
+
+def test_a_json_line_is_kept_structured_and_a_huge_line_is_cut(rj):
+    code = "import json; print(json.dumps({'msg': 'took order', 'level': 'warning', 'id': 7})); print('y' * 70000)"
+    worker(rj, f'command = {json.dumps([PY, "-c", code])}\nrestart = {{ policy = "on-failure" }}\n')  # braces literal
+    r = rj.run("supervise", "w")
+    assert r.code == 0, r.out[-3000:] + r.err
+    structured, long = r.events("run.output")
+    assert structured["data"] == {"msg": "took order", "level": "warning", "id": 7} and "line" not in structured
+    assert structured["message"] == "took order" and structured["level"] == "warning"
+    assert long["truncated"] is True and set(long["line"]) == {"y"} and long["instance"] == 0
+    assert all(len(line.encode()) < 16 * 1024 for line in r.out.splitlines())  # the documented record size

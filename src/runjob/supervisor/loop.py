@@ -100,9 +100,15 @@ class Supervisor:
         return out
 
     def _output(self, inst: Instance, stream: str, line: str, truncated: bool) -> None:
-        extra: dict[str, Any] = {"truncated": True} if truncated else {}
-        self.records.emit("run.output", line, stream=stream, line=line, attempt=inst.restarts + 1,
-                          instance=inst.index, **extra)  # fmt: skip
+        """One run.output record, as for jobs: a JSON object line is kept whole under `data`."""
+        from runjob import child_json
+
+        data = None if truncated else child_json.parse(line)
+        ids = {"stream": stream, "attempt": inst.restarts + 1, "instance": inst.index}
+        if data is not None:
+            self.records.emit("run.output", child_json.message_of(data), child_json.level_of(data), **ids, data=data)
+        else:
+            self.records.emit("run.output", line, **ids, line=line, **({"truncated": True} if truncated else {}))
 
     def _start(self, inst: Instance) -> None:
         hb = self.state.heartbeat(inst.index)
