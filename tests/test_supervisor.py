@@ -79,9 +79,9 @@ def test_a_leak_past_memory_max_is_stopped_and_restarted(rj, tmp_path):
         assert live.wait_event("worker.start", 2)["restarts"] == 1
         assert wait_for(lambda: (tmp_path / "up2").exists())  # the second life stays under the ceiling
     finally:
+        live.send_signal(signal.SIGTERM)  # before the release: an instance released first would exit on its own
+        r = live.finish()
         release.write_text("go")
-        live.send_signal(signal.SIGTERM)
-    r = live.finish()
     assert r.code == 0 and [e["reason"] for e in r.events("worker.exit")] == ["memory", "stop"]
 
 
@@ -96,8 +96,9 @@ def test_a_silent_worker_is_restarted_as_stale(rj, tmp_path):
         assert not alive(first["pid"])
     finally:
         live.send_signal(signal.SIGTERM)
+        r = live.finish()
         release.write_text("go")
-    assert live.finish().code == 0
+    assert r.code == 0
 
 
 TOUCHER = ("import os, sys, time\nhb = os.environ['RUNJOB_HEARTBEAT_FILE']\nend = time.time() + 60\n"
@@ -127,9 +128,9 @@ def test_a_heartbeat_touch_is_progress_and_status_shows_the_instance(rj, tmp_pat
         assert wait_for(lambda: (tmp_path / "touch.done").exists())
         assert wait_for(lambda: [i["last_progress_at"] for i in rows()["instances"]] != before)
     finally:
-        release.write_text("go")
         live.send_signal(signal.SIGTERM)
-    live.finish()
+        live.finish()
+        release.write_text("go")
     assert json.loads(rj.run("status", "--json").out)[-1]["running"] is False
 
 
@@ -145,8 +146,8 @@ def test_max_lifetime_recycles_without_backoff(rj, tmp_path):
         live.wait_event("worker.start", 2)  # burst = 0 and still restarted: a recycle is not a failure
     finally:
         live.send_signal(signal.SIGTERM)
+        r = live.finish()
         release.write_text("go")
-    r = live.finish()
     assert r.code == 0 and r.events("worker.giveup") == []
 
 
