@@ -309,3 +309,25 @@ def test_a_json_line_is_kept_structured_and_a_huge_line_is_cut(rj):
     assert structured["message"] == "took order" and structured["level"] == "warning"
     assert long["truncated"] is True and set(long["line"]) == {"y"} and long["instance"] == 0
     assert all(len(line.encode()) < 16 * 1024 for line in r.out.splitlines())  # the documented record size
+
+
+FLOOD = ("import os, sys, time\npath = sys.argv[1]\nopen(path + '.tmp', 'w').write(str(os.getpid()))\n"
+         "os.rename(path + '.tmp', path)\nend = time.time() + 60\n"
+         "while not os.path.exists(sys.argv[2]) and time.time() < end: print('x' * 1000, flush=True)\n")
+
+
+def test_a_stalled_reader_of_runjob_never_stops_the_limits(rj, tmp_path):
+    pid_file, release = tmp_path / "pid", tmp_path / "release"
+    worker(rj, f'command = {py(FLOOD, str(pid_file), str(release))}\nmax_lifetime = "300ms"\n')
+    proc = rj.popen("supervise", "w")  # its stdout is a pipe nobody reads until the end
+    try:
+        assert wait_for(pid_file.exists)
+        first = int(pid_file.read_text())
+        assert wait_for(lambda: not alive(first))  # recycled while the records wait for the reader
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        release.write_text("go")
+    assert proc.returncode == 0
+    reasons = [json.loads(line)["reason"] for line in out.splitlines() if b'"worker.exit"' in line]
+    assert reasons[0] == "lifetime" and reasons[-1] == "stop"  # held for the reader, in order, none lost

@@ -26,7 +26,7 @@ def supervise(config_path: str | None, name: str, instances: int | None = None) 
     worker = registry.workers[name] | ({"instances": instances} if instances else {})
     env = _environment(registry, worker)
     run_id = new_run_id()
-    records = Records(JsonSink(""), name, run_id, os.environ.get("RUNJOB_CORRELATION_ID"),
+    records = Records(JsonSink("", nonblocking=True), name, run_id, os.environ.get("RUNJOB_CORRELATION_ID"),
                       job_secrets(env, worker["secrets"]))  # fmt: skip
     owners._registry[:] = [registry]
     state = StateFile(registry.state_dir, name)

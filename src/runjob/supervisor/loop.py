@@ -15,6 +15,7 @@ import signal
 import time
 
 from runjob.supervisor.instance import Instance
+from runjob.supervisor.outflow import Outflow
 from runjob.supervisor.state import StateFile
 
 TYPE_CHECKING = False
@@ -38,6 +39,7 @@ class Supervisor:
         self.signalled = 0
         self.next_sample = 0.0
         self.poller = select.poll()
+        self.outflow = Outflow(records.sink, self.poller)
         self.wake_r, self.wake_w = os.pipe()
 
     def run(self) -> int:
@@ -49,7 +51,9 @@ class Supervisor:
             self._reap()
             self._check(time.monotonic())
             self.state.write(self.slots)
+            self.outflow.update()
         self.state.write(self.slots, running=False)
+        self.records.sink.close()  # what a slow reader has not taken yet gets its last chance
         return 1 if self.shutdown == "giveup" else 0
 
     def _signals(self) -> None:
@@ -87,7 +91,7 @@ class Supervisor:
             if inst is not None:
                 inst.read(fd, self._output)
                 if fd not in inst.pipes:
-                    self.poller.unregister(fd)
+                    self.outflow.drop(fd)
 
     def _deadlines(self) -> list[float | None]:
         out: list[float | None] = [self.next_sample if any(i.pid for i in self.slots) else None]
@@ -124,7 +128,7 @@ class Supervisor:
             return
         inst.heartbeat_mtime = _mtime(hb)  # StateFile.heartbeat created it: a touch changes this
         for fd in inst.pipes:
-            self.poller.register(fd, select.POLLIN)
+            self.outflow.add(fd)
         self.records.emit("worker.start", f"instance {inst.index} started (pid {inst.pid})",
                           instance=inst.index, pid=inst.pid, supervisor_pid=os.getpid(), restarts=inst.restarts)  # fmt: skip
 
@@ -137,7 +141,7 @@ class Supervisor:
                 continue
             inst.signal_group(signal.SIGKILL)  # whatever the leader left behind in its group goes with it
             for fd in list(inst.pipes):
-                self.poller.unregister(fd)
+                self.outflow.drop(fd)
                 while inst.read(fd, self._output):  # what it wrote before it ended
                     pass
                 if fd in inst.pipes:
