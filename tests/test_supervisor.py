@@ -331,3 +331,10 @@ def test_a_stalled_reader_of_runjob_never_stops_the_limits(rj, tmp_path):
     assert proc.returncode == 0
     reasons = [json.loads(line)["reason"] for line in out.splitlines() if b'"worker.exit"' in line]
     assert reasons[0] == "lifetime" and reasons[-1] == "stop"  # held for the reader, in order, none lost
+
+
+def test_a_missing_program_is_exit_127_and_gives_up(rj):
+    worker(rj, 'command = ["/no/such/worker"]\nrestart = { delay = "1ms", burst = 1 }\n')
+    r = rj.run("supervise", "w")
+    assert r.code == 1 and "Traceback" not in r.err
+    assert [e["exit_code"] for e in r.events("worker.exit")] == [127, 127] and r.one("worker.giveup")

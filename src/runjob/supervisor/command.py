@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
 def supervise(config_path: str | None, name: str, instances: int | None = None) -> int:
     from runjob.redact import job_secrets
-    from runjob.supervisor import owners
     from runjob.supervisor.loop import Supervisor
     from runjob.supervisor.state import StateFile
 
@@ -28,11 +27,15 @@ def supervise(config_path: str | None, name: str, instances: int | None = None) 
     run_id = new_run_id()
     records = Records(JsonSink("", nonblocking=True), name, run_id, os.environ.get("RUNJOB_CORRELATION_ID"),
                       job_secrets(env, worker["secrets"]))  # fmt: skip
-    owners._registry[:] = [registry]
     state = StateFile(registry.state_dir, name)
     cwd = registry.resolve(worker["cwd"]) if worker["cwd"] else None
+    def on_giveup(record: dict[str, Any]) -> None:
+        from runjob.supervisor.owners import tell_owners
+
+        tell_owners(registry, name, worker, record, records)
+
     return Supervisor(name, worker | {"cwd": cwd}, env | {"RUNJOB_RUN_ID": run_id, "RUNJOB_JOB": name},
-                      records, state).run()  # fmt: skip
+                      records, state, on_giveup).run()  # fmt: skip
 
 
 def _environment(registry: config.Registry, worker: dict[str, Any]) -> dict[str, str]:

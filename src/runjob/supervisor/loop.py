@@ -20,7 +20,7 @@ from runjob.supervisor.state import StateFile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
     from runjob.logs import Records
 
@@ -31,8 +31,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 class Supervisor:
     def __init__(self, name: str, worker: dict[str, Any], env: dict[str, str], records: Records,
-                 state: StateFile) -> None:  # fmt: skip
+                 state: StateFile, on_giveup: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
         self.name, self.w, self.env, self.records, self.state = name, worker, env, records, state
+        self.on_giveup = on_giveup  # tells the owners
         self.slots = [Instance(i) for i in range(worker["instances"])]
         self.stop_signum = getattr(signal, "SIG" + worker["stop_signal"])
         self.shutdown = ""  # "stop" (a signal to runjob) or "giveup"
@@ -174,15 +175,13 @@ class Supervisor:
                           instance=inst.index, restarts=inst.restarts, delay_s=round(delay, 3), reason=reason)  # fmt: skip
 
     def _give_up(self, inst: Instance) -> None:
-        from runjob.supervisor.owners import tell_owners
-
         policy = self.w["restart"]
         record = self.records.emit(
             "worker.giveup", f"instance {inst.index} restarted more than {policy['burst']} times within "
             f"{policy['within']:g}s: stopping the worker", level="error", instance=inst.index,
             restarts=inst.restarts, burst=policy["burst"], within_s=policy["within"])  # fmt: skip
         self._stop_all("giveup")
-        tell_owners(self.name, self.w, record, self.records)
+        self.on_giveup(record)
 
     def _stop_all(self, why: str) -> None:
         self.shutdown = why

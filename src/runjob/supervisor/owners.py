@@ -9,9 +9,6 @@ if TYPE_CHECKING:
     from runjob.config import Registry
     from runjob.logs import Records
 
-_registry: list[Registry] = []  # set by command.supervise: the owners' channels and the secrets withheld
-
-
 class _AsJob:
     """What notify.start reads of a job, for a worker."""
 
@@ -22,11 +19,11 @@ class _AsJob:
         self.owners = worker["owners"]
 
 
-def tell_owners(name: str, worker: dict[str, Any], record: dict[str, Any], records: Records) -> None:
+def tell_owners(registry: Registry, name: str, worker: dict[str, Any], record: dict[str, Any], records: Records) -> None:
     """Deliver `record` (worker.giveup) to the worker's owners; each outcome is a notify.* record."""
     from runjob import notify
 
-    if not _registry or not any(worker["owners"].values()):
+    if not any(worker["owners"].values()):
         return
-    deliveries = notify.start(_registry[0], _AsJob(name, worker), "giveup", record)  # type: ignore[arg-type]
+    deliveries = notify.start(registry, _AsJob(name, worker), "giveup", record)  # type: ignore[arg-type]
     notify.finish(deliveries, records)
