@@ -338,3 +338,36 @@ def test_a_missing_program_is_exit_127_and_gives_up(rj):
     r = rj.run("supervise", "w")
     assert r.code == 1 and "Traceback" not in r.err
     assert [e["exit_code"] for e in r.events("worker.exit")] == [127, 127] and r.one("worker.giveup")
+
+
+# A worker whose leader starts a helper in its own process group: the helper writes its pid
+# to argv[1] and waits for the release file argv[2]; the leader waits too.
+FORKER = ("import os, subprocess, sys, time\n"
+          "subprocess.Popen([sys.executable, '-c', sys.argv[3], sys.argv[1], sys.argv[2]])\n"
+          "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+HELPER = ("import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
+          "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 60\n"
+          "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+
+
+def test_the_next_supervise_kills_what_a_sigkilled_one_left_behind(rj, tmp_path):
+    helper_pid, release = tmp_path / "helper", tmp_path / "release"
+    worker(rj, f'command = {json.dumps([PY, "-c", FORKER, str(helper_pid), str(release), HELPER])}\n')
+    first = rj.live("supervise", "w")
+    try:
+        assert wait_for(helper_pid.exists)
+        helper = int(helper_pid.read_text())
+        leader = first.wait_event("worker.start")["pid"]
+        assert wait_for(lambda: json.loads(rj.run("status", "--json").out)[-1]["running"])  # the state file has it
+        first.send_signal(signal.SIGKILL)
+        first.finish()
+        assert wait_for(lambda: not alive(leader))  # PR_SET_PDEATHSIG
+        helper_pid.unlink()
+        second = rj.live("supervise", "w")
+        left = second.wait_event("worker.leftovers")
+        assert left["pgids"] == [leader] and wait_for(lambda: not alive(helper))
+        assert wait_for(helper_pid.exists)  # the new instance's helper
+        second.send_signal(signal.SIGTERM)
+        assert second.finish().code == 0
+    finally:
+        release.write_text("go")

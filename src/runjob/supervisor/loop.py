@@ -45,6 +45,7 @@ class Supervisor:
 
     def run(self) -> int:
         self._signals()
+        self._kill_leftovers()
         for inst in self.slots:
             self._start(inst)
         while not self._done():
@@ -65,6 +66,18 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the poll through the wakeup fd
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
+
+    def _kill_leftovers(self) -> None:
+        groups = []
+        for pgid in self.state.leftovers():
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+                groups.append(pgid)
+            except (ProcessLookupError, PermissionError):
+                pass  # nothing left in it
+        if groups:
+            self.records.emit("worker.leftovers", f"killed what a killed supervisor left running: process groups "
+                              f"{', '.join(map(str, groups))}", level="warning", pgids=groups)  # fmt: skip
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signalled = self.signalled or signum

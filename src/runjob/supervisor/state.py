@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from runjob import safefs
+from runjob import procid, safefs
 from runjob.errors import InternalError
 from runjob.logs import timestamp
 
@@ -33,6 +33,26 @@ class StateFile:
         self.name = name
         self.last: tuple[Any, ...] = ()
         self.written = 0.0
+        self.started = procid.start_time(os.getpid())
+
+    def leftovers(self) -> list[int]:
+        """Process groups of instances that a SIGKILLed supervisor of this worker left behind.
+
+        PR_SET_PDEATHSIG killed each leader, but what a leader started in its group may
+        live on. A group whose leader is gone cannot have been reused (Linux never hands
+        out a pid still in use as a process group id), so its members are ours to kill; a
+        live leader counts only with the start time we recorded."""
+        saved = _read(self.path)
+        if not saved.get("running") or procid.alive(saved.get("supervisor_pid"), saved.get("supervisor_started")):
+            return []
+        groups = []
+        for inst in saved.get("instances", []):
+            pgid, started = inst.get("pid"), inst.get("leader_started")
+            if not isinstance(pgid, int) or pgid <= 1:
+                continue
+            if procid.start_time(pgid) is None or procid.alive(pgid, started):
+                groups.append(pgid)
+        return groups
 
     def heartbeat_path(self, index: int) -> str:
         return os.path.join(self.dir, f"heartbeat.{index}")
@@ -53,13 +73,14 @@ class StateFile:
         if key == self.last and now - self.written < WRITE_EVERY_S:
             return
         self.last, self.written = key, now
-        data = {"worker": self.name, "supervisor_pid": os.getpid(), "running": running, "updated_at": timestamp(),
-                "instances": [_instance(i) for i in slots]}  # fmt: skip
+        data = {"worker": self.name, "supervisor_pid": os.getpid(), "supervisor_started": self.started,
+                "running": running, "updated_at": timestamp(), "instances": [_instance(i) for i in slots]}  # fmt: skip
         safefs.replace(self.path, json.dumps(data).encode(), keep_mode=False)
 
 
 def _instance(inst: Instance) -> dict[str, Any]:
     return {"instance": inst.index, "pid": inst.pid or None, "started_at": inst.started_at if inst.pid else None,
+            "leader_started": procid.start_time(inst.pid) if inst.pid else None,
             "restarts": inst.restarts, "rss_bytes": inst.rss if inst.pid else None,
             "last_progress_at": inst.progress_at if inst.pid else None}  # fmt: skip
 
