@@ -135,6 +135,9 @@ def print_workers(rows: list[dict[str, Any]]) -> None:
         state = f"supervised by pid {row['supervisor_pid']}" if row["running"] else "not running"
         print(f"worker {row['worker']}: {state}, {row['instances_wanted']} instance(s) wanted")
         for inst in row["instances"]:
+            if not inst["pid"]:
+                print(f"  #{inst['instance']} waiting to restart (restarts {inst['restarts']})")
+                continue
             rss = f"{inst['rss_bytes'] / 1048576:.1f} MiB" if inst["rss_bytes"] is not None else "-"
-            print(f"  #{inst['instance']} pid {inst['pid'] or '-'} up {inst['uptime_s'] or 0:g}s "
+            print(f"  #{inst['instance']} pid {inst['pid']} up {inst['uptime_s'] or 0:g}s "
                   f"restarts {inst['restarts']} rss {rss} last progress {inst['last_progress_at'] or '-'}")
