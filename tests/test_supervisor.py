@@ -371,3 +371,15 @@ def test_the_next_supervise_kills_what_a_sigkilled_one_left_behind(rj, tmp_path)
         assert second.finish().code == 0
     finally:
         release.write_text("go")
+
+
+def test_a_second_signal_skips_the_rest_of_stop_grace(rj):
+    worker(rj, f'command = {py(IGNORE_TERM)}\nstop_signal = "INT"\nstop_grace = "1h"\n')
+    live = rj.live("supervise", "w")
+    live.wait_event("run.output")
+    live.send_signal(signal.SIGTERM)
+    live.wait_event("worker.stop")
+    live.send_signal(signal.SIGINT)
+    r = live.finish()
+    assert r.code == 0 and r.one("worker.exit")["exit_code"] == 128 + signal.SIGKILL
+    assert len(r.events("worker.stop")) == 2

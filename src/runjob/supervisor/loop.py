@@ -38,6 +38,7 @@ class Supervisor:
         self.stop_signum = getattr(signal, "SIG" + worker["stop_signal"])
         self.shutdown = ""  # "stop" (a signal to runjob) or "giveup"
         self.signalled = 0
+        self.hurry = False
         self.next_sample = 0.0
         self.poller = select.poll()
         self.outflow = Outflow(records.sink, self.poller)
@@ -80,6 +81,8 @@ class Supervisor:
                               f"{', '.join(map(str, groups))}", level="warning", pgids=groups)  # fmt: skip
 
     def _on_signal(self, signum: int, frame: object) -> None:
+        if self.shutdown == "stop":
+            self.hurry = True  # a second signal (Ctrl-C twice): no more grace
         self.signalled = self.signalled or signum
 
     def _done(self) -> bool:
@@ -205,9 +208,14 @@ class Supervisor:
 
     def _check(self, now: float) -> None:
         if self.signalled and not self.shutdown:
+            self._stop_all("stop")  # first: a second signal from here on hurries the stop
             self.records.emit("worker.stop", f"signal {self.signalled}: stopping every instance",
                               signal=self.signalled)  # fmt: skip
-            self._stop_all("stop")
+        if self.hurry:
+            self.hurry = False
+            self.records.emit("worker.stop", "a second signal: SIGKILL to every instance now", level="warning")
+            for inst in self.slots:
+                inst.kill_at = now if inst.pid else None
         if now >= self.next_sample and any(i.pid for i in self.slots):
             self._sample(now)
         for inst in self.slots:
