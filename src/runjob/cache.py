@@ -27,7 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-FORMAT = 5  # 3: `shell`, `omit_empty`; 4: `enabled`, pipelines; 5: whether the schedules were checked
+FORMAT = 6  # 3: `shell`, `omit_empty`; 4: `enabled`, pipelines; 5: schedules checked; 6: workers
 
 
 def _entry(config_path: str) -> tuple[str, str, tuple[Any, ...]]:

@@ -349,6 +349,17 @@ def queue_resume(job: Annotated[Optional[str], typer.Argument(metavar="[JOB]")] 
     _done(act(state["config"], "resume", job))
 
 
+@app.command()
+def supervise(
+    name: Annotated[str, typer.Argument(help="worker name ([workers.NAME])")],
+    instances: Annotated[Optional[int], typer.Option(min=1, help="run this many instead of `instances`")] = None,
+) -> None:
+    """Keep a long-running worker's instances up, in the foreground (SIGTERM/SIGINT: stop them all, exit 0)."""
+    from runjob.supervisor.command import supervise as run_supervise
+
+    _done(run_supervise(state["config"], name, instances))
+
+
 def run_cli(args: list[str]) -> int:
     """Run the app; its usage errors exit 2, our RunjobErrors propagate to main()."""
     try:

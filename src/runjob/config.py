@@ -97,6 +97,7 @@ class Registry:
         self.owners = owners
         self.jobs = jobs
         self.pipelines = pipelines or {}  # one namespace with the jobs (validate checks)
+        self.workers: dict[str, Any] = {}  # [workers.NAME] as validated (set by validate and the cache)
         self.base_dir = os.path.dirname(os.path.abspath(path))  # relative paths in the file start here
         self.state_dir = state_dir_for(self, path)
         self.metrics_file = self.resolve(defaults["metrics_file"]) if defaults.get("metrics_file") else ""
@@ -111,6 +112,8 @@ class Registry:
         for job in self.jobs.values():
             names.update(job.secrets)
             names.update([job.lock_password_env] if job.lock_password_env else [])
+        for worker in self.workers.values():
+            names.update(worker["secrets"])
         if self.defaults.get("lock_password_env"):
             names.add(self.defaults["lock_password_env"])
         return names
@@ -200,7 +203,9 @@ def load(explicit: str | None = None, check_schedules: bool = False, cached: boo
     if hit is not None and (hit["schedules_checked"] or not check_schedules):
         jobs = {name: Job(name, values) for name, values in hit["jobs"].items()}
         pipelines = {name: Pipeline(name, values) for name, values in hit["pipelines"].items()}
-        return Registry(path, hit["defaults"], hit["owners"], jobs, pipelines)
+        registry = Registry(path, hit["defaults"], hit["owners"], jobs, pipelines)
+        registry.workers = hit.get("workers", {})  # their secrets stay out of the jobs' children
+        return registry
     from runjob.validate import parse_bytes
 
     registry = parse_bytes(content, path, check_schedules)
@@ -208,7 +213,7 @@ def load(explicit: str | None = None, check_schedules: bool = False, cached: boo
         cache.write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
                                     "jobs": {name: job.values for name, job in registry.jobs.items()},
                                     "pipelines": {name: p.values for name, p in registry.pipelines.items()},
-                                    "schedules_checked": check_schedules})  # fmt: skip
+                                    "workers": registry.workers, "schedules_checked": check_schedules})  # fmt: skip
     return registry
 
 

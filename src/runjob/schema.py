@@ -146,6 +146,7 @@ TOP = {
     "owners": Key("owners", {}, "people or teams to tell", table=OWNER),
     "jobs": Key("jobs", {}, "the registered jobs", table=JOB),
     "pipelines": Key("pipelines", {}, "staged runs of jobs; names shared with the jobs", table=PIPELINE),
+    "workers": Key("workers", {}, "long-running workers kept up by `runjob supervise NAME`"),
 }
 
 JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
@@ -153,7 +154,7 @@ LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
     "run list show validate status history stale locks export import tick init add schema help resume logs report serve "
-    "enqueue worker queue".split()
+    "enqueue worker queue supervise".split()
 )
 
 _DURATION_SCHEMA = {
@@ -190,7 +191,7 @@ def _key_schema(key: Key) -> dict[str, Any]:
     elif key.kind == "table":
         out = _table_schema(key.table or {})
     else:  # "params", "owners", "jobs": a table of named tables
-        named = {"params": PARAM_NAME, "owners": JOB_NAME, "jobs": JOB_NAME, "pipelines": JOB_NAME}[key.kind]
+        named = {"params": PARAM_NAME, "owners": JOB_NAME, "jobs": JOB_NAME, "pipelines": JOB_NAME, "workers": JOB_NAME}[key.kind]
         out = {
             "type": "object",
             "propertyNames": {"pattern": f"^{named}$"},
@@ -219,4 +220,7 @@ def json_schema() -> dict[str, Any]:
     out["title"] = "runjob registry (jobs.toml)"
     out["properties"]["jobs"]["propertyNames"]["not"] = {"enum": sorted(SUBCOMMANDS)}
     out["properties"]["pipelines"]["propertyNames"]["not"] = {"enum": sorted(SUBCOMMANDS)}
+    from runjob.supervisor.spec import WORKER  # the worker keys live with the supervisor
+
+    out["properties"]["workers"]["additionalProperties"] = _table_schema(WORKER)
     return out

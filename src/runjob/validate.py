@@ -85,6 +85,10 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
     from runjob.pipeline_config import pipelines
 
     registry = Registry(path, defaults, owners, jobs, pipelines(raw.get("pipelines", {}), jobs, defaults, owners, errors))
+    if "workers" in raw:
+        from runjob.supervisor.spec import parse_workers
+
+        registry.workers = parse_workers(raw["workers"], owners, set(jobs_raw), errors)
     registry.warnings = [w for job in jobs.values() for w in option_like_params(job)]
     return registry
 
@@ -265,7 +269,7 @@ def _table(raw: Any, keys: dict[str, Key], where: str, errors: list[str]) -> dic
                 out[name] = convert(spec, raw[name])
             except ValueError as e:
                 errors.append(f"{at}: {e}")
-        elif spec.kind in ("owners", "jobs", "pipelines"):
+        elif spec.kind in ("owners", "jobs", "pipelines", "workers"):
             continue  # handled by _build
         else:
             try:

@@ -102,12 +102,19 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
         from runjob.pipeline_store import pipeline_status
 
         rows += [pipeline_status(registry, p, db, now if at is None else at) for p in registry.pipelines.values()]
+    workers: list[dict[str, Any]] = []
+    if registry.workers:
+        from runjob.supervisor.state import print_workers, worker_rows
+
+        workers = worker_rows(registry)
     if as_json:
-        print(jsonout.dumps(rows))
+        print(jsonout.dumps(rows + workers))  # a worker's row has "worker" where a job's has "job"
     else:
         from runjob.pretty import status_table
 
         status_table(rows)
+        if workers:
+            print_workers(workers)
     return 0
 
 
