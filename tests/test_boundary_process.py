@@ -282,3 +282,22 @@ def test_a_slow_reader_of_runjobs_stdout_gets_every_record_in_order(rj):
     lines = [x["line"] for x in records if x["event"] == "run.output"]
     assert lines == [f"line {i:06d} " + "y" * 100 for i in range(30000)]
     assert records[-1]["event"] == "run.end" and records[-1]["status"] == "success"
+
+
+LIST_FDS = "import os\nfor fd in sorted(os.listdir('/proc/self/fd'), key=int):\n    print(fd, os.path.realpath('/proc/self/fd/' + fd))\n"
+
+
+def test_descriptors_runjob_inherited_never_reach_the_child(rj):
+    """A parent that leaves a descriptor open (not close-on-exec) when it starts runjob:
+    the child gets 0-2 and the lock, nothing else (SPEC 12)."""
+    leaked = rj.dir / "leaked.txt"
+    rj.write(f"[jobs.fds]\ncommand = {py(LIST_FDS)}\n")
+    with open(leaked, "w") as f:
+        proc = subprocess.Popen([RUNJOB, "fds"], env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(f.fileno(),))  # fmt: skip
+        r = finish(proc)
+    assert r.code == 0, r.err
+    targets = [rec["line"].split(" ", 1)[1] for rec in r.events("run.output")]
+    assert str(leaked) not in targets
+    extra = [t for rec, t in zip(r.events("run.output"), targets) if int(rec["line"].split()[0]) > 2]
+    assert [t for t in extra if not t.startswith("/proc/")] == [str(rj.state / "locks" / "fds.lock")], extra

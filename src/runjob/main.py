@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover
 def main(argv: list[str] | None = None, fast: bool = True) -> int:
     """runjob with `argv` (default: sys.argv[1:]); `fast=False` sends every command to typer."""
     standard_streams()
+    keep_inherited_descriptors()
     undo_locale_coercion()
     # Started with SIGCHLD ignored (a parent's choice, inherited over exec), the kernel
     # reaps our child itself and its exit status is lost: take the default back.
@@ -64,6 +65,23 @@ def main(argv: list[str] | None = None, fast: bool = True) -> int:
         traceback.print_exc()
         sys.stderr.write("runjob: internal error (a bug): please report it with the traceback above\n")
         return EXIT_INTERNAL
+
+
+def keep_inherited_descriptors() -> None:
+    """Descriptors above 2 that our parent left open (cron's, a shell's, a service manager's)
+    are marked close-on-exec, so no child or owner's command gets them (SPEC section 12):
+    os.posix_spawn, unlike subprocess, closes nothing by itself. The lock is handed to the
+    child on purpose (process.spawn makes that one fd inheritable for the spawn)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):
+        return  # no /proc: nothing to mark that we could name
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the descriptor listdir itself used, closed by now
 
 
 def standard_streams() -> None:
