@@ -223,6 +223,57 @@ def tick(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
     row("tick, 160 jobs, 10 due / anchor", f"{r:.2f}x ({took * 1000:.0f} ms)", "<= 5x", r <= 5)
 
 
+def fleet_claims(work: Path, env: dict[str, str], rounds: int) -> None:
+    """Occurrence claims per second against a local redis-server, beside file-lock takes."""
+    import socket
+    from datetime import datetime, timedelta, timezone
+
+    if not shutil.which("redis-server"):
+        print("|   claims: no redis-server here (apt-get install redis-server)")
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        os.environ["RUNJOB_STATE_DIR"] = str(work / "state")
+        (work / "jobs.toml").write_text(f'[jobs.j]\ncommand = ["true"]\nschedule = "* * * * *"\n'
+                                        f'lock_backend = "redis://127.0.0.1:{port}/0"\n')  # fmt: skip
+        from runjob import claims, config, lock, schedule  # the very functions tick and a run call
+
+        (entry,) = schedule.entries(config.load(str(work / "jobs.toml")))
+        start = datetime(2027, 1, 1, tzinfo=timezone.utc)
+        for _ in range(100):  # the server is up once a claim goes through
+            try:
+                claims.claim(entry, start - timedelta(days=1), {"host": "bench"})
+                break
+            except claims.Unavailable:
+                time.sleep(0.05)
+        count = 2000 * rounds // 5
+        began = time.perf_counter()
+        for i in range(count):
+            claims.claim(entry, start + timedelta(minutes=i), {"host": "bench", "run_id": str(i)})
+        claimed = count / (time.perf_counter() - began)
+        from runjob import safefs
+
+        safefs.ensure_dir(str(work / "state"), top=True)
+        safefs.ensure_dir(str(work / "state" / "locks"))
+        path = str(work / "state" / "locks" / "bench.lock")
+        began = time.perf_counter()
+        for _ in range(count):
+            held = lock.try_acquire(path)
+            assert held is not None
+            held.release()
+        locked = count / (time.perf_counter() - began)
+        row("fleet: occurrence claims per second (local Redis)", f"{claimed:,.0f}/s", "", None)
+        print(f"|   file lock take + release: {locked:,.0f}/s ({locked / claimed:.0f}x the claims)")
+    finally:
+        os.environ.pop("RUNJOB_STATE_DIR", None)
+        server.kill()
+        server.wait()
+
+
 def queue(work: Path, env: dict[str, str], rounds: int, anchor: str, quick: bool) -> None:
     """Enqueue cost, dispatch latency, and runs/s with 1, 4, 8 workers vs one process per run."""
     import queue_bench as qb
@@ -271,7 +322,7 @@ def find_anchor(given: str | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 27 MiB of output instead of 109")
-    parser.add_argument("--only", choices=["startup", "everyday", "output", "history", "tick", "queue"], help="one section")
+    parser.add_argument("--only", choices=["startup", "everyday", "output", "history", "tick", "claims", "queue"], help="one section")
     parser.add_argument("--anchor", help="the seed's run_job.sh (default: ../shared/anchors/run_job.sh)")
     args = parser.parse_args()
     if not os.access(RUNJOB, os.X_OK):
@@ -290,6 +341,7 @@ def main() -> None:
         "output": lambda w: output(w, env, sizes, max(3, rounds // 3)),
         "history": lambda w: big_history(w, env, rounds, anchor),
         "tick": lambda w: tick(w, env, rounds, anchor),
+        "claims": lambda w: fleet_claims(w, env, rounds),
         "queue": lambda w: queue(w, env, rounds, anchor, args.quick),
     }
     for name, step in steps.items():

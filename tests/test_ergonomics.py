@@ -307,7 +307,7 @@ def test_help_shows_examples_and_no_escaped_markup(rj, command):
 
 
 def test_completion_installs_and_completes_commands_and_job_names(rj, tmp_path):
-    rj.write('[jobs.pull-orders]\ncommand = ["true"]\n[jobs.purge]\ncommand = ["true"]\n[jobs.report]\ncommand = ["true"]\n')
+    rj.write('[jobs.pull-orders]\ncommand = ["true"]\n[jobs.purge]\ncommand = ["true"]\n[jobs.reindex]\ncommand = ["true"]\n')
     home = tmp_path / "home"
     home.mkdir()
     r = rj.run("--install-completion", "bash", env={"HOME": str(home), "SHELL": "/bin/bash"})
