@@ -215,12 +215,23 @@ class Outflow:
     so the child waits on its own writes and runjob's memory stays bounded. Nothing here
     blocks: the timeout and signals are enforced whatever the reader does."""
 
-    def __init__(self, sink: Any, poller: select.poll, streams: dict[int, StreamHandler]) -> None:
+    def __init__(self, sink: Any, poller: select.poll, pipes: Any) -> None:
         self.sink = sink if getattr(sink, "nonblocking", False) else None
         self.poller = poller
-        self.streams = streams
+        self.pipes = pipes  # the open pipes' fds (a dict or set the caller keeps current)
         self.watching = False  # POLLOUT registered on the sink's fd
-        self.paused = False  # the child's pipes unregistered
+        self.paused = False  # the pipes unregistered
+
+    def add(self, fd: int) -> None:
+        """A new pipe to read (the supervisor's instances come and go)."""
+        self.pipes.add(fd)
+        if not self.paused:
+            self.poller.register(fd, select.POLLIN)
+
+    def drop(self, fd: int) -> None:
+        self.pipes.discard(fd)
+        if not self.paused:
+            self.poller.unregister(fd)
 
     def update(self) -> None:
         if self.sink is None:
@@ -236,7 +247,7 @@ class Outflow:
         over = backlog > PENDING_MAX
         if over != self.paused:
             self.paused = over
-            for fd in self.streams:
+            for fd in self.pipes:
                 if over:
                     self.poller.unregister(fd)
                 else:

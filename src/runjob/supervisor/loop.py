@@ -14,8 +14,8 @@ import select
 import signal
 import time
 
+from runjob.process import Outflow
 from runjob.supervisor.instance import Instance
-from runjob.supervisor.outflow import Outflow
 from runjob.supervisor.state import StateFile
 
 TYPE_CHECKING = False
@@ -41,7 +41,7 @@ class Supervisor:
         self.hurry = False
         self.next_sample = 0.0
         self.poller = select.poll()
-        self.outflow = Outflow(records.sink, self.poller)
+        self.outflow = Outflow(records.sink, self.poller, set())
         self.wake_r, self.wake_w = os.pipe()
 
     def run(self) -> int:
