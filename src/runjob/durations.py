@@ -34,6 +34,19 @@ def parse_duration(value: object) -> float:
     return _bounded(sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)), value)
 
 
+def flag(text: str | None, name: str) -> float | None:
+    """A command-line duration option (`--timeout 10m`): seconds, None when not given; a bad
+    value is a usage error (exit 2) naming the option."""
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        from runjob.errors import UsageError
+
+        raise UsageError(f"{name}: {e}") from None
+
+
 def _bounded(seconds: float, value: object) -> float:
     shown = repr(value)[:40]
     if not math.isfinite(seconds):

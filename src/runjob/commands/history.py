@@ -81,14 +81,10 @@ def _rows(db: sqlite3.Connection, job: str | None, status: str | None, since: fl
 
 
 def _since(text: str | None) -> float | None:
-    if text is None:
-        return None
-    from runjob.durations import parse_duration
+    from runjob.durations import flag
 
-    try:
-        return time.time() - parse_duration(text)
-    except ValueError as e:
-        raise UsageError(f"--since: {e}") from None
+    seconds = flag(text, "--since")
+    return None if seconds is None else time.time() - seconds
 
 
 def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:

@@ -102,14 +102,9 @@ def _check_utf8(words: list[str]) -> None:
 
 
 def _timeout(text: str | None) -> float | None:
-    if text is None:
-        return None
-    from runjob.durations import parse_duration
+    from runjob.durations import flag
 
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise UsageError(f"--timeout: {e}") from None
+    return flag(text, "--timeout")
 
 
 def _sink(the_plan: plan.Plan, pretty: bool, quiet: bool = False) -> Sink:

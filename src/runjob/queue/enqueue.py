@@ -44,10 +44,7 @@ def _not_before(delay: str | None, at: float | None) -> float:
     if delay is not None and at is not None:
         raise UsageError("--delay and --at cannot both be given")
     if delay is not None:
-        from runjob.durations import parse_duration
+        from runjob.durations import flag
 
-        try:
-            return time.time() + parse_duration(delay)
-        except ValueError as e:
-            raise UsageError(f"--delay: {e}") from None
+        return time.time() + (flag(delay, "--delay") or 0.0)
     return at or 0.0

@@ -163,12 +163,6 @@ def _preload() -> None:
 
 
 def _seconds(text: str | None) -> float | None:
-    if text is None:
-        return None
-    from runjob.durations import parse_duration
-    from runjob.errors import UsageError
+    from runjob.durations import flag
 
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise UsageError(f"--max-time: {e}") from None
+    return flag(text, "--max-time")

@@ -24,12 +24,9 @@ def since_seconds(text: str | None) -> float | None:
     """--since as seconds; "" or "all" means the whole history."""
     if text in (None, "", "all"):
         return None
-    from runjob.durations import parse_duration
+    from runjob.durations import flag
 
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise UsageError(f"--since: {e}") from None
+    return flag(text, "--since")
 
 
 def load(state_dir: str, job: str | None, since_s: float | None, now: float) -> list[dict[str, Any]]:
