@@ -17,6 +17,7 @@ from conftest import PY, RUNJOB, finish, py, q, wait_for
 from cronsim import CronSim
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_exports import systemd_times
 
 from runjob import cron, validate
 from runjob.export.systemd import Untranslatable, on_calendar
@@ -96,18 +97,6 @@ def test_export_crontab(rj):
     assert (out / "runjob.crontab").read_text() == r.out
 
 
-def _systemd_times(calendar: str, base: datetime, count: int) -> list[datetime]:
-    out = subprocess.run(["systemd-analyze", "calendar", f"--iterations={count}", f"--base-time=@{int(base.timestamp())}",
-                          calendar], capture_output=True, text=True, env={"TZ": "UTC", "PATH": os.environ["PATH"]})  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    times = []
-    for line in out.stdout.splitlines():
-        key, _, value = line.strip().partition(": ")
-        if key == "Next elapse" or key.startswith("Iter. #"):
-            times.append(datetime.strptime(value.rsplit(" ", 1)[0][4:], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc))
-    return times
-
-
 def _field(low: int, high: int, names: list[str] | None = None):
     value = st.integers(low, high)
     single = value.map(str) if not names else st.one_of(value.map(str), st.sampled_from(names))
@@ -133,7 +122,7 @@ def test_systemd_calendar_fires_when_cron_does(expr, base):
     base = base.replace(second=0, microsecond=0, tzinfo=timezone.utc)
     it = CronSim(expr, base)
     expected = [next(it) for _ in range(5)]
-    assert _systemd_times(calendar, base, 5) == expected, calendar
+    assert systemd_times(calendar, base, 5) == expected, calendar
 
 
 @pytest.mark.parametrize("expr, why", [
