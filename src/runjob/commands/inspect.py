@@ -99,8 +99,10 @@ def validate(config_path: str | None, as_json: bool) -> int:
     else:
         from runjob.pretty import say
 
-        piped = f", {len(registry.pipelines)} pipelines" if registry.pipelines else ""
-        say(f"[green]OK[/green] {registry.path}: {len(registry.jobs)} jobs{piped}, {len(registry.owners)} owners")
+        counts = [(len(registry.jobs), "job"), (len(registry.pipelines), "pipeline"), (len(registry.workers), "worker"),
+                  (len(registry.owners), "owner")]  # fmt: skip
+        said = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts if n or word in ("job", "owner"))
+        say(f"[green]OK[/green] {registry.path}: {said}")
     return EXIT_OK
 
 
