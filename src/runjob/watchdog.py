@@ -35,6 +35,8 @@ def instances(job: Job, db: sqlite3.Connection | None) -> list[tuple[dict[str, s
 
     A job with `instances` has those (defaults filled in, as a run resolves them); a job with
     params but no instances has each param set it has run with; any other job, one."""
+    if not job.params:  # the usual case: one instance, and no scan of the job's rows for param sets
+        return [({}, None)]
     seen = history.param_sets(db, job.name) if db is not None else {}
     if job.instances:
         defaults = {k: spec["default"] for k, spec in job.params.items() if spec["default"] is not None}

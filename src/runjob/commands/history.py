@@ -81,10 +81,11 @@ def _rows(db: sqlite3.Connection, job: str | None, status: str | None, since: fl
 
 
 def _since(text: str | None) -> float | None:
+    if text is None:  # durations (and its `re`) stay unloaded
+        return None
     from runjob.durations import flag
 
-    seconds = flag(text, "--since")
-    return None if seconds is None else time.time() - seconds
+    return time.time() - (flag(text, "--since") or 0.0)
 
 
 def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:

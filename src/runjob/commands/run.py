@@ -102,6 +102,8 @@ def _check_utf8(words: list[str]) -> None:
 
 
 def _timeout(text: str | None) -> float | None:
+    if text is None:  # the crontab form: durations (and its `re`) stay unloaded
+        return None
     from runjob.durations import flag
 
     return flag(text, "--timeout")
