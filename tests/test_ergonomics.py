@@ -294,7 +294,8 @@ pattern = "[a-z]+"
 # --- 15.8: help, completion, pretty output, the child's level ------------------------------------
 
 COMMANDS = ["run", "list", "show", "validate", "history", "status", "stale", "locks", "export", "import", "tick",
-            "init", "add", "schema"]  # fmt: skip
+            "init", "add", "schema", "resume", "logs", "report", "serve", "enqueue", "worker", "supervise",
+            "queue"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=["runjob", *COMMANDS])

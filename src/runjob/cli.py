@@ -235,7 +235,7 @@ def schema() -> None:
     _done(print_schema())
 
 
-@app.command()
+@app.command(epilog=epilog("logs"))
 def logs(
     run_id: Annotated[str, typer.Argument(help="a run id, or a unique prefix of 8+ characters")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run has ended")] = False,
@@ -246,7 +246,7 @@ def logs(
     _done(show_kept(state["config"], run_id, follow))
 
 
-@app.command()
+@app.command(epilog=epilog("report"))
 def report(
     html: Annotated[str, typer.Option("--html", help="write the report to this file")],
     since: Annotated[str, typer.Option(help='runs started within this duration, e.g. 7d ("all": every kept row)')] = "1d",
@@ -258,7 +258,7 @@ def report(
     _done(write_report(state["config"], html, since, job))
 
 
-@app.command()
+@app.command(epilog=epilog("serve"))
 def serve(
     bind: Annotated[str, typer.Option(help="HOST:PORT to listen on (localhost unless told otherwise)")] = "127.0.0.1:8080",
 ) -> None:
@@ -268,7 +268,7 @@ def serve(
     _done(run_serve(state["config"], bind))
 
 
-@app.command(context_settings={"ignore_unknown_options": False})
+@app.command(epilog=epilog("enqueue"), context_settings={"ignore_unknown_options": False})
 def enqueue(
     name: Annotated[str, typer.Argument(help="job name")],
     params: Annotated[Optional[list[str]], typer.Argument(help="key=value params")] = None,
@@ -283,7 +283,7 @@ def enqueue(
     _done(run_enqueue(state["config"], name, params or [], priority, delay, parse_at(at)))
 
 
-@app.command()
+@app.command(epilog=epilog("worker"))
 def worker(
     concurrency: Annotated[int, typer.Option(help="runs at once")] = 1,
     burst: Annotated[bool, typer.Option("--burst", help="exit when nothing is due")] = False,
@@ -296,7 +296,7 @@ def worker(
     _done(work(state["config"], concurrency, burst, max_jobs, max_time))
 
 
-queue_app = typer.Typer(help="The queue: entries and health; retry, drop, priority, pause, resume.")
+queue_app = typer.Typer(help="The queue: entries and health; retry, drop, priority, pause, resume.", epilog=epilog("queue"))
 app.add_typer(queue_app, name="queue")
 
 
@@ -349,7 +349,7 @@ def queue_resume(job: Annotated[Optional[str], typer.Argument(metavar="[JOB]")] 
     _done(act(state["config"], "resume", job))
 
 
-@app.command()
+@app.command(epilog=epilog("supervise"))
 def supervise(
     name: Annotated[str, typer.Argument(help="worker name ([workers.NAME])")],
     instances: Annotated[Optional[int], typer.Option(min=1, help="run this many instead of `instances`")] = None,
