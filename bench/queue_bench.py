@@ -28,7 +28,7 @@ def registry(work: Path, backend: str) -> str:
 
 
 def store_of(path: str):  # type: ignore[no-untyped-def]
-    from runjob import config
+    from runjob.registry import config
     from runjob.queue.store import open_store
 
     return open_store(config.load(path))

@@ -9,10 +9,10 @@ from conftest import q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob import config, validate
-from runjob.durations import format_duration, parse_duration
+from runjob.registry import config, validate
+from runjob.registry.durations import format_duration, parse_duration
 from runjob.errors import ConfigError
-from runjob.schema import JOB
+from runjob.registry.schema import JOB
 
 GOOD = """
 [owners.ops]

@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import py, q
 
-from runjob import validate
+from runjob.registry import validate
 from runjob.errors import ConfigError
 
 DURATION_KEYS = [

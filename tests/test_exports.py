@@ -24,7 +24,8 @@ from cronsim import CronSim
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runjob import budget, cron, validate
+from runjob.registry import budget, validate
+from runjob.schedule import cron
 from runjob.export import dialects
 
 ROBFIG_SRC = "/usr/share/gocode/src/github.com/robfig/cron"

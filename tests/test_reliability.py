@@ -15,7 +15,7 @@ from conftest import HOLD, PY, Env, alive, finish, py, q, race, ready_within_tim
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from runjob import config, schema, validate
+from runjob.registry import config, schema, validate
 from runjob.errors import ConfigError
 
 TOUCH = py("open('ran', 'w')")

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_exports import systemd_times
 
-from runjob import cron, validate
+from runjob.schedule import cron
+from runjob.registry import validate
 from runjob.export.systemd import Untranslatable, on_calendar
 
 ROOT = Path(__file__).parent.parent

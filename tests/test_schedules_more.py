@@ -14,7 +14,7 @@ from test_exports import need, systemd_times
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runjob import timers
+from runjob.schedule import timers
 
 UTC = timezone.utc
 FLAG_OK = "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 1)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from runjob import config
+from runjob.registry import config
 from runjob.errors import UsageError
 from runjob.queue.store import ALL, MAX_PRIORITY, open_store
 

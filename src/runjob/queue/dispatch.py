@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runjob.logs import Records, new_run_id
+from runjob.records.logs import Records, new_run_id
 from runjob.queue.enqueue import put
 from runjob.queue.store import open_store
 
@@ -10,8 +10,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.config import Registry
-    from runjob.schedule import Entry
+    from runjob.registry.config import Registry
+    from runjob.schedule.scheduled import Entry
 
 
 def enqueue_due(registry: Registry, due: list[tuple[Entry, str, str | None]], tick: Records) -> list[dict[str, Any]]:

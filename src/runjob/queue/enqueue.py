@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import time
 
-from runjob import config, plan
+from runjob.registry import config
+from runjob.run import plan
 from runjob.errors import UsageError
-from runjob.logs import JsonSink, Records, new_run_id, timestamp
+from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.queue.store import MAX_PRIORITY, open_store
 
 TYPE_CHECKING = False
@@ -44,7 +45,7 @@ def _not_before(delay: str | None, at: float | None) -> float:
     if delay is not None and at is not None:
         raise UsageError("--delay and --at cannot both be given")
     if delay is not None:
-        from runjob.durations import flag
+        from runjob.registry.durations import flag
 
         return time.time() + (flag(delay, "--delay") or 0.0)
     return at or 0.0

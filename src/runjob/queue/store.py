@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Protocol
 
-    from runjob.config import Registry
+    from runjob.registry.config import Registry
 
     class Store(Protocol):
         def put(self, job: str, params: dict[str, str], priority: int, not_before: float) -> str: ...

@@ -14,8 +14,8 @@ import select
 import signal
 import time
 
-from runjob import config
-from runjob.logs import JsonSink, Records, new_run_id
+from runjob.registry import config
+from runjob.records.logs import JsonSink, Records, new_run_id
 from runjob.queue import outcome
 from runjob.queue.forked import Forked
 from runjob.queue.store import lease_of, new_id, open_store, stop_grace_of
@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.config import Registry
+    from runjob.registry.config import Registry
     from runjob.queue.store import Store
 
 IDLE_POLL = 0.05  # an idle worker looks for due entries this often: enqueue-to-start stays well under 100 ms
@@ -157,12 +157,12 @@ def _loop(worker: Worker, stop_grace: float) -> None:
 
 def _preload() -> None:
     """Import the run path once, here: every forked run then starts with it loaded."""
-    import runjob.commands.run  # noqa: F401
-    import runjob.history  # noqa: F401
-    import runjob.runner  # noqa: F401
+    import runjob.cli.run  # noqa: F401
+    import runjob.store.history  # noqa: F401
+    import runjob.run.runner  # noqa: F401
 
 
 def _seconds(text: str | None) -> float | None:
-    from runjob.durations import flag
+    from runjob.registry.durations import flag
 
     return flag(text, "--max-time")

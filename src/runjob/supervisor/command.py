@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from runjob import config
+from runjob.registry import config
 from runjob.errors import UsageError
-from runjob.logs import JsonSink, Records, new_run_id
+from runjob.records.logs import JsonSink, Records, new_run_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def supervise(config_path: str | None, name: str, instances: int | None = None) -> int:
-    from runjob.redact import job_secrets
+    from runjob.records.redact import job_secrets
     from runjob.supervisor.loop import Supervisor
     from runjob.supervisor.state import StateFile
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from runjob.config import key
-from runjob.schema import JOB_NAME, REQUIRED, Key
+from runjob.registry.config import key
+from runjob.registry.schema import JOB_NAME, REQUIRED, Key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def parse_size(value: object) -> int:
 
 def parse_workers(raw: Any, owners: dict[str, Any], job_names: set[str], errors: list[str]) -> dict[str, Any]:
     """Worker name -> its values (durations in seconds, memory_max in bytes); problems go to `errors`."""
-    from runjob.validate import _table, _type_name
+    from runjob.registry.validate import _table, _type_name
 
     if not isinstance(raw, dict):
         errors.append(f"workers: expected a table, got {_type_name(raw)}")

@@ -11,7 +11,8 @@ import os
 import sys
 import time
 
-from runjob import config, procid
+from runjob.registry import config
+from runjob.proc import procid
 from runjob.errors import UsageError
 
 PREFIX_MIN = 8

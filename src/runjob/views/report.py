@@ -7,7 +7,9 @@ import os
 import sys
 import time
 
-from runjob import config, history, safefs
+from runjob.registry import config
+from runjob.store import history
+from runjob import safefs
 from runjob.errors import UsageError
 from runjob.views import model
 
@@ -24,7 +26,7 @@ def since_seconds(text: str | None) -> float | None:
     """--since as seconds; "" or "all" means the whole history."""
     if text in (None, "", "all"):
         return None
-    from runjob.durations import flag
+    from runjob.registry.durations import flag
 
     return flag(text, "--since")
 

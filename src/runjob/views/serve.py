@@ -16,7 +16,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from runjob import config
+from runjob.registry import config
 from runjob.errors import RunjobError, UsageError
 from runjob.views import report
 
