@@ -9,7 +9,7 @@ from conftest import q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob.registry import config, validate
+from runjob.registry import config, validate, loader
 from runjob.registry.durations import format_duration, parse_duration
 from runjob.errors import ConfigError
 from runjob.registry.schema import JOB
@@ -156,7 +156,7 @@ def test_schema_validates_the_example_registry(rj):
 def test_example_registry_is_valid():
     from pathlib import Path
 
-    reg = config.load(str(Path(__file__).parent.parent / "jobs.toml"), check_schedules=True)
+    reg = loader.load(str(Path(__file__).parent.parent / "jobs.toml"), check_schedules=True)
     assert len(reg.jobs) >= 12
 
 

@@ -35,11 +35,11 @@ AtOpt = Annotated[
 
 def _job_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of a job name: the registry's jobs (none if it cannot be read)."""
-    from runjob.registry import config
+    from runjob.registry import loader
     from runjob.errors import RunjobError
 
     try:
-        registry = config.load(ctx.find_root().params.get("config"))
+        registry = loader.load(ctx.find_root().params.get("config"))
     except RunjobError:
         return []
     return [name for name in registry.jobs if name.startswith(incomplete)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from runjob.registry import config, validate
+from runjob.registry import validate, loader
 from runjob import safefs
 from runjob.errors import ConfigError, InternalError, UsageError
 
@@ -54,7 +54,7 @@ def add(config_path: str | None, name: str, command: str, schedule: str | None, 
         lock_key: str | None, description: str | None) -> int:  # fmt: skip
     import tomli_w
 
-    path = config.find_config(config_path) if config_path or os.path.exists("jobs.toml") else "jobs.toml"
+    path = loader.find_config(config_path) if config_path or os.path.exists("jobs.toml") else "jobs.toml"
     old = _read(path)
     if old:
         existing = validate.parse_string(old, path)

@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 
-from runjob.registry import config
+from runjob.registry import loader
 from runjob import safefs
 from runjob.errors import InternalError, UsageError
 
@@ -16,7 +16,7 @@ FORMATS = ("crontab", "systemd", "kubernetes")
 def export(config_path: str | None, fmt: str, out_dir: str | None, image: str, namespace: str | None) -> int:
     if fmt not in FORMATS:
         raise UsageError(f'export format must be one of {", ".join(FORMATS)}, got "{fmt}"')
-    registry = config.load(config_path, check_schedules=True)
+    registry = loader.load(config_path, check_schedules=True)
     runjob = shutil.which("runjob") or os.path.abspath(sys.argv[0])
     if fmt == "crontab":
         from runjob.export import crontab

@@ -6,7 +6,7 @@ import os
 import time
 from datetime import datetime, timezone
 
-from runjob.registry import config
+from runjob.registry import config, loader
 from runjob.store import history
 from runjob.records import jsonout
 from runjob.ops import watchdog
@@ -38,7 +38,7 @@ def _times(row: dict[str, Any]) -> dict[str, Any]:
 
 def show_history(config_path: str | None, job: str | None, limit: int, status: str | None, since: str | None,
                  as_json: bool) -> int:  # fmt: skip
-    registry = config.load(config_path, cached=True)
+    registry = loader.load(config_path, cached=True)
     if job is not None and job in registry.pipelines:
         return _pipeline_history(registry, job, limit, as_json)
     if job is not None:
@@ -92,7 +92,7 @@ def _since(text: str | None) -> float | None:
 
 
 def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:
-    registry = config.load(config_path, check_schedules=True, cached=True)
+    registry = loader.load(config_path, check_schedules=True, cached=True)
     db = _open(registry.state_dir)
     held = watchdog.held_locks(registry)
     now = time.time()
@@ -155,7 +155,7 @@ def _last_claim(job: config.Job) -> dict[str, Any]:
 
 
 def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
-    registry = config.load(config_path)
+    registry = loader.load(config_path)
     db = _open(registry.state_dir)
     found = watchdog.stale_jobs(registry, db, time.time())
     sink = JsonSink()
@@ -175,7 +175,7 @@ def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
 
 
 def show_locks(config_path: str | None, as_json: bool) -> int:
-    registry = config.load(config_path)
+    registry = loader.load(config_path)
     held = watchdog.held_locks(registry)
     if as_json:
         print(jsonout.dumps(held))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timezone
 
-from runjob.registry import config, schema
+from runjob.registry import config, schema, loader
 from runjob.records import jsonout
 from runjob.errors import ConfigError, EXIT_CONFIG, EXIT_OK
 from runjob.records.logs import timestamp
@@ -51,7 +51,7 @@ def _now(at: float | None) -> datetime:
 
 
 def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
-    registry = config.load(config_path, check_schedules=True, cached=True)
+    registry = loader.load(config_path, check_schedules=True, cached=True)
     now = _now(at)
     everything = [*registry.jobs.values(), *registry.pipelines.values()]
     rows = [summary(job, now, registry.state_dir) for job in everything]
@@ -65,7 +65,7 @@ def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -
 
 
 def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
-    registry = config.load(config_path, check_schedules=True)
+    registry = loader.load(config_path, check_schedules=True)
     job = registry.pipelines[name] if name in registry.pipelines else registry.job(name)
     shown = job.as_dict() | {"next": [timestamp(t.timestamp()) for t in next_times(job, _now(at), 5, registry.state_dir)]}
     shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
@@ -83,7 +83,7 @@ def show_job(config_path: str | None, name: str, as_json: bool, at: float | None
 
 def validate(config_path: str | None, as_json: bool) -> int:
     try:
-        registry = config.load(config_path, check_schedules=True)
+        registry = loader.load(config_path, check_schedules=True)
     except ConfigError as e:
         if not as_json:
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runjob.registry import config
+from runjob.registry import config, loader
 from runjob.run import plan
 from runjob.errors import ConfigError, UsageError
 from runjob.records.logs import JsonSink, Records, new_run_id
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runjob.records.logs import Sink
-    from runjob.run.observer import Observer
+    from runjob.run.model import Observer
 
 FORMATS = ("auto", "json", "pretty")
 
@@ -36,7 +36,7 @@ def run_job(
     pretty = _pretty(fmt)
     _check_utf8(list(words) + list(extra_params))
     try:
-        registry = config.load(config_path, cached=not dry_run)  # a dry run parses, and writes no cache
+        registry = loader.load(config_path, cached=not dry_run)  # a dry run parses, and writes no cache
     except ConfigError as e:
         if not pretty:
             _config_error_record(name, e)

@@ -27,7 +27,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob.registry import config
+from runjob.registry import loader
 from runjob.schedule import cron, timers
 from runjob.records import relay
 from runjob import safefs
@@ -46,7 +46,7 @@ BIG_STEP = timedelta(hours=3)  # Debian cron's limit between "a time change" and
 
 def tick(config_path: str | None, now: float | None = None) -> int:
     """Tick the current minute, or replay the minute of `now` (`--at`) without recording it."""
-    registry = config.load(config_path, check_schedules=True, cached=True)
+    registry = loader.load(config_path, check_schedules=True, cached=True)
     state_dir = registry.state_dir
     replay = now is not None
     instant = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)

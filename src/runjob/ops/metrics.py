@@ -18,14 +18,14 @@ from runjob import safefs
 from runjob.errors import RunjobError
 from runjob.locks.lock import exclusive
 
-from runjob.run.observer import Observer
+from runjob.run.model import Observer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
     from typing import Any
 
-    from runjob.run.runner import Outcome, Run
+    from runjob.run.model import Outcome, Run
 
 FAMILIES = {
     "runjob_last_start_timestamp_seconds": "Start time of the job's last run.",

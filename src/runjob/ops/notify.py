@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from runjob.run.observer import Observer
+from runjob.run.model import Observer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from runjob.registry.config import Job, Registry
     from runjob.records.logs import Records
-    from runjob.run.runner import Outcome, Run
+    from runjob.run.model import Outcome, Run
 
 LIMIT_S = 10.0
 NOTIFY_STATUSES = ("failure", "timeout", "killed")

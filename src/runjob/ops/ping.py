@@ -10,11 +10,11 @@ host only: a ping URL is a token) and never changes the exit code.
 from __future__ import annotations
 
 from runjob.ops import web
-from runjob.run.observer import Observer
+from runjob.run.model import Observer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from runjob.run.runner import Outcome, Run
+    from runjob.run.model import Outcome, Run
 
 TIMEOUT_S = 10.0  # SPEC section 5: each ping has a 10 s deadline for the whole exchange
 

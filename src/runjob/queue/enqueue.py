@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from runjob.registry import config
+from runjob.registry import loader
 from runjob.run import plan
 from runjob.errors import UsageError
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def enqueue(config_path: str | None, name: str, words: list[str], priority: int, delay: str | None,
             at: float | None) -> int:  # fmt: skip
-    registry = config.load(config_path, cached=True)
+    registry = loader.load(config_path, cached=True)
     not_before = _not_before(delay, at)
     if abs(priority) > MAX_PRIORITY:
         raise UsageError(f"--priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}, got {priority}")

@@ -14,7 +14,7 @@ import select
 import signal
 import time
 
-from runjob.registry import config
+from runjob.registry import loader
 from runjob.records.logs import JsonSink, Records, new_run_id
 from runjob.queue import outcome
 from runjob.queue.forked import Forked
@@ -111,7 +111,7 @@ def work(config_path: str | None, concurrency: int, burst: bool, max_jobs: int |
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
     limits = Limits(concurrency, burst, max_jobs, _seconds(max_time))
     _preload()
-    registry = config.load(config_path, cached=True)
+    registry = loader.load(config_path, cached=True)
     store = open_store(registry)
     worker = Worker(registry, store, limits)
     try:

@@ -1,6 +1,7 @@
-"""The registry's data model (`Registry`, `Job`) and how it is found and loaded.
+"""The registry's data model (`Registry`, `Job`).
 
-Parsing and checking the file live in validate.py; this module stays small and free of
+Finding and loading the file live in loader.py, parsing and checking it in validate.py
+(which builds these objects); this module stays small and free of
 regexes because `runjob NAME` imports it on every run and, with the registry cache,
 needs nothing else.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import os
 
 from runjob.registry import schema
-from runjob.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -171,50 +171,6 @@ def state_dir_warnings(registry: Registry) -> list[str]:
             return [f"state_dir {registry.state_dir} is under {temp}, where a tmp cleaner may delete lock files "
                     "and history; put it under /var/lib or ~/.local/state"]  # fmt: skip
     return []
-
-
-def find_config(explicit: str | None = None) -> str:
-    """The registry path: --config, $RUNJOB_CONFIG, ./jobs.toml, XDG config, /etc."""
-    if explicit:
-        return explicit
-    if os.environ.get("RUNJOB_CONFIG"):
-        return os.environ["RUNJOB_CONFIG"]
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    candidates = ["jobs.toml", os.path.join(xdg, "runjob", "jobs.toml"), "/etc/runjob/jobs.toml"]
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            return candidate
-    raise ConfigError([f"no registry found (looked at {', '.join(candidates)}; use --config or $RUNJOB_CONFIG)"])
-
-
-def load(explicit: str | None = None, check_schedules: bool = False, cached: bool = False) -> Registry:
-    """The registry; `cached` (the run path, list, status, history, tick) may use the validated
-    copy in cache.py. An entry records whether its schedules were checked: one written by
-    a run serves `list` only once a parse with the schedule check has confirmed it."""
-    from runjob.registry import cache
-
-    path = find_config(explicit)
-    try:
-        with open(path, "rb") as f:
-            content = f.read()
-    except OSError as e:
-        raise ConfigError([f"cannot read: {e.strerror}"], path) from None
-    hit = cache.read(path, content) if cached else None
-    if hit is not None and (hit["schedules_checked"] or not check_schedules):
-        jobs = {name: Job(name, values) for name, values in hit["jobs"].items()}
-        pipelines = {name: Pipeline(name, values) for name, values in hit["pipelines"].items()}
-        registry = Registry(path, hit["defaults"], hit["owners"], jobs, pipelines)
-        registry.workers = hit.get("workers", {})  # their secrets stay out of the jobs' children
-        return registry
-    from runjob.registry.validate import parse_bytes
-
-    registry = parse_bytes(content, path, check_schedules)
-    if cached:  # never --dry-run, validate, show or export: they parse every time
-        cache.write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
-                                    "jobs": {name: job.values for name, job in registry.jobs.items()},
-                                    "pipelines": {name: p.values for name, p in registry.pipelines.items()},
-                                    "workers": registry.workers, "schedules_checked": check_schedules})  # fmt: skip
-    return registry
 
 
 def lock_key_problem(key: str) -> str | None:

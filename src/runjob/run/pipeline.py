@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 
-from runjob.registry import config
+from runjob.registry import loader
 from runjob.locks import lock
 from runjob.run import plan
 from runjob.proc import procid
@@ -47,7 +47,7 @@ def run_pipeline(registry: Registry, name: str, words: list[str], dry_run: bool 
 
 def resume(config_path: str | None, given_id: str) -> int:
     """Run a pipeline run again from where it stopped: every job that has not succeeded in it."""
-    registry = config.load(config_path)
+    registry = loader.load(config_path)
     store = Store(registry.state_dir)
     try:
         found = store.find(given_id)

@@ -1,6 +1,6 @@
 """A run, start to end: lock, attempts with retries, records, and the after-run steps.
 
-After-run steps (history, notifications, pings, metrics) are observers (observer.py):
+After-run steps (history, notifications, pings, metrics) are observers (model.py):
 `start`, `skipped`, `warn` and `end`. `start` runs before the child does, so an
 observer that cannot work (history store unwritable) stops the run with exit 125
 before anything is executed; failures in the others never change the exit code.
@@ -18,6 +18,7 @@ from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
 from runjob.records.logs import Records, new_run_id, timestamp
 from runjob.records.output import StreamHandler
 from runjob.proc.process import signal  # _signal: see process.py
+from runjob.run.model import Outcome, Run
 from runjob.run.retry import RetryState
 
 TYPE_CHECKING = False
@@ -25,41 +26,11 @@ if TYPE_CHECKING:
     from typing import Any
 
     from runjob.records.logs import Sink
-    from runjob.run.observer import Observer
+    from runjob.run.model import Observer
     from runjob.run.plan import Plan
 
 
 LEVELS = {"success": "info", "transient": "warning"}
-
-
-class Run:
-    """What observers see of the run in progress."""
-
-    def __init__(self, plan: Plan, records: Records) -> None:
-        self.plan = plan
-        self.records = records
-        self.run_id: str = records.common["run_id"]
-        self.correlation_id: str = records.common["correlation_id"]
-        self.started = time.time()
-        self.started_at = timestamp(self.started)
-        self.started_mono = time.monotonic()
-        self.stop: process.Stop | None = None  # a signal to runjob shows here; network steps give up on it
-
-
-class Outcome:
-    """How the run ended: the fields of the run.end record."""
-
-    def __init__(self, status: str, exit_code: int, attempts: int, started: float, stderr_tail: str,
-                 max_rss_kb: int, error: str = "") -> None:  # fmt: skip
-        self.status = status
-        self.exit_code = exit_code
-        self.attempts = attempts
-        self.ended = time.time()
-        self.duration = time.monotonic() - started  # `started` is monotonic: a clock step changes no duration
-        self.stderr_tail = stderr_tail
-        self.max_rss_kb = max_rss_kb
-        self.error = error
-        self.record: dict[str, Any] = {}  # the run.end record, once written
 
 
 def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:

@@ -38,13 +38,13 @@ from runjob import safefs
 from runjob.errors import InternalError
 from runjob.locks.lock import Busy, exclusive
 from runjob.records.logs import encode, timestamp
-from runjob.run.observer import Observer
+from runjob.run.model import Observer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.run.runner import Outcome, Run
+    from runjob.run.model import Outcome, Run
 
 FILENAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 30_000  # 20+ concurrent runs wait for each other rather than fail

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from runjob.registry import config
+from runjob.registry import config, loader
 from runjob.errors import UsageError
 from runjob.records.logs import JsonSink, Records, new_run_id
 
@@ -18,7 +18,7 @@ def supervise(config_path: str | None, name: str, instances: int | None = None) 
     from runjob.supervisor.loop import Supervisor
     from runjob.supervisor.state import StateFile
 
-    registry = config.load(config_path)
+    registry = loader.load(config_path)
     if name not in registry.workers:
         known = ", ".join(sorted(registry.workers)) or "none"
         raise UsageError(f'unknown worker "{name}" in {registry.path} (workers: {known})')

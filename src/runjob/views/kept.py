@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from runjob.registry import config
+from runjob.registry import loader
 from runjob.proc import procid
 from runjob.errors import UsageError
 
@@ -51,7 +51,7 @@ def _listdir(path: str) -> list[str]:
 def show(config_path: str | None, given: str, follow: bool) -> int:
     """Print the run's records; with `follow`, until its runjob has ended (after run.end come
     the notifications' records) and every record is out."""
-    path = find(config.load(config_path).state_dir, given)
+    path = find(loader.load(config_path).state_dir, given)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     out = sys.stdout.buffer
     partial = b""

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from runjob.registry import config
+from runjob.registry import config, loader
 from runjob.store import history
 from runjob import safefs
 from runjob.errors import UsageError
@@ -65,7 +65,7 @@ def render(data: dict[str, Any], live: bool = False) -> str:
 
 
 def write_report(config_path: str | None, out: str, since: str | None, job: str | None) -> int:
-    registry = config.load(config_path)
+    registry = loader.load(config_path)
     html = page(registry, job, since)
     try:
         safefs.replace(out, html.encode(), mode=0o640)

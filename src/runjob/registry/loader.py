@@ -1,4 +1,5 @@
-"""A cache of the validated registry, so `runjob NAME` does not parse TOML every minute.
+"""The registry found and loaded, through a cache of the validated registry, so `runjob NAME`
+does not parse TOML every minute.
 
 Parsing and validating jobs.toml costs about 15 ms of start-up (tomllib alone imports
 typing and datetime); a cache hit is one marshal.loads. An entry holds the file's whole
@@ -21,7 +22,8 @@ import marshal
 import os
 
 from runjob import __version__, safefs
-from runjob.errors import RunjobError
+from runjob.errors import ConfigError, RunjobError
+from runjob.registry.config import Job, Pipeline, Registry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,3 +104,45 @@ def write(config_path: str, content: bytes, data: dict[str, Any]) -> None:
         safefs.replace(os.path.join(directory, name), marshal.dumps((identity, content, data)), keep_mode=False)
     except (OSError, ValueError, RunjobError):
         pass
+
+
+def find_config(explicit: str | None = None) -> str:
+    """The registry path: --config, $RUNJOB_CONFIG, ./jobs.toml, XDG config, /etc."""
+    if explicit:
+        return explicit
+    if os.environ.get("RUNJOB_CONFIG"):
+        return os.environ["RUNJOB_CONFIG"]
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    candidates = ["jobs.toml", os.path.join(xdg, "runjob", "jobs.toml"), "/etc/runjob/jobs.toml"]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise ConfigError([f"no registry found (looked at {', '.join(candidates)}; use --config or $RUNJOB_CONFIG)"])
+
+
+def load(explicit: str | None = None, check_schedules: bool = False, cached: bool = False) -> Registry:
+    """The registry; `cached` (the run path, list, status, history, tick) may use the validated
+    copy cached here. An entry records whether its schedules were checked: one written by
+    a run serves `list` only once a parse with the schedule check has confirmed it."""
+    path = find_config(explicit)
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError as e:
+        raise ConfigError([f"cannot read: {e.strerror}"], path) from None
+    hit = read(path, content) if cached else None
+    if hit is not None and (hit["schedules_checked"] or not check_schedules):
+        jobs = {name: Job(name, values) for name, values in hit["jobs"].items()}
+        pipelines = {name: Pipeline(name, values) for name, values in hit["pipelines"].items()}
+        registry = Registry(path, hit["defaults"], hit["owners"], jobs, pipelines)
+        registry.workers = hit.get("workers", {})  # their secrets stay out of the jobs' children
+        return registry
+    from runjob.registry.validate import parse_bytes
+
+    registry = parse_bytes(content, path, check_schedules)
+    if cached:  # never --dry-run, validate, show or export: they parse every time
+        write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
+                                    "jobs": {name: job.values for name, job in registry.jobs.items()},
+                                    "pipelines": {name: p.values for name, p in registry.pipelines.items()},
+                                    "workers": registry.workers, "schedules_checked": check_schedules})  # fmt: skip
+    return registry
