@@ -18,19 +18,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def stages(value: Any) -> list[list[str]]:
-    """`stages` checked: a non-empty list of non-empty lists of job names."""
-    if not isinstance(value, list) or not value:
-        raise ValueError("expected a non-empty list of stages, each a list of job names")
-    for i, stage in enumerate(value):
-        if not isinstance(stage, list) or not stage or not all(isinstance(n, str) for n in stage):
-            raise ValueError(f"stage {i + 1}: expected a non-empty list of job names, e.g. [\"import-a\", \"import-b\"]")
-    return [list(stage) for stage in value]
-
-
 def pipelines(raw: Any, jobs: dict[str, Job], defaults: dict[str, Any], owners: dict[str, Any],
               errors: list[str]) -> dict[str, Pipeline]:  # fmt: skip
-    from runjob.registry.validate import _JOB_NAME, _table, _type_name
+    from runjob.registry.tables import _JOB_NAME, _table, _type_name
 
     if not isinstance(raw, dict):
         errors.append(f"pipelines: expected a table, got {_type_name(raw)}")

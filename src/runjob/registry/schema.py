@@ -213,6 +213,39 @@ def _table_schema(keys: dict[str, Key]) -> dict[str, Any]:
     return out
 
 
+# [workers.NAME] (SPEC section 10): checked by supervisor/spec.py
+SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "WINCH")
+MAX_INSTANCES = 256
+RESTART = {
+    "policy": Key("enum", "always", "restart after any exit, or only a non-zero one", ("always", "on-failure")),
+    "delay": Key("duration", 1.0, "wait before the first restart; doubles per restart in a row"),
+    "max_delay": Key("duration", 60.0, "the longest wait between restarts"),
+    "burst": Key("int", 5, "more restarts than this within `within`: give up", minimum=0, maximum=10000),
+    "within": Key("duration", 60.0, "the window `burst` counts restarts in"),
+}
+
+OWNERS_REF = {
+    "responsible": Key("str", None, "owner paged when the worker gives up"),
+    "accountable": Key("str", None, "owner sent a domain notice when the worker gives up"),
+}
+
+WORKER = {
+    "description": Key("str", "", "what the worker does"),
+    "command": Key("argv", REQUIRED, "argv (or a string split with shlex); never run through a shell"),
+    "cwd": Key("str", None, "working directory"),
+    "env": Key("str_map", {}, "variables added to the environment"),
+    "secrets": Key("str_list", [], "variable names whose values are passed but never logged"),
+    "owners": Key("table", {}, "who is told when the worker gives up", table=OWNERS_REF),
+    "instances": Key("int", 1, "copies kept running", minimum=1, maximum=MAX_INSTANCES),
+    "stop_signal": Key("enum", "TERM", "signal that asks an instance to stop", SIGNALS),
+    "stop_grace": Key("duration", 10.0, "after stop_signal, SIGKILL after this"),
+    "memory_max": Key("str", None, 'RSS ceiling of an instance\'s process group, e.g. "512MiB"'),
+    "max_lifetime": Key("duration", None, "recycle an instance gracefully after this long"),
+    "heartbeat_timeout": Key("duration", None, "no output line or heartbeat-file touch for this long: restart"),
+    "restart": Key("table", {}, "restart policy", table=RESTART),
+}
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of jobs.toml (draft 2020-12)."""
     out = _table_schema(TOP)
@@ -220,7 +253,5 @@ def json_schema() -> dict[str, Any]:
     out["title"] = "runjob registry (jobs.toml)"
     out["properties"]["jobs"]["propertyNames"]["not"] = {"enum": sorted(SUBCOMMANDS)}
     out["properties"]["pipelines"]["propertyNames"]["not"] = {"enum": sorted(SUBCOMMANDS)}
-    from runjob.supervisor.spec import WORKER  # the worker keys live with the supervisor
-
     out["properties"]["workers"]["additionalProperties"] = _table_schema(WORKER)
     return out
