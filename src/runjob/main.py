@@ -2,7 +2,7 @@
 
 `runjob NAME [k=v ...]` (the crontab form, run every minute on busy hosts) is dispatched
 here without loading typer or rich, and so are `--version` and, off a terminal, `list`,
-`status`, `history` and `tick` (fastpath.py); everything else goes to the typer app in cli.py.
+`status`, `history` and `tick` (cli/fastpath.py); everything else goes to the typer app in cli/app.py.
 Every RunjobError becomes one line on stderr and its exit code; anything else is a bug.
 """
 

@@ -1,4 +1,4 @@
-"""Examples shown under each command's `--help` (kept apart from cli.py's option parsing)."""
+"""Examples shown under each command's `--help` (kept apart from app.py's option parsing)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ import time
 
 from runjob.locks import lock as locks
 from runjob.proc import process, procid
-from runjob.locks import redis_lock
 from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
 from runjob.records.logs import Records, new_run_id, timestamp
 from runjob.records.output import StreamHandler
@@ -25,6 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from runjob.locks import redis_lock
     from runjob.records.logs import Sink
     from runjob.run.model import Observer
     from runjob.run.plan import Plan
@@ -61,7 +61,7 @@ def _locked(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process
     """The run once its lock is held: records, attempts, after-run steps; the lock released last."""
     try:
         held.set_holder(**holder)
-        if isinstance(held, redis_lock.RedisLock):
+        if not isinstance(held, locks.FileLock):  # a RedisLock
             held.kill_grace = run.plan.job.kill_grace  # the child is stopped this long before the key can expire
             held.watch(lambda reason: stop.notify(lambda: _lock_lost(run, stop, reason)))
         try:
@@ -125,6 +125,8 @@ def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.
     wait = job.wait if job.on_busy == "wait" else 0.0
     if not job.lock_backend:
         return locks.acquire(run.plan.lock_file, wait, holder)
+    from runjob.locks import redis_lock  # loaded only for a job with a lock_backend
+
     # Redis's key first (it names its holder atomically: a loser's lock.busy can say who won), then the
     # host's file lock, always: a host never overlaps itself, whichever backend was reachable.
     ttl = job.lock_ttl or job.timeout + job.kill_grace + redis_lock.TTL_MARGIN_S
@@ -145,6 +147,8 @@ def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.
 
 def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) -> locks.FileLock | int | None:
     """Redis is down: this host's file lock only (`local`), or stop."""
+    from runjob.locks import redis_lock
+
     job = run.plan.job
     policy = job.lock_unavailable
     then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "running under this host's file lock only"}
@@ -184,6 +188,8 @@ def _busy(run: Run, observers: list[Observer], holder: dict[str, Any] | None = N
     plan = run.plan
     job = plan.job
     if holder is None and job.lock_backend:
+        from runjob.locks import redis_lock
+
         holder = redis_lock.read_holder(job.lock_backend, job.lock_password_env, plan.lock_key)
     elif holder is None:
         holder = locks.read_holder(plan.lock_file)
