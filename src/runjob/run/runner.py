@@ -163,6 +163,8 @@ def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) ->
 
 def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
     """On the main thread: say the lock is lost, and stop the child if on_lock_lost says so."""
+    from runjob.locks import redis_lock
+
     job = run.plan.job
     kill = job.on_lock_lost == "kill"
     run.records.emit("lock.lost", f"{run.plan.name}: lock {run.plan.lock_key} lost: {reason}"
