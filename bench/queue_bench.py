@@ -29,7 +29,7 @@ def registry(work: Path, backend: str) -> str:
 
 def store_of(path: str):  # type: ignore[no-untyped-def]
     from runjob.registry import loader
-    from runjob.queue.store import open_store
+    from runjob.queue.backends import open_store
 
     return open_store(loader.load(path))
 

@@ -76,13 +76,12 @@ def show_stages(registry: Any, pipeline: Any, params: dict[str, str]) -> int:
     """`runjob PIPELINE --dry-run`: its stages, each job's resolved plan in short; runs nothing.
     The exit code is the first job's executable problem (126/127), else 0."""
     from runjob.run import plan as plans
-    from runjob.run.pipeline import job_words
 
     stages, code = [], EXIT_OK
     for stage in pipeline.stages:
         shown = []
         for name in stage:
-            words = job_words(registry, name, params)
+            words = plans.job_words(registry, name, params)
             job_plan = plans.build(registry, name, plans.parse_params(words[1:]), None, False, None, None)
             described = describe(job_plan)
             code = code or int(described["executable_exit_code"])

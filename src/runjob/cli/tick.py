@@ -34,7 +34,8 @@ from runjob import safefs
 from runjob.errors import InternalError
 from runjob.locks.lock import exclusive
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
-from runjob.schedule.scheduled import Entry, entries
+from runjob.schedule.entry import Entry
+from runjob.schedule.scheduled import entries
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ import shlex
 from runjob.schedule import timers
 from runjob.errors import ConfigError
 from runjob.export import dialects
-from runjob.schedule.scheduled import Entry, disabled, entries
+from runjob.schedule.entry import Entry
+from runjob.schedule.scheduled import disabled, entries
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

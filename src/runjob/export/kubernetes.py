@@ -16,7 +16,8 @@ from runjob.schedule import timers
 from runjob.registry.budget import outer_budget
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
-from runjob.schedule.scheduled import Entry, entries
+from runjob.schedule.entry import Entry
+from runjob.schedule.scheduled import entries
 from runjob.registry.templating import substitute
 
 TYPE_CHECKING = False

@@ -18,7 +18,7 @@ from runjob.errors import ConfigError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runjob.registry.config import Registry
-    from runjob.schedule.scheduled import Entry
+    from runjob.schedule.entry import Entry
 
 HASH_LEN = 8
 

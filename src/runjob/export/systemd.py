@@ -18,7 +18,8 @@ from runjob.schedule import cron
 from runjob.registry.budget import outer_budget
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
-from runjob.schedule.scheduled import Entry, entries
+from runjob.schedule.entry import Entry
+from runjob.schedule.scheduled import entries
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

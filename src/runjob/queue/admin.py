@@ -7,7 +7,8 @@ import time
 
 from runjob.registry import loader
 from runjob.errors import UsageError
-from runjob.queue.store import ALL, MAX_PRIORITY, open_store
+from runjob.queue.backends import open_store
+from runjob.queue.store import ALL, MAX_PRIORITY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

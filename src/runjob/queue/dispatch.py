@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from runjob.records.logs import Records, new_run_id
 from runjob.queue.enqueue import put
-from runjob.queue.store import open_store
+from runjob.queue.backends import open_store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from runjob.registry.config import Registry
-    from runjob.schedule.scheduled import Entry
+    from runjob.schedule.entry import Entry
 
 
 def enqueue_due(registry: Registry, due: list[tuple[Entry, str, str | None]], tick: Records) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ from runjob.registry import loader
 from runjob.run import plan
 from runjob.errors import UsageError
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
-from runjob.queue.store import MAX_PRIORITY, open_store
+from runjob.queue.backends import open_store
+from runjob.queue.store import MAX_PRIORITY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -44,18 +44,6 @@ def new_id() -> str:
     return os.urandom(8).hex()
 
 
-def open_store(registry: Registry) -> Store:
-    """The registry's queue: Redis when `queue_backend` names one, else SQLite in the state dir."""
-    url = registry.defaults.get("queue_backend") or ""
-    if url:
-        from runjob.queue.redis_store import RedisStore
-
-        return RedisStore(url, registry.defaults.get("lock_password_env"))
-    from runjob.queue.sqlite_store import SqliteStore
-
-    return SqliteStore(registry.state_dir)
-
-
 def lease_of(registry: Registry) -> float:
     return float(registry.defaults.get("queue_lease", 60.0))
 

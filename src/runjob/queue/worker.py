@@ -18,7 +18,8 @@ from runjob.registry import loader
 from runjob.records.logs import JsonSink, Records, new_run_id
 from runjob.queue import outcome
 from runjob.queue.forked import Forked
-from runjob.queue.store import lease_of, new_id, open_store, stop_grace_of
+from runjob.queue.backends import open_store
+from runjob.queue.store import lease_of, new_id, stop_grace_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

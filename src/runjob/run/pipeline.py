@@ -75,11 +75,6 @@ def _overrides(registry: Registry, pipeline: Pipeline, given: dict[str, str]) ->
     return given
 
 
-def job_words(registry: Registry, job: str, params: dict[str, str]) -> list[str]:
-    """`JOB k=v ...` with the pipeline's params that the job declares."""
-    return [job] + [f"{k}={v}" for k, v in params.items() if k in registry.jobs[job].params]
-
-
 class Execution:
     """One pass over a pipeline's stages (a first run, or a resume of the same run id)."""
 
@@ -165,7 +160,7 @@ class Execution:
 
         run_id = new_run_id()
         argv = [*runjob_argv(), "--config", os.path.abspath(self.registry.path),
-                *job_words(self.registry, job, self.params)]  # fmt: skip
+                *plan.job_words(self.registry, job, self.params)]  # fmt: skip
         env = dict(os.environ, RUNJOB_CORRELATION_ID=self.run_id, RUNJOB_CLAIM_RUN_ID=run_id)
         return job, run_id, subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
 

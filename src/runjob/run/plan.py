@@ -165,3 +165,8 @@ def _check_path_params(job: Job, params: dict[str, str]) -> None:
 def _secret_values(names: list[str], env: dict[str, str]) -> list[str]:
     """Values to mask in records (see redact.needles)."""
     return needles([env.get(n, os.environ.get(n, "")) for n in names])
+
+
+def job_words(registry: Registry, job: str, params: dict[str, str]) -> list[str]:
+    """`JOB k=v ...` with the pipeline's params that the job declares."""
+    return [job] + [f"{k}={v}" for k, v in params.items() if k in registry.jobs[job].params]

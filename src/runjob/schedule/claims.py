@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any
 
-    from runjob.schedule.scheduled import Entry
+    from runjob.schedule.entry import Entry
 
 PREFIX = "runjob:claim:"
 LAST_PREFIX = "runjob:claimed:"

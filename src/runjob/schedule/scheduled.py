@@ -7,26 +7,13 @@ one entry too: `runjob NAME` runs the whole pipeline.
 
 from __future__ import annotations
 
+from runjob.schedule.entry import Entry, entries_of
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
 
     from runjob.registry.config import Job, Registry
-
-
-class Entry:
-    """One scheduled run: a job and the params it runs with."""
-
-    def __init__(self, job: Job, params: dict[str, str]) -> None:
-        self.job = job
-        self.params = params
-        self.words = [job.name] + [f"{k}={v}" for k, v in params.items()]
-        self.slug = "-".join([job.name, *params.values()])  # for unit and object names (export.names)
-
-
-def entries_of(job: Job) -> list[Entry]:
-    return [Entry(job, dict(params)) for params in (job.instances or [{}])]
-
 
 def entries(registry: Registry) -> list[Entry]:
     """Every entry that can be due: enabled, with a schedule that is not `@manual`."""

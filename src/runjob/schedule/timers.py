@@ -23,7 +23,7 @@ from runjob.registry.durations import parse_duration
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runjob.registry.config import Job
-    from runjob.schedule.scheduled import Entry
+    from runjob.schedule.entry import Entry
 
 EVERY, AT, MANUAL, CRON = "every", "at", "manual", "cron"
 MIN_INTERVAL_S = 1.0
@@ -156,7 +156,7 @@ def next_times(job: Job, now: datetime, count: int, state_dir: str | None) -> li
     step = timedelta(seconds=interval(job.schedule or ""))
     first = now
     if state_dir is not None:
-        from runjob.schedule.scheduled import entries_of
+        from runjob.schedule.entry import entries_of
 
         known = starts(state_dir)
         lasts = [last_start(state_dir, e, known) for e in entries_of(job)]
