@@ -28,8 +28,8 @@ def registry(work: Path, backend: str) -> str:
 
 
 def store_of(path: str):  # type: ignore[no-untyped-def]
-    from runjob.registry import loader
     from runjob.queue.backends import open_store
+    from runjob.registry import loader
 
     return open_store(loader.load(path))
 

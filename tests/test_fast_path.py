@@ -8,10 +8,9 @@ import sqlite3
 import subprocess
 
 import pytest
+from conftest import PY, RUNJOB, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from conftest import PY, RUNJOB, wait_for
 
 REGISTRY = """
 [owners.ops]

@@ -141,7 +141,15 @@ def test_records_are_identical_to_python_json_logger():
     from pythonjsonlogger.json import JsonFormatter
 
     from runjob.records.logs import COMMON as FIELDS
-    from runjob.records.logs import JsonSink, Records, encode, encode_output, output_pieces, plain_output_parts, timestamp
+    from runjob.records.logs import (
+        JsonSink,
+        Records,
+        encode,
+        encode_output,
+        output_pieces,
+        plain_output_parts,
+        timestamp,
+    )
     from runjob.records.output import is_plain
 
     formatter = JsonFormatter(list(FIELDS), json_ensure_ascii=False)

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 from conftest import PY, RUNJOB, q
-from test_exports import need, systemd_times
 from hypothesis import given
 from hypothesis import strategies as st
+from test_exports import need, systemd_times
 
 from runjob.schedule import timers
 

@@ -13,8 +13,8 @@ from conftest import py
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob.registry import validate
 from runjob.errors import ConfigError
+from runjob.registry import validate
 from runjob.registry.templating import path_component_problem, placeholders, substitute
 
 PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")

@@ -35,8 +35,8 @@ AtOpt = Annotated[
 
 def _job_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion of a job name: the registry's jobs (none if it cannot be read)."""
-    from runjob.registry import loader
     from runjob.errors import RunjobError
+    from runjob.registry import loader
 
     try:
         registry = loader.load(ctx.find_root().params.get("config"))
@@ -277,8 +277,8 @@ def enqueue(
     at: Annotated[Optional[str], typer.Option(help="not before this time (RFC 3339 with Z or an offset)")] = None,
 ) -> None:
     """Put a run of a job on the queue (params are checked now); prints a queue.enqueued record."""
-    from runjob.schedule.cron import parse_at
     from runjob.queue.enqueue import enqueue as run_enqueue
+    from runjob.schedule.cron import parse_at
 
     _done(run_enqueue(state["config"], name, params or [], priority, delay, parse_at(at)))
 

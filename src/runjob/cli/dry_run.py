@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from runjob.proc import executable
-from runjob.locks import lock
 from runjob.errors import EXIT_OK
+from runjob.locks import lock
+from runjob.proc import executable
 from runjob.records.logs import encode
+from runjob.records.redact import Redactor
 from runjob.run.plan import Plan
 from runjob.run.runner import child_env
-from runjob.records.redact import Redactor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

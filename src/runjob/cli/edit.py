@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import shlex
 
-from runjob.registry import validate, loader
 from runjob import safefs
 from runjob.errors import ConfigError, InternalError, UsageError
+from runjob.registry import loader, validate
 
 STARTER = """\
 # runjob registry. Reference: `runjob schema`; check it with `runjob validate`.

@@ -6,9 +6,9 @@ import os
 import shutil
 import sys
 
-from runjob.registry import loader
 from runjob import safefs
 from runjob.errors import InternalError, UsageError
+from runjob.registry import loader
 
 FORMATS = ("crontab", "systemd", "kubernetes")
 

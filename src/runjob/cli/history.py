@@ -6,13 +6,13 @@ import os
 import time
 from datetime import datetime, timezone
 
-from runjob.registry import config, loader
-from runjob.store import history
-from runjob.records import jsonout
-from runjob.ops import watchdog
 from runjob.cli.inspect import schedule_state
 from runjob.errors import UsageError
+from runjob.ops import watchdog
+from runjob.records import jsonout
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
+from runjob.registry import config, loader
+from runjob.store import history
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

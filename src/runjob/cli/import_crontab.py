@@ -19,8 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runjob.registry import schema, shellcmd
 from runjob.errors import UsageError
+from runjob.registry import schema, shellcmd
 
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 WRAPPERS = ("run_job.sh",)  # the hand-written wrapper: `run_job.sh NAME cmd args...`

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timezone
 
-from runjob.registry import config, schema, loader
+from runjob.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from runjob.records import jsonout
-from runjob.errors import ConfigError, EXIT_CONFIG, EXIT_OK
 from runjob.records.logs import timestamp
 from runjob.records.redact import MASK, Redactor, job_secrets
+from runjob.registry import config, loader, schema
 from runjob.schedule.scheduled import next_times
 
 TYPE_CHECKING = False

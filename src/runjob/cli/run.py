@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-from runjob.registry import config, loader
-from runjob.run import plan
 from runjob.errors import ConfigError, UsageError
 from runjob.records.logs import JsonSink, Records, new_run_id
+from runjob.registry import config, loader
+from runjob.run import plan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,8 +119,8 @@ def _sink(the_plan: plan.Plan, pretty: bool, quiet: bool = False) -> Sink:
     json_sink = JsonSink(the_plan.log_file, nonblocking=True, keep=keep, hold=hold if to_json else "always")
     if not pretty:
         return json_sink
-    from runjob.records.logs import TeeSink
     from runjob.cli.pretty import PrettySink
+    from runjob.records.logs import TeeSink
 
     return TeeSink(json_sink, PrettySink())
 

@@ -27,13 +27,13 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from runjob.registry import loader
-from runjob.schedule import cron, timers
-from runjob.records import relay
 from runjob import safefs
 from runjob.errors import InternalError
 from runjob.locks.lock import exclusive
+from runjob.records import relay
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
+from runjob.registry import loader
+from runjob.schedule import cron, timers
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import entries
 

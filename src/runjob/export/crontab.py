@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import shlex
 
-from runjob.schedule import timers
 from runjob.errors import ConfigError
 from runjob.export import dialects
+from runjob.schedule import timers
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import disabled, entries
 

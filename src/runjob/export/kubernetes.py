@@ -12,13 +12,13 @@ kubelet expands `$(NAME)` and `$$` there.
 
 from __future__ import annotations
 
-from runjob.schedule import timers
-from runjob.registry.budget import outer_budget
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
+from runjob.registry.budget import outer_budget
+from runjob.registry.templating import substitute
+from runjob.schedule import timers
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import entries
-from runjob.registry.templating import substitute
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 
-from runjob.schedule import cron
-from runjob.registry.budget import outer_budget
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
+from runjob.registry.budget import outer_budget
+from runjob.schedule import cron
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import entries
 

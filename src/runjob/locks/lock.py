@@ -28,9 +28,9 @@ import fcntl
 import os
 import time
 
-from runjob.proc import procid
 from runjob import safefs
 from runjob.errors import InternalError, RunjobError
+from runjob.proc import procid
 from runjob.records.logs import encode
 
 TYPE_CHECKING = False

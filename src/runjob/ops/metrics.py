@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 
-from runjob.store import history
 from runjob import safefs
 from runjob.errors import RunjobError
 from runjob.locks.lock import exclusive
-
 from runjob.run.model import Observer
+from runjob.store import history
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.registry.config import Job, Registry
     from runjob.records.logs import Records
+    from runjob.registry.config import Job, Registry
     from runjob.run.model import Outcome, Run
 
 LIMIT_S = 10.0

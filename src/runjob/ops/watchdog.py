@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from runjob.store import history
 from runjob.locks import lock
 from runjob.registry.templating import placeholders
+from runjob.store import history
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

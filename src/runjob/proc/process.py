@@ -13,8 +13,8 @@ import os
 import select
 import time
 
-from runjob.proc import executable, reaper
 from runjob.errors import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
+from runjob.proc import executable, reaper
 from runjob.records.logs import PENDING_MAX
 from runjob.records.output import READ_SIZE
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from runjob.registry import loader
 from runjob.errors import UsageError
 from runjob.queue.backends import open_store
 from runjob.queue.store import ALL, MAX_PRIORITY
+from runjob.registry import loader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from runjob.records.logs import Records, new_run_id
-from runjob.queue.enqueue import put
 from runjob.queue.backends import open_store
+from runjob.queue.enqueue import put
+from runjob.records.logs import Records, new_run_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import time
 
-from runjob.registry import loader
-from runjob.run import plan
 from runjob.errors import UsageError
-from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.queue.backends import open_store
 from runjob.queue.store import MAX_PRIORITY
+from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
+from runjob.registry import loader
+from runjob.run import plan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

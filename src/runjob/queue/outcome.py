@@ -40,8 +40,8 @@ def settle(worker: Worker, entry: dict[str, Any], run_id: str, returncode: int) 
 
 def stderr_tail(state_dir: str, run_id: str) -> str:
     """The run's stderr tail as its history row has it (masked there); "" if it has none."""
-    from runjob.store import history
     from runjob.errors import InternalError
+    from runjob.store import history
 
     try:
         db = history.connect(state_dir)

@@ -14,19 +14,19 @@ import select
 import signal
 import time
 
-from runjob.registry import loader
-from runjob.records.logs import JsonSink, Records, new_run_id
 from runjob.queue import outcome
-from runjob.queue.forked import Forked
 from runjob.queue.backends import open_store
+from runjob.queue.forked import Forked
 from runjob.queue.store import lease_of, new_id, stop_grace_of
+from runjob.records.logs import JsonSink, Records, new_run_id
+from runjob.registry import loader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.registry.config import Registry
     from runjob.queue.store import Store
+    from runjob.registry.config import Registry
 
 IDLE_POLL = 0.05  # an idle worker looks for due entries this often: enqueue-to-start stays well under 100 ms
 
@@ -159,8 +159,8 @@ def _loop(worker: Worker, stop_grace: float) -> None:
 def _preload() -> None:
     """Import the run path once, here: every forked run then starts with it loaded."""
     import runjob.cli.run  # noqa: F401
-    import runjob.store.history  # noqa: F401
     import runjob.run.runner  # noqa: F401
+    import runjob.store.history  # noqa: F401
 
 
 def _seconds(text: str | None) -> float | None:

@@ -19,7 +19,6 @@ import os
 import stat  # already loaded by os: costs nothing
 import time
 
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

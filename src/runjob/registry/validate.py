@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
+from runjob.errors import ConfigError
 from runjob.registry import schema, shellcmd
 from runjob.registry.command_checks import option_like_params
 from runjob.registry.config import Job, Registry, key, lock_key_problem
-from runjob.errors import ConfigError
-from runjob.registry.tables import BUILTIN_PLACEHOLDERS, _JOB_NAME, _builtin, _table, _type_name, _unknown_keys
+from runjob.registry.tables import _JOB_NAME, BUILTIN_PLACEHOLDERS, _builtin, _table, _type_name, _unknown_keys
 from runjob.registry.templating import expand_env, path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False

@@ -16,13 +16,13 @@ import signal
 import subprocess
 import time
 
-from runjob.registry import loader
-from runjob.locks import lock
-from runjob.run import plan
-from runjob.proc import procid
 from runjob import safefs
 from runjob.errors import EXIT_BUSY, EXIT_TIMEOUT, UsageError
+from runjob.locks import lock
+from runjob.proc import procid
 from runjob.records.logs import JsonSink, Records, new_run_id
+from runjob.registry import loader
+from runjob.run import plan
 from runjob.store.pipeline_store import Store
 
 TYPE_CHECKING = False

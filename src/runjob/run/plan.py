@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from runjob.registry.config import Job, Registry, lock_key_problem
 from runjob.errors import UsageError
 from runjob.records.redact import MASK, Redactor, needles
+from runjob.registry.config import Job, Registry, lock_key_problem
 from runjob.registry.templating import expand_env, path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import time
 
+from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
 from runjob.locks import lock as locks
 from runjob.proc import process, procid
-from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
+from runjob.proc.process import signal  # _signal: see process.py
 from runjob.records.logs import Records, new_run_id, timestamp
 from runjob.records.output import StreamHandler
-from runjob.proc.process import signal  # _signal: see process.py
 from runjob.run.model import Outcome, Run
 from runjob.run.retry import RetryState
 

@@ -32,13 +32,13 @@ try:  # the C module: the sqlite3 package adds only datetime adapters, and impor
 except ImportError:  # pragma: no cover
     import sqlite3  # type: ignore[no-redef]
 
-from runjob.store import history_pending
-from runjob.proc import procid
 from runjob import safefs
 from runjob.errors import InternalError
 from runjob.locks.lock import Busy, exclusive
+from runjob.proc import procid
 from runjob.records.logs import encode, timestamp
 from runjob.run.model import Observer
+from runjob.store import history_pending
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

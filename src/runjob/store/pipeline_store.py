@@ -12,10 +12,10 @@ import os
 import sqlite3
 import time
 
-from runjob.store import history
-from runjob.proc import procid
 from runjob.errors import InternalError, UsageError
+from runjob.proc import procid
 from runjob.records.logs import timestamp
+from runjob.store import history
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from runjob.registry import config, loader
 from runjob.errors import UsageError
 from runjob.records.logs import JsonSink, Records, new_run_id
+from runjob.registry import config, loader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

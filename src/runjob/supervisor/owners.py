@@ -6,8 +6,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.registry.config import Registry
     from runjob.records.logs import Records
+    from runjob.registry.config import Registry
 
 class _AsJob:
     """What notify.start reads of a job, for a worker."""

@@ -8,9 +8,9 @@ import json
 import os
 import time
 
-from runjob.proc import procid
 from runjob import safefs
 from runjob.errors import InternalError
+from runjob.proc import procid
 from runjob.records.logs import timestamp
 
 TYPE_CHECKING = False

@@ -11,9 +11,9 @@ import os
 import sys
 import time
 
-from runjob.registry import loader
-from runjob.proc import procid
 from runjob.errors import UsageError
+from runjob.proc import procid
+from runjob.registry import loader
 
 PREFIX_MIN = 8
 FOLLOW_POLL_S = 0.2  # how often --follow looks for new records (a file has no wakeup to wait on)

@@ -7,10 +7,10 @@ import os
 import sys
 import time
 
-from runjob.registry import config, loader
-from runjob.store import history
 from runjob import safefs
 from runjob.errors import UsageError
+from runjob.registry import config, loader
+from runjob.store import history
 from runjob.views import model
 
 TYPE_CHECKING = False

@@ -16,8 +16,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from runjob.registry import config, loader
 from runjob.errors import RunjobError, UsageError
+from runjob.registry import config, loader
 from runjob.views import report
 
 TYPE_CHECKING = False
