@@ -28,10 +28,10 @@ def registry(work: Path, backend: str) -> str:
 
 
 def store_of(path: str):  # type: ignore[no-untyped-def]
-    from runjob import config
-    from runjob.queue.store import open_store
+    from runjob.queue.backends import open_store
+    from runjob.registry import loader
 
-    return open_store(config.load(path))
+    return open_store(loader.load(path))
 
 
 def redis_url(work: Path) -> tuple[str, subprocess.Popen[bytes]] | None:

@@ -240,9 +240,12 @@ def fleet_claims(work: Path, env: dict[str, str], rounds: int) -> None:
         os.environ["RUNJOB_STATE_DIR"] = str(work / "state")
         (work / "jobs.toml").write_text(f'[jobs.j]\ncommand = ["true"]\nschedule = "* * * * *"\n'
                                         f'lock_backend = "redis://127.0.0.1:{port}/0"\n')  # fmt: skip
-        from runjob import claims, config, lock, schedule  # the very functions tick and a run call
+        from runjob.locks import lock  # the very functions tick and a run call
+        from runjob.registry import loader
+        from runjob.schedule import claims
+        from runjob.schedule import scheduled as schedule
 
-        (entry,) = schedule.entries(config.load(str(work / "jobs.toml")))
+        (entry,) = schedule.entries(loader.load(str(work / "jobs.toml")))
         start = datetime(2027, 1, 1, tzinfo=timezone.utc)
         for _ in range(100):  # the server is up once a claim goes through
             try:

@@ -12,7 +12,7 @@ from conftest import PY, RUNJOB, TIMESTAMP, py
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob.output import LineSplitter
+from runjob.records.output import LineSplitter
 
 
 def strict(line: str) -> dict:

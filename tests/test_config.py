@@ -9,10 +9,10 @@ from conftest import q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob import config, validate
-from runjob.durations import format_duration, parse_duration
 from runjob.errors import ConfigError
-from runjob.schema import JOB
+from runjob.registry import config, loader, validate
+from runjob.registry.durations import format_duration, parse_duration
+from runjob.registry.schema import JOB
 
 GOOD = """
 [owners.ops]
@@ -156,7 +156,7 @@ def test_schema_validates_the_example_registry(rj):
 def test_example_registry_is_valid():
     from pathlib import Path
 
-    reg = config.load(str(Path(__file__).parent.parent / "jobs.toml"), check_schedules=True)
+    reg = loader.load(str(Path(__file__).parent.parent / "jobs.toml"), check_schedules=True)
     assert len(reg.jobs) >= 12
 
 

@@ -9,8 +9,8 @@ import json
 import pytest
 from conftest import py, q
 
-from runjob import validate
 from runjob.errors import ConfigError
+from runjob.registry import validate
 
 DURATION_KEYS = [
     ("timeout = {v}", "jobs.a.timeout"),

@@ -17,8 +17,8 @@ from conftest import PY, q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob import shellcmd
-from runjob.templating import expand_env, substitute
+from runjob.registry import shellcmd
+from runjob.registry.templating import expand_env, substitute
 
 ARGV_JSON = "import sys, json; print(json.dumps(sys.argv[1:]))"
 

@@ -24,8 +24,9 @@ from cronsim import CronSim
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runjob import budget, cron, validate
 from runjob.export import dialects
+from runjob.registry import budget, validate
+from runjob.schedule import cron
 
 ROBFIG_SRC = "/usr/share/gocode/src/github.com/robfig/cron"
 ARGV = "import json, sys; print('ARGV ' + json.dumps(sys.argv[1:]))"

@@ -8,10 +8,9 @@ import sqlite3
 import subprocess
 
 import pytest
+from conftest import PY, RUNJOB, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from conftest import PY, RUNJOB, wait_for
 
 REGISTRY = """
 [owners.ops]
@@ -95,7 +94,7 @@ def imported(rj, *args: str) -> tuple[set[str], str]:
 def test_everyday_commands_off_a_terminal_load_no_typer_and_with_a_warm_cache_no_toml(shop, args):
     assert shop.run("list").code == 0  # a parse with the schedule check: the cache entry says so
     modules, _ = imported(shop, *args)
-    assert not modules & {"typer", "click", "rich", "tomllib", "runjob.cli", "runjob.validate"}
+    assert not modules & {"typer", "click", "rich", "tomllib", "runjob.cli.app", "runjob.registry.validate"}
     if args[0] in ("--version", "history"):  # no schedule to evaluate: no cronsim, and no json, re or enum
         assert not modules & {"cronsim", "json", "re", "enum"}
 
@@ -158,7 +157,7 @@ def click_params(command: str, words: list[str]) -> dict | None:
     import click
     import typer
 
-    from runjob.cli import app
+    from runjob.cli.app import app
 
     group = typer.main.get_command(app)
     try:
@@ -175,7 +174,7 @@ WORDS = st.sampled_from(["--json", "--at", "--limit", "--status", "--since", "--
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(["list", "status", "history", "tick"]), st.lists(WORDS, max_size=6))
 def test_what_the_fast_path_parses_click_parses_the_same(command, words):
-    from runjob.fastpath import parse
+    from runjob.cli.fastpath import parse
 
     fast = parse(command, words)
     if fast is None:
@@ -202,7 +201,7 @@ JSON_VALUES = st.recursive(
 @settings(max_examples=500, deadline=None)
 @given(JSON_VALUES)
 def test_jsonout_writes_what_json_dumps_with_indent_2_writes(value):
-    from runjob import jsonout
+    from runjob.records import jsonout
 
     assert jsonout.dumps(value) == json.dumps(value, indent=2)
 
@@ -210,14 +209,14 @@ def test_jsonout_writes_what_json_dumps_with_indent_2_writes(value):
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=5), st.sampled_from([None, (",", ":")]))
 def test_jsonout_reads_params_as_json_loads_does(params, separators):
-    from runjob import jsonout
+    from runjob.records import jsonout
 
     text = json.dumps(params, separators=separators, ensure_ascii=separators is None)
     assert jsonout.loads(text) == json.loads(text) == params
 
 
 def test_jsonout_leaves_what_it_cannot_read_to_json():
-    from runjob import jsonout
+    from runjob.records import jsonout
 
     for text in ("{} x", '{"a": 1', "nul"):
         with pytest.raises(json.JSONDecodeError):

@@ -8,7 +8,7 @@ import subprocess
 
 from conftest import HOLD, HOLD_PID, PY, Opens, alive, finish, py, race, wait_for
 
-from runjob.lock import held_locks, is_held
+from runjob.locks.lock import held_locks, is_held
 
 
 def holding_job(rj, name="s", extra="", params=""):

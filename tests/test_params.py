@@ -9,9 +9,10 @@ from conftest import py, q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob import plan, validate
 from runjob.errors import UsageError
-from runjob.templating import placeholders, substitute
+from runjob.registry import validate
+from runjob.registry.templating import placeholders, substitute
+from runjob.run import plan
 
 ECHO_ARGV = "import sys, json; print(json.dumps(sys.argv[1:]))"
 

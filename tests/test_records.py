@@ -140,9 +140,17 @@ def test_records_are_identical_to_python_json_logger():
 
     from pythonjsonlogger.json import JsonFormatter
 
-    from runjob.logs import COMMON as FIELDS
-    from runjob.logs import JsonSink, Records, encode, encode_output, output_pieces, plain_output_parts, timestamp
-    from runjob.output import is_plain
+    from runjob.records.logs import COMMON as FIELDS
+    from runjob.records.logs import (
+        JsonSink,
+        Records,
+        encode,
+        encode_output,
+        output_pieces,
+        plain_output_parts,
+        timestamp,
+    )
+    from runjob.records.output import is_plain
 
     formatter = JsonFormatter(list(FIELDS), json_ensure_ascii=False)
 
@@ -191,7 +199,7 @@ def test_writev_records_survives_short_writes(tmp_path):
     import os
     import threading
 
-    from runjob.logs import output_pieces, plain_output_parts, writev_records
+    from runjob.records.logs import output_pieces, plain_output_parts, writev_records
 
     common = {"job": "j", "run_id": "r", "correlation_id": "r", "host": "h", "pid": 1}
     lines = [b"line %06d " % i + b"y" * (i % 50) for i in range(5000)]

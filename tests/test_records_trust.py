@@ -11,7 +11,7 @@ from conftest import HOLD, finish, py, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runjob.logs import JsonSink
+from runjob.records.logs import JsonSink
 
 
 def strict(line: str) -> dict:
@@ -124,8 +124,8 @@ def test_stderr_patterns_match_per_line_whatever_the_chunking(rj):
                 max_size=40),
        st.sampled_from([1024, 4096, 16384]))  # fmt: skip
 def test_any_output_gives_strict_records_within_the_limit(tmp_path, monkeypatch, chunks, limit):
-    from runjob.logs import Records
-    from runjob.output import StreamHandler
+    from runjob.records.logs import Records
+    from runjob.records.output import StreamHandler
 
     monkeypatch.setenv("RUNJOB_RECORD_MAX", str(limit))
     path = tmp_path / f"out-{limit}-{len(chunks)}.log"

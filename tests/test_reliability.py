@@ -15,8 +15,8 @@ from conftest import HOLD, PY, Env, alive, finish, py, q, race, ready_within_tim
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from runjob import config, schema, validate
 from runjob.errors import ConfigError
+from runjob.registry import config, schema, validate
 
 TOUCH = py("open('ran', 'w')")
 SAVE_STDIN = "import sys; open(sys.argv[1], 'wb').write(sys.stdin.buffer.read())"

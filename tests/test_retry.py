@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 from conftest import HOLD, py
 
-from runjob.retry import RetryState
+from runjob.run.retry import RetryState
 
 FAIL = "import sys; print('attempt', __import__('os').environ['RUNJOB_ATTEMPT']); sys.exit(int(sys.argv[1]))"
 

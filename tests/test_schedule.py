@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_exports import systemd_times
 
-from runjob import cron, validate
 from runjob.export.systemd import Untranslatable, on_calendar
+from runjob.registry import validate
+from runjob.schedule import cron
 
 ROOT = Path(__file__).parent.parent
 

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 from conftest import PY, RUNJOB, q
-from test_exports import need, systemd_times
 from hypothesis import given
 from hypothesis import strategies as st
+from test_exports import need, systemd_times
 
-from runjob import timers
+from runjob.schedule import timers
 
 UTC = timezone.utc
 FLAG_OK = "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 1)"

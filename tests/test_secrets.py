@@ -9,7 +9,7 @@ from conftest import py
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob.redact import MASK, Redactor
+from runjob.records.redact import MASK, Redactor
 
 SECRET = "tok-9f8e7d6c5b4a"
 

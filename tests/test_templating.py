@@ -13,9 +13,9 @@ from conftest import py
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjob import validate
 from runjob.errors import ConfigError
-from runjob.templating import path_component_problem, placeholders, substitute
+from runjob.registry import validate
+from runjob.registry.templating import path_component_problem, placeholders, substitute
 
 PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)

@@ -2,7 +2,7 @@
 
 `runjob NAME [k=v ...]` (the crontab form, run every minute on busy hosts) is dispatched
 here without loading typer or rich, and so are `--version` and, off a terminal, `list`,
-`status`, `history` and `tick` (fastpath.py); everything else goes to the typer app in cli.py.
+`status`, `history` and `tick` (cli/fastpath.py); everything else goes to the typer app in cli/app.py.
 Every RunjobError becomes one line on stderr and its exit code; anything else is a bug.
 """
 
@@ -12,7 +12,7 @@ import os
 import sys
 
 from runjob.errors import EXIT_INTERNAL, ConfigError, RunjobError, one_line
-from runjob.schema import SUBCOMMANDS
+from runjob.registry.schema import SUBCOMMANDS
 
 try:  # the C module: `signal` wraps it only to add enums (see process.py)
     import _signal as signal
@@ -38,17 +38,17 @@ def main(argv: list[str] | None = None, fast: bool = True) -> int:
                 return code
         crontab, args = crontab_form(args)
         if crontab is not None:
-            from runjob.commands.run import run_job
+            from runjob.cli.run import run_job
 
             config, name, words = crontab
             return run_job(config, name, words)
         if fast:
-            from runjob.fastpath import answer
+            from runjob.cli.fastpath import answer
 
             code = answer(args, sys.stdout.isatty())
             if code is not None:
                 return code
-        from runjob.cli import run_cli
+        from runjob.cli.app import run_cli
 
         return run_cli(args)
     except RunjobError as e:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 import shlex
 
-from runjob import timers
 from runjob.errors import ConfigError
 from runjob.export import dialects
-from runjob.schedule import Entry, disabled, entries
+from runjob.schedule import timers
+from runjob.schedule.entry import Entry
+from runjob.schedule.scheduled import disabled, entries
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from runjob.config import Registry
+    from runjob.registry.config import Registry
 
 
 # The jobs' PATH: the system's own directories only. runjob itself is called by absolute

@@ -12,18 +12,19 @@ kubelet expands `$(NAME)` and `$$` there.
 
 from __future__ import annotations
 
-from runjob import timers
-from runjob.budget import outer_budget
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
-from runjob.schedule import Entry, entries
-from runjob.templating import substitute
+from runjob.registry.budget import outer_budget
+from runjob.registry.templating import substitute
+from runjob.schedule import timers
+from runjob.schedule.entry import Entry
+from runjob.schedule.scheduled import entries
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.config import Registry
+    from runjob.registry.config import Registry
 
 NAME_LIMIT = 52  # CronJob names: the controller appends 11 characters for its Jobs
 LABEL_LIMIT = 63

@@ -17,8 +17,8 @@ from runjob.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from runjob.config import Registry
-    from runjob.schedule import Entry
+    from runjob.registry.config import Registry
+    from runjob.schedule.entry import Entry
 
 HASH_LEN = 8
 

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import os
 
-from runjob import cron
-from runjob.budget import outer_budget
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
-from runjob.schedule import Entry, entries
+from runjob.registry.budget import outer_budget
+from runjob.schedule import cron
+from runjob.schedule.entry import Entry
+from runjob.schedule.scheduled import entries
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from runjob.config import Registry
+    from runjob.registry.config import Registry
 
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
@@ -168,7 +169,7 @@ def _quote(word: str) -> str:
 def timer_lines(expr: str, timezone: str | None, catch_up: float | None) -> str:
     """The [Timer] lines that say when: OnCalendar= for cron and one-time schedules,
     OnUnitActiveSec= for an interval (OnActiveSec=0 starts it once first, as tick does)."""
-    from runjob import timers
+    from runjob.schedule import timers
 
     what = timers.kind(expr)
     if what == timers.EVERY:

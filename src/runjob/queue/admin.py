@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from runjob import config
 from runjob.errors import UsageError
-from runjob.queue.store import ALL, MAX_PRIORITY, open_store
+from runjob.queue.backends import open_store
+from runjob.queue.store import ALL, MAX_PRIORITY
+from runjob.registry import loader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ SHOWN = ("id", "job", "params", "priority", "state", "enqueued_at", "not_before"
 
 
 def show(config_path: str | None, as_json: bool) -> int:
-    store = open_store(config.load(config_path, cached=True))
+    store = open_store(loader.load(config_path, cached=True))
     try:
         entries, workers, paused = store.entries(), store.workers(), store.paused()
     finally:
@@ -52,7 +53,7 @@ def health(entries: list[dict[str, Any]], workers: list[dict[str, Any]], paused:
 
 def act(config_path: str | None, action: str, target: str | None, value: int | None = None) -> int:
     """retry / drop / priority one entry by id; pause / resume one job, or all."""
-    registry = config.load(config_path, cached=True)
+    registry = loader.load(config_path, cached=True)
     if action in ("pause", "resume") and target is not None:
         registry.job(target)  # unknown job: exit 2
     if action == "priority" and (value is None or abs(value) > MAX_PRIORITY):

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from runjob.logs import Records, new_run_id
+from runjob.queue.backends import open_store
 from runjob.queue.enqueue import put
-from runjob.queue.store import open_store
+from runjob.records.logs import Records, new_run_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.config import Registry
-    from runjob.schedule import Entry
+    from runjob.registry.config import Registry
+    from runjob.schedule.entry import Entry
 
 
 def enqueue_due(registry: Registry, due: list[tuple[Entry, str, str | None]], tick: Records) -> list[dict[str, Any]]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import time
 
-from runjob import config, plan
 from runjob.errors import UsageError
-from runjob.logs import JsonSink, Records, new_run_id, timestamp
-from runjob.queue.store import MAX_PRIORITY, open_store
+from runjob.queue.backends import open_store
+from runjob.queue.store import MAX_PRIORITY
+from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
+from runjob.registry import loader
+from runjob.run import plan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 
 def enqueue(config_path: str | None, name: str, words: list[str], priority: int, delay: str | None,
             at: float | None) -> int:  # fmt: skip
-    registry = config.load(config_path, cached=True)
+    registry = loader.load(config_path, cached=True)
     not_before = _not_before(delay, at)
     if abs(priority) > MAX_PRIORITY:
         raise UsageError(f"--priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}, got {priority}")
@@ -44,7 +46,7 @@ def _not_before(delay: str | None, at: float | None) -> float:
     if delay is not None and at is not None:
         raise UsageError("--delay and --at cannot both be given")
     if delay is not None:
-        from runjob.durations import flag
+        from runjob.registry.durations import flag
 
         return time.time() + (flag(delay, "--delay") or 0.0)
     return at or 0.0

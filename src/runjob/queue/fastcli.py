@@ -37,7 +37,7 @@ def enqueue_args(args: list[str]) -> int | None:
 
     at = None
     if flags["--at"] is not None:
-        from runjob.cron import parse_at
+        from runjob.schedule.cron import parse_at
 
         at = parse_at(flags["--at"])
     return enqueue(config, name, words, priority, flags["--delay"], at)

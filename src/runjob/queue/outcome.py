@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from runjob.schema import SUBCOMMANDS
+from runjob.registry.schema import SUBCOMMANDS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ def settle(worker: Worker, entry: dict[str, Any], run_id: str, returncode: int) 
 
 def stderr_tail(state_dir: str, run_id: str) -> str:
     """The run's stderr tail as its history row has it (masked there); "" if it has none."""
-    from runjob import history
     from runjob.errors import InternalError
+    from runjob.store import history
 
     try:
         db = history.connect(state_dir)

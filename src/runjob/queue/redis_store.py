@@ -120,7 +120,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1] .. 'workers', '-inf', '(' .. now)
 
 class RedisStore:
     def __init__(self, url: str, password_env: str | None) -> None:
-        from runjob.redis_lock import client
+        from runjob.locks.redis_lock import client
 
         self.r = client(url, password_env)
         self.scripts = {name: self.r.register_script(src) for name, src in

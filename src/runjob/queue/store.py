@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Protocol
 
-    from runjob.config import Registry
+    from runjob.registry.config import Registry
 
     class Store(Protocol):
         def put(self, job: str, params: dict[str, str], priority: int, not_before: float) -> str: ...
@@ -42,18 +42,6 @@ MAX_PRIORITY = 1000  # keeps the Redis score (priority and order in one float) e
 
 def new_id() -> str:
     return os.urandom(8).hex()
-
-
-def open_store(registry: Registry) -> Store:
-    """The registry's queue: Redis when `queue_backend` names one, else SQLite in the state dir."""
-    url = registry.defaults.get("queue_backend") or ""
-    if url:
-        from runjob.queue.redis_store import RedisStore
-
-        return RedisStore(url, registry.defaults.get("lock_password_env"))
-    from runjob.queue.sqlite_store import SqliteStore
-
-    return SqliteStore(registry.state_dir)
 
 
 def lease_of(registry: Registry) -> float:

@@ -14,18 +14,19 @@ import select
 import signal
 import time
 
-from runjob import config
-from runjob.logs import JsonSink, Records, new_run_id
 from runjob.queue import outcome
+from runjob.queue.backends import open_store
 from runjob.queue.forked import Forked
-from runjob.queue.store import lease_of, new_id, open_store, stop_grace_of
+from runjob.queue.store import lease_of, new_id, stop_grace_of
+from runjob.records.logs import JsonSink, Records, new_run_id
+from runjob.registry import loader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.config import Registry
     from runjob.queue.store import Store
+    from runjob.registry.config import Registry
 
 IDLE_POLL = 0.05  # an idle worker looks for due entries this often: enqueue-to-start stays well under 100 ms
 
@@ -111,7 +112,7 @@ def work(config_path: str | None, concurrency: int, burst: bool, max_jobs: int |
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
     limits = Limits(concurrency, burst, max_jobs, _seconds(max_time))
     _preload()
-    registry = config.load(config_path, cached=True)
+    registry = loader.load(config_path, cached=True)
     store = open_store(registry)
     worker = Worker(registry, store, limits)
     try:
@@ -157,12 +158,12 @@ def _loop(worker: Worker, stop_grace: float) -> None:
 
 def _preload() -> None:
     """Import the run path once, here: every forked run then starts with it loaded."""
-    import runjob.commands.run  # noqa: F401
-    import runjob.history  # noqa: F401
-    import runjob.runner  # noqa: F401
+    import runjob.cli.run  # noqa: F401
+    import runjob.run.runner  # noqa: F401
+    import runjob.store.history  # noqa: F401
 
 
 def _seconds(text: str | None) -> float | None:
-    from runjob.durations import flag
+    from runjob.registry.durations import flag
 
     return flag(text, "--max-time")

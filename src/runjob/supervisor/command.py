@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from runjob import config
 from runjob.errors import UsageError
-from runjob.logs import JsonSink, Records, new_run_id
+from runjob.records.logs import JsonSink, Records, new_run_id
+from runjob.registry import config, loader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 
 
 def supervise(config_path: str | None, name: str, instances: int | None = None) -> int:
-    from runjob.redact import job_secrets
+    from runjob.records.redact import job_secrets
     from runjob.supervisor.loop import Supervisor
     from runjob.supervisor.state import StateFile
 
-    registry = config.load(config_path)
+    registry = loader.load(config_path)
     if name not in registry.workers:
         known = ", ".join(sorted(registry.workers)) or "none"
         raise UsageError(f'unknown worker "{name}" in {registry.path} (workers: {known})')

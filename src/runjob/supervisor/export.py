@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.config import Registry
+    from runjob.registry.config import Registry
 
 HEADROOM = 64 * 1024 * 1024  # runjob's own RSS, with room to spare
 STOP_MARGIN_S = 5  # after stop_grace: runjob's SIGKILL, its last records, its exit

@@ -14,7 +14,7 @@ import select
 import signal
 import time
 
-from runjob.process import Outflow
+from runjob.proc.process import Outflow
 from runjob.supervisor.instance import Instance
 from runjob.supervisor.state import StateFile
 
@@ -22,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-    from runjob.logs import Records
+    from runjob.records.logs import Records
 
 SAMPLE_S = 0.25  # memory sampling with memory_max set: a leak is seen long before the OOM killer acts
 STATUS_SAMPLE_S = 2.0  # without it, RSS is sampled only for `status`
@@ -122,7 +122,7 @@ class Supervisor:
 
     def _output(self, inst: Instance, stream: str, line: str, truncated: bool) -> None:
         """One run.output record, as for jobs: a JSON object line is kept whole under `data`."""
-        from runjob import child_json
+        from runjob.records import child_json
 
         data = None if truncated else child_json.parse(line)
         ids = {"stream": stream, "attempt": inst.restarts + 1, "instance": inst.index}

@@ -6,8 +6,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.config import Registry
-    from runjob.logs import Records
+    from runjob.records.logs import Records
+    from runjob.registry.config import Registry
 
 class _AsJob:
     """What notify.start reads of a job, for a worker."""
@@ -21,7 +21,7 @@ class _AsJob:
 
 def tell_owners(registry: Registry, name: str, worker: dict[str, Any], record: dict[str, Any], records: Records) -> None:
     """Deliver `record` (worker.giveup) to the worker's owners; each outcome is a notify.* record."""
-    from runjob import notify
+    from runjob.ops import notify
 
     if not any(worker["owners"].values()):
         return

@@ -1,4 +1,4 @@
-"""`[workers.NAME]` (SPEC section 10): its keys, declared once, and how they are checked.
+"""`[workers.NAME]` (SPEC section 10): how they are checked (their keys are declared in schema.py).
 
 Workers are not jobs: `[defaults]` job keys do not apply, and every limit left unset is off.
 validate.py calls `parse_workers` only when the registry has a `[workers]` table, so
@@ -9,49 +9,18 @@ from __future__ import annotations
 
 import re
 
-from runjob.config import key
-from runjob.schema import JOB_NAME, REQUIRED, Key
+from runjob.registry.config import key
+from runjob.registry.schema import JOB_NAME, RESTART, WORKER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "WINCH")
-MAX_INSTANCES = 256
 MAX_BYTES = 1 << 50  # 1 PiB: any larger memory_max is a typo
 _UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2, "MIB": 1024**2,
           "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4, "TB": 1000**4, "TIB": 1024**4}  # fmt: skip
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
 _NAME = re.compile(JOB_NAME)
-
-RESTART = {
-    "policy": Key("enum", "always", "restart after any exit, or only a non-zero one", ("always", "on-failure")),
-    "delay": Key("duration", 1.0, "wait before the first restart; doubles per restart in a row"),
-    "max_delay": Key("duration", 60.0, "the longest wait between restarts"),
-    "burst": Key("int", 5, "more restarts than this within `within`: give up", minimum=0, maximum=10000),
-    "within": Key("duration", 60.0, "the window `burst` counts restarts in"),
-}
-
-OWNERS_REF = {
-    "responsible": Key("str", None, "owner paged when the worker gives up"),
-    "accountable": Key("str", None, "owner sent a domain notice when the worker gives up"),
-}
-
-WORKER = {
-    "description": Key("str", "", "what the worker does"),
-    "command": Key("argv", REQUIRED, "argv (or a string split with shlex); never run through a shell"),
-    "cwd": Key("str", None, "working directory"),
-    "env": Key("str_map", {}, "variables added to the environment"),
-    "secrets": Key("str_list", [], "variable names whose values are passed but never logged"),
-    "owners": Key("table", {}, "who is told when the worker gives up", table=OWNERS_REF),
-    "instances": Key("int", 1, "copies kept running", minimum=1, maximum=MAX_INSTANCES),
-    "stop_signal": Key("enum", "TERM", "signal that asks an instance to stop", SIGNALS),
-    "stop_grace": Key("duration", 10.0, "after stop_signal, SIGKILL after this"),
-    "memory_max": Key("str", None, 'RSS ceiling of an instance\'s process group, e.g. "512MiB"'),
-    "max_lifetime": Key("duration", None, "recycle an instance gracefully after this long"),
-    "heartbeat_timeout": Key("duration", None, "no output line or heartbeat-file touch for this long: restart"),
-    "restart": Key("table", {}, "restart policy", table=RESTART),
-}
 
 
 def parse_size(value: object) -> int:
@@ -70,7 +39,7 @@ def parse_size(value: object) -> int:
 
 def parse_workers(raw: Any, owners: dict[str, Any], job_names: set[str], errors: list[str]) -> dict[str, Any]:
     """Worker name -> its values (durations in seconds, memory_max in bytes); problems go to `errors`."""
-    from runjob.validate import _table, _type_name
+    from runjob.registry.tables import _table, _type_name
 
     if not isinstance(raw, dict):
         errors.append(f"workers: expected a table, got {_type_name(raw)}")

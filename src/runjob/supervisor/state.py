@@ -8,15 +8,16 @@ import json
 import os
 import time
 
-from runjob import procid, safefs
+from runjob import safefs
 from runjob.errors import InternalError
-from runjob.logs import timestamp
+from runjob.proc import procid
+from runjob.records.logs import timestamp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from runjob.config import Registry
+    from runjob.registry.config import Registry
     from runjob.supervisor.instance import Instance
 
 WRITE_EVERY_S = 1.0  # RSS and progress in the file are at most this old while nothing else changes

@@ -11,8 +11,9 @@ import os
 import sys
 import time
 
-from runjob import config, procid
 from runjob.errors import UsageError
+from runjob.proc import procid
+from runjob.registry import loader
 
 PREFIX_MIN = 8
 FOLLOW_POLL_S = 0.2  # how often --follow looks for new records (a file has no wakeup to wait on)
@@ -50,7 +51,7 @@ def _listdir(path: str) -> list[str]:
 def show(config_path: str | None, given: str, follow: bool) -> int:
     """Print the run's records; with `follow`, until its runjob has ended (after run.end come
     the notifications' records) and every record is out."""
-    path = find(config.load(config_path).state_dir, given)
+    path = find(loader.load(config_path).state_dir, given)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     out = sys.stdout.buffer
     partial = b""

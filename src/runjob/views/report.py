@@ -7,8 +7,10 @@ import os
 import sys
 import time
 
-from runjob import config, history, safefs
+from runjob import safefs
 from runjob.errors import UsageError
+from runjob.registry import config, loader
+from runjob.store import history
 from runjob.views import model
 
 TYPE_CHECKING = False
@@ -24,7 +26,7 @@ def since_seconds(text: str | None) -> float | None:
     """--since as seconds; "" or "all" means the whole history."""
     if text in (None, "", "all"):
         return None
-    from runjob.durations import flag
+    from runjob.registry.durations import flag
 
     return flag(text, "--since")
 
@@ -63,7 +65,7 @@ def render(data: dict[str, Any], live: bool = False) -> str:
 
 
 def write_report(config_path: str | None, out: str, since: str | None, job: str | None) -> int:
-    registry = config.load(config_path)
+    registry = loader.load(config_path)
     html = page(registry, job, since)
     try:
         safefs.replace(out, html.encode(), mode=0o640)

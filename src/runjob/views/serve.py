@@ -16,8 +16,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from runjob import config
 from runjob.errors import RunjobError, UsageError
+from runjob.registry import config, loader
 from runjob.views import report
 
 TYPE_CHECKING = False
@@ -80,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         try:
-            registry = config.load(self.config_path)
+            registry = loader.load(self.config_path)
             if url.path == "/":
                 since = _one(query, "since") or report.DEFAULT_SINCE
                 html = report.page(registry, _one(query, "job"), since, live=True)
@@ -118,7 +118,7 @@ class _V6Server(ThreadingHTTPServer):
 
 def serve(config_path: str | None, bind: str) -> int:
     host, port = parse_bind(bind)
-    config.load(config_path)  # a broken registry stops here, not on the first request
+    loader.load(config_path)  # a broken registry stops here, not on the first request
     Handler.config_path = config_path
     Handler.loopback_only = host in LOOPBACK
     server_class = _V6Server if ":" in host else ThreadingHTTPServer

@@ -1,0 +1,117 @@
+"""`runjob list`, `show`, `validate` and `schema`: look at the registry, change nothing."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+
+from runjob.errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from runjob.records import jsonout
+from runjob.records.logs import timestamp
+from runjob.records.redact import MASK, Redactor, job_secrets
+from runjob.registry import config, loader, schema
+from runjob.schedule.scheduled import next_times
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+NEXT_TIMES = 3
+
+
+def summary(job: config.Job, now: datetime, state_dir: str | None = None) -> dict[str, Any]:
+    out = {
+        "name": job.name,
+        "description": job.description,
+        "schedule": job.schedule,
+        "next": [timestamp(t.timestamp()) for t in next_times(job, now, NEXT_TIMES, state_dir)],
+        "lock_key": job.lock_key,
+        "timeout_s": job.timeout,
+        "owners": job.owners,
+        "params": sorted(job.params),
+    }
+    return out | schedule_state(job, state_dir)
+
+
+def schedule_state(job: config.Job, state_dir: str | None) -> dict[str, Any]:
+    """`enabled`, and for a one-time job `done` (a run at or after its moment succeeded)."""
+    from runjob.schedule import timers
+
+    out: dict[str, Any] = {"enabled": job.enabled}
+    if timers.kind(job.schedule) == timers.AT:
+        out["done"] = state_dir is not None and timers.done(job, state_dir)
+    if isinstance(job, config.Pipeline):
+        out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
+    return out
+
+
+def _now(at: float | None) -> datetime:
+    """Now, or the `--at` instant the next due times are seen from."""
+    return datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
+
+
+def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
+    registry = loader.load(config_path, check_schedules=True, cached=True)
+    now = _now(at)
+    everything = [*registry.jobs.values(), *registry.pipelines.values()]
+    rows = [summary(job, now, registry.state_dir) for job in everything]
+    if as_json:
+        print(jsonout.dumps(rows))
+    else:
+        from runjob.cli.pretty import job_table
+
+        job_table(rows)
+    return EXIT_OK
+
+
+def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
+    registry = loader.load(config_path, check_schedules=True)
+    job = registry.pipelines[name] if name in registry.pipelines else registry.job(name)
+    shown = job.as_dict() | {"next": [timestamp(t.timestamp()) for t in next_times(job, _now(at), 5, registry.state_dir)]}
+    shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
+    shown = Redactor(job_secrets(job.env, job.secrets)).value(shown)  # a secret's value, wherever it is
+    shown["env"] = {k: MASK if k in job.secrets else v for k, v in shown["env"].items()}
+    _warn(config.state_dir_warnings(registry))
+    if as_json:
+        print(jsonout.dumps(shown))
+    else:
+        from runjob.cli.pretty import job_detail
+
+        job_detail(shown)
+    return EXIT_OK
+
+
+def validate(config_path: str | None, as_json: bool) -> int:
+    try:
+        registry = loader.load(config_path, check_schedules=True)
+    except ConfigError as e:
+        if not as_json:
+            raise
+        print(jsonout.dumps({"valid": False, "path": e.path, "errors": e.lines()}))
+        return EXIT_CONFIG
+    warnings = registry.warnings + config.state_dir_warnings(registry)
+    for warning in warnings:  # allowed, so exit 0, but said where people look
+        sys.stderr.write(f"runjob: warning: {registry.path}: {warning}\n")
+    result = {"valid": True, "path": registry.path, "jobs": len(registry.jobs)}
+    result |= {"pipelines": len(registry.pipelines)} if registry.pipelines else {}
+    result |= {"warnings": warnings} if warnings else {}
+    if as_json:
+        print(jsonout.dumps(result))
+    else:
+        from runjob.cli.pretty import say
+
+        counts = [(len(registry.jobs), "job"), (len(registry.pipelines), "pipeline"), (len(registry.workers), "worker"),
+                  (len(registry.owners), "owner")]  # fmt: skip
+        said = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts if n or word in ("job", "owner"))
+        say(f"[green]OK[/green] {registry.path}: {said}")
+    return EXIT_OK
+
+
+def print_schema() -> int:
+    print(jsonout.dumps(schema.json_schema()))
+    return EXIT_OK
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(f"runjob: warning: {warning}\n")

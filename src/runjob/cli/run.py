@@ -1,0 +1,137 @@
+"""`runjob run NAME` and the crontab form `runjob NAME`: build the plan, pick sinks, run."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from runjob.errors import ConfigError, UsageError
+from runjob.records.logs import JsonSink, Records, new_run_id
+from runjob.registry import config, loader
+from runjob.run import plan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from runjob.records.logs import Sink
+    from runjob.run.model import Observer
+
+FORMATS = ("auto", "json", "pretty")
+
+
+def run_job(
+    config_path: str | None,
+    name: str,
+    words: list[str],
+    extra_params: list[str] = (),  # type: ignore[assignment]
+    dry_run: bool = False,
+    timeout: str | None = None,
+    no_retry: bool = False,
+    output: str | None = None,
+    log_file: str | None = None,
+    fmt: str = "auto",
+    quiet: bool = False,
+) -> int:
+    pretty = _pretty(fmt)
+    _check_utf8(list(words) + list(extra_params))
+    try:
+        registry = loader.load(config_path, cached=not dry_run)  # a dry run parses, and writes no cache
+    except ConfigError as e:
+        if not pretty:
+            _config_error_record(name, e)
+        raise
+    if name in registry.pipelines:  # one namespace: `runjob NAME` runs a pipeline too
+        from runjob.run.pipeline import run_pipeline
+
+        if timeout is not None or no_retry or output is not None or log_file is not None:
+            raise UsageError(f"{name} is a pipeline: --timeout, --no-retry, --output and --log-file are for jobs "
+                             "(set them on its jobs, or `timeout` on the pipeline)")  # fmt: skip
+        return run_pipeline(registry, name, list(words) + list(extra_params), dry_run)
+    given = plan.parse_params(list(words) + list(extra_params))
+    the_plan = plan.build(registry, name, given, _timeout(timeout), no_retry, output, log_file)
+    if dry_run:
+        from runjob.cli.dry_run import show_plan
+
+        return show_plan(the_plan, pretty)
+    from runjob.run.runner import execute
+
+    sink = _sink(the_plan, pretty, quiet)
+    try:
+        return execute(the_plan, sink, observers(registry, the_plan))
+    finally:
+        sink.close()
+
+
+def observers(registry: config.Registry, the_plan: plan.Plan) -> list[Observer]:
+    """The after-run steps, in order: history first (its failure must stop the run)."""
+    from runjob.store.history import History
+
+    steps: list[Observer] = [History(the_plan.state_dir, registry.history_keep)]
+    if the_plan.job.ping_url:
+        from runjob.ops.ping import Pinger
+
+        steps.append(Pinger(the_plan.job.ping_url, registry.ping_timeout))
+    if any(the_plan.job.owners.values()):
+        from runjob.ops.notify import Notifier
+
+        steps.append(Notifier(registry))
+    if registry.metrics_file:
+        from runjob.ops.metrics import Metrics
+
+        steps.append(Metrics(registry.metrics_file, registry.state_dir))
+    return steps
+
+
+def _pretty(fmt: str) -> bool:
+    if fmt not in FORMATS:
+        raise UsageError(f'--format must be one of {", ".join(FORMATS)}, got "{fmt}"')
+    return fmt == "pretty" or (fmt == "auto" and sys.stdout.isatty())
+
+
+def _check_utf8(words: list[str]) -> None:
+    """Params and RUNJOB_CORRELATION_ID go into records, the history and the child's env as
+    text: bytes that are not UTF-8 (kept by Python as lone surrogates) are a usage error."""
+    named = [("param", w) for w in words]
+    named.append(("RUNJOB_CORRELATION_ID", os.environ.get("RUNJOB_CORRELATION_ID", "")))
+    for what, text in named:
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise UsageError(f'{what} "{shown}" is not valid UTF-8') from None
+
+
+def _timeout(text: str | None) -> float | None:
+    if text is None:  # the crontab form: durations (and its `re`) stay unloaded
+        return None
+    from runjob.registry.durations import flag
+
+    return flag(text, "--timeout")
+
+
+def _sink(the_plan: plan.Plan, pretty: bool, quiet: bool = False) -> Sink:
+    """Records to the log file or stdout, each run's also kept in state_dir/runs (SPEC section 11);
+    quiet on success holds stdout's back until the run's outcome is known."""
+    keep = (os.path.join(the_plan.state_dir, "runs"), getattr(the_plan.job, "keep_runs", 50))
+    to_json = bool(the_plan.log_file) or not pretty
+    hold = "" if the_plan.log_file else "on-success" if quiet or getattr(the_plan.job, "quiet", "") == "on-success" else ""
+    json_sink = JsonSink(the_plan.log_file, nonblocking=True, keep=keep, hold=hold if to_json else "always")
+    if not pretty:
+        return json_sink
+    from runjob.cli.pretty import PrettySink
+    from runjob.records.logs import TeeSink
+
+    return TeeSink(json_sink, PrettySink())
+
+
+def _config_error_record(name: str, e: ConfigError) -> None:
+    """The config.error record, on stdout: the log aggregator must see why nothing ran."""
+    fields: dict[str, Any] = {"errors": e.lines()}
+    sink = JsonSink()
+    try:
+        Records(sink, name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")).emit(
+            "config.error", f"{name}: not run, the registry has {len(e.errors)} error(s)", level="error", **fields
+        )
+    finally:
+        sink.close()

@@ -1,0 +1,416 @@
+"""A run, start to end: lock, attempts with retries, records, and the after-run steps.
+
+After-run steps (history, notifications, pings, metrics) are observers (model.py):
+`start`, `skipped`, `warn` and `end`. `start` runs before the child does, so an
+observer that cannot work (history store unwritable) stops the run with exit 125
+before anything is executed; failures in the others never change the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
+from runjob.locks import lock as locks
+from runjob.proc import process, procid
+from runjob.proc.process import signal  # _signal: see process.py
+from runjob.records.logs import Records, new_run_id, timestamp
+from runjob.records.output import StreamHandler
+from runjob.run.model import Outcome, Run
+from runjob.run.retry import RetryState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from runjob.locks import redis_lock
+    from runjob.records.logs import Sink
+    from runjob.run.model import Observer
+    from runjob.run.plan import Plan
+
+
+LEVELS = {"success": "info", "transient": "warning"}
+
+
+def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
+    """Run `plan` and return runjob's exit code."""
+    records = Records(sink, plan.name, _claimed_run_id() or new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"),
+                      plan.secret_values)  # fmt: skip
+    run = Run(plan, records)
+    holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id,
+              "job": plan.name, "host": records.common["host"], "since": run.started_at}  # fmt: skip
+    stop = process.Stop()
+    run.stop = stop
+    previous = _install_signals(stop)  # before the lock: a signal while waiting for it ends the run too
+    try:
+        held = _lock_or_signal(run, holder, stop)
+        if stop.signum:
+            return _killed_waiting(run, observers, stop)
+        if isinstance(held, int):
+            return held
+        if held is None:
+            return _busy(run, observers)
+        return _locked(run, held, stop, observers, holder)
+    finally:
+        _restore_signals(stop, previous)
+
+
+def _locked(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop,
+            observers: list[Observer], holder: dict[str, Any]) -> int:  # fmt: skip
+    """The run once its lock is held: records, attempts, after-run steps; the lock released last."""
+    try:
+        held.set_holder(**holder)
+        if not isinstance(held, locks.FileLock):  # a RedisLock
+            held.kill_grace = run.plan.job.kill_grace  # the child is stopped this long before the key can expire
+            held.watch(lambda reason: stop.notify(lambda: _lock_lost(run, stop, reason)))
+        try:
+            for observer in observers:
+                observer.start(run)
+        except locks.Busy as e:  # history: a live run holds this key (its lock file was removed)
+            return _busy(run, observers, e.holder)
+        _start_record(run)
+        watch = _duration_watch(run, observers)
+        if isinstance(held, locks.FileLock):
+            watch = locks.Guard(watch, held, lambda ok: _lock_file_gone(run, ok))  # type: ignore[assignment]
+        outcome = _attempts(run, held, stop, watch)
+        stop.run_notices()  # e.g. a lock lost in the last moments of the run
+        outcome.record = _end_record(run, outcome)
+        _check_too_fast(run, outcome, observers)
+        for observer in observers:
+            _safely(observer.end, run, outcome)
+        return outcome.exit_code
+    finally:
+        held.release()  # before the signals are restored: it joins a Redis renewal thread that may still
+        # write to the wakeup pipe
+
+
+def _lock_or_signal(run: Run, holder: dict[str, Any], stop: process.Stop) -> Any:
+    """_take_lock, cut short by a stop signal (the handler raises Interrupted meanwhile).
+    A lock taken as the signal came is released: the run ends without running."""
+    held: Any = None
+    stop.interruptible = True  # first: a signal before it is seen by the test below, one after raises
+    try:
+        if not stop.signum:
+            held = _take_lock(run, holder)
+    except process.Interrupted:
+        pass
+    finally:
+        stop.interruptible = False
+    if stop.signum and not isinstance(held, (int, type(None))):
+        held.release()
+    return held
+
+
+def _killed_waiting(run: Run, observers: list[Observer], stop: process.Stop) -> int:
+    """A stop signal before the run got its lock: run.end (killed) and a history row all the same."""
+    plan = run.plan
+    why = f"while waiting for lock {plan.lock_key}"  # the run never started: observers see only its end
+    outcome = Outcome("killed", 128 + stop.signum, 0, run.started_mono, "", 0, why)
+    outcome.record = _end_record(run, outcome)
+    for observer in observers:
+        _safely(observer.end, run, outcome)
+    return outcome.exit_code
+
+
+def _claimed_run_id() -> str | None:
+    """The run id `tick` claimed this occurrence under (popped: the child and its runjobs never see it)."""
+    given = os.environ.pop("RUNJOB_CLAIM_RUN_ID", "")
+    return given if len(given) == 36 and all(c in "0123456789abcdef-" for c in given) else None
+
+
+def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.RedisLock | int | None:
+    """The held lock; None if busy; an exit code if Redis is unavailable and the policy says stop."""
+    job = run.plan.job
+    wait = job.wait if job.on_busy == "wait" else 0.0
+    if not job.lock_backend:
+        return locks.acquire(run.plan.lock_file, wait, holder)
+    from runjob.locks import redis_lock  # loaded only for a job with a lock_backend
+
+    # Redis's key first (it names its holder atomically: a loser's lock.busy can say who won), then the
+    # host's file lock, always: a host never overlaps itself, whichever backend was reachable.
+    ttl = job.lock_ttl or job.timeout + job.kill_grace + redis_lock.TTL_MARGIN_S
+    try:
+        fleet = redis_lock.acquire(job.lock_backend, job.lock_password_env, run.plan.lock_key, ttl, wait, holder)
+    except redis_lock.Unavailable as e:
+        return _unavailable(run, wait, holder, e)
+    if fleet is None:
+        return None
+    local = locks.acquire(run.plan.lock_file, wait, holder)
+    if local is None:  # a run of this host taken while Redis was down still holds it
+        fleet.release()
+        return None
+    fleet.local = local
+    fleet.fd = local.fd  # the child inherits the host lock, as with the file backend
+    return fleet
+
+
+def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) -> locks.FileLock | int | None:
+    """Redis is down: this host's file lock only (`local`), or stop."""
+    from runjob.locks import redis_lock
+
+    job = run.plan.job
+    policy = job.lock_unavailable
+    then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "running under this host's file lock only"}
+    run.records.emit("lock.unavailable", f"{run.plan.name}: {e}; {then[policy]}",
+                     level="error" if policy == "fail" else "warning", lock_key=run.plan.lock_key,
+                     backend=redis_lock.shown_url(job.lock_backend), lock_unavailable=policy,
+                     error=str(e))  # fmt: skip
+    if policy == "local":
+        return locks.acquire(run.plan.lock_file, wait, holder)
+    return EXIT_BUSY if policy == "fail" else EXIT_OK
+
+
+def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
+    """On the main thread: say the lock is lost, and stop the child if on_lock_lost says so."""
+    from runjob.locks import redis_lock
+
+    job = run.plan.job
+    kill = job.on_lock_lost == "kill"
+    run.records.emit("lock.lost", f"{run.plan.name}: lock {run.plan.lock_key} lost: {reason}"
+                     + ("; stopping the job" if kill else "; the job goes on unprotected"),
+                     level="error", lock_key=run.plan.lock_key, backend=redis_lock.shown_url(job.lock_backend),
+                     on_lock_lost=job.on_lock_lost, error=reason)  # fmt: skip
+    if kill:
+        stop.stop(signal.SIGTERM, f"lock lost: {reason}")
+
+
+def _lock_file_gone(run: Run, retaken: bool) -> None:
+    """The lock file was removed or renamed under us (a tmp cleaner): say what we did."""
+    key = run.plan.lock_key
+    if retaken:
+        message = f"{run.plan.name}: lock file of {key} was removed while held; re-created and re-taken"
+    else:
+        message = f"{run.plan.name}: lock file of {key} was removed while held and another process holds the new one"
+    run.records.emit("lock.restored" if retaken else "lock.lost", message, level="warning" if retaken else "error",
+                     lock_key=key, lock_file=run.plan.lock_file)  # fmt: skip
+
+
+def _busy(run: Run, observers: list[Observer], holder: dict[str, Any] | None = None) -> int:
+    plan = run.plan
+    job = plan.job
+    if holder is None and job.lock_backend:
+        from runjob.locks import redis_lock
+
+        holder = redis_lock.read_holder(job.lock_backend, job.lock_password_env, plan.lock_key)
+    elif holder is None:
+        holder = locks.read_holder(plan.lock_file)
+    on_busy = plan.job.on_busy
+    skip = on_busy == "skip"
+    if holder.get("leftover"):
+        whose = f", a leftover of run {holder.get('run_id')} (its runjob has exited)"
+    else:
+        whose = f" (run {holder['run_id']})" if holder.get("run_id") else ""
+    run.records.emit(
+        "lock.busy",
+        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}{whose}; "
+        + ("skipped" if skip else "not run (exit 75)"),
+        level="info" if skip and not holder.get("leftover") else "warning",
+        lock_key=plan.lock_key,
+        holder_pid=holder.get("pid"),
+        holder_run_id=holder.get("run_id"),
+        on_busy=on_busy,
+    )
+    for observer in observers:
+        _safely(observer.skipped, run, holder)
+    return 0 if skip else EXIT_BUSY
+
+
+def _start_record(run: Run) -> None:
+    plan = run.plan
+    run.records.emit(
+        "run.start",
+        f"{plan.name} started",
+        command=[plan.redact(a) for a in plan.argv],
+        params=plan.params,
+        lock_key=plan.lock_key,
+        timeout_s=plan.timeout,
+        attempts_max=plan.retry["attempts"],
+        schedule=plan.job.schedule,
+    )
+    if not plan.job.enabled:  # asked for by name: run it, but say that it is switched off
+        run.records.emit("run.disabled", f"{plan.name} has enabled = false: it is never due, run only because it "
+                         "was asked for by name", level="warning")  # fmt: skip
+
+
+def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop,
+              watch: process.Watch) -> Outcome:  # fmt: skip
+    plan = run.plan
+    retry = RetryState(plan.retry)
+    patterns = _compile(plan.job.transient["stderr_patterns"])
+    env = child_env(plan, run.run_id, run.correlation_id)
+    attempt, max_rss = 0, 0
+    while True:
+        attempt += 1
+        env["RUNJOB_ATTEMPT"] = str(attempt)
+        handlers = tuple(
+            StreamHandler(s, plan.output, run.records.sink, run.records, attempt, plan.secret_values,
+                          patterns if s == "stderr" else None)  # fmt: skip
+            for s in ("stdout", "stderr")
+        )
+        inherit = (held.fd,) if held.fd >= 0 else ()  # a file lock stays held while the child lives
+        result = process.run(plan.argv, plan.cwd, env, plan.output, inherit, plan.timeout, plan.kill_grace,
+                             handlers, stop, watch)  # type: ignore[arg-type]  # fmt: skip
+        max_rss = max(max_rss, result.max_rss_kb)
+        again = not result.error and not stop.signum and retry.should_retry(attempt, result.status, result.exit_code)
+        delay = retry.next_delay(attempt) if again else None
+        _attempt_record(run, attempt, result, delay)
+        if delay is None or not _sleep(delay, stop, watch):
+            status = result.status
+            if status == "failure" and _is_transient(plan, result.exit_code, handlers[1].matched):
+                status = "transient"
+            error = result.error
+            if stop.signum:
+                status, code, error = "killed", 128 + stop.signum, stop.reason or error
+            else:
+                code = result.exit_code
+            return Outcome(status, code, attempt, run.started_mono, handlers[1].tail_text(), max_rss, error)
+
+
+def child_env(plan: Plan, run_id: str, correlation_id: str) -> dict[str, str]:
+    """What the child gets: the environment runjob was given (main.py took Python's own
+    locale coercion back out of it), the job's env, and the RUNJOB_* ids (RUNJOB_ATTEMPT
+    is added per attempt)."""
+    env = {k: v for k, v in os.environ.items() if k not in plan.withheld} | plan.env
+    return env | {"RUNJOB_RUN_ID": run_id, "RUNJOB_JOB": plan.name, "RUNJOB_CORRELATION_ID": correlation_id}
+
+
+def _compile(patterns: list[str]) -> list[Any]:
+    if not patterns:
+        return []
+    import re  # only jobs with stderr patterns pay for it
+
+    # Matched per line (output.StreamHandler), and MULTILINE so ^ and $ mean a line's
+    # start and end whatever the pipe's chunking put around it.
+    return [re.compile(p, re.MULTILINE) for p in patterns]
+
+
+def _is_transient(plan: Plan, exit_code: int, stderr_matched: bool) -> bool:
+    return exit_code in plan.job.transient["exit_codes"] or stderr_matched
+
+
+def _attempt_record(run: Run, attempt: int, result: process.Result, delay: float | None) -> None:
+    if result.status == "success":
+        message = f"attempt {attempt} succeeded"
+    else:
+        message = f"attempt {attempt} ended: {result.error or result.status} (exit code {result.exit_code})"
+        message += f"; retrying in {delay:.1f}s" if delay is not None else ""
+    run.records.emit(
+        "run.attempt",
+        message,
+        level="info" if result.status == "success" else "warning",
+        attempt=attempt,
+        exit_code=result.exit_code,
+        duration_s=round(result.duration, 3),
+        status=result.status,
+        retry_in_s=None if delay is None else round(delay, 3),
+    )
+
+
+def _end_record(run: Run, outcome: Outcome) -> dict[str, Any]:
+    plan = run.plan
+    return run.records.emit(
+        "run.end",
+        _end_message(plan.name, outcome),
+        level=LEVELS.get(outcome.status, "error"),
+        status=outcome.status,
+        exit_code=outcome.exit_code,
+        attempts=outcome.attempts,
+        started_at=run.started_at,
+        ended_at=timestamp(outcome.ended),
+        duration_s=round(outcome.duration, 3),
+        stderr_tail=outcome.stderr_tail,
+        max_rss_kb=outcome.max_rss_kb,
+        **({"error": outcome.error} if outcome.error else {}),
+    )
+
+
+def _end_message(name: str, o: Outcome) -> str:
+    tries = f" after {o.attempts} attempts" if o.attempts > 1 else ""
+    if o.status == "success":
+        return f"{name} succeeded in {o.duration:.3f}s{tries}"
+    if o.status == "killed":
+        why = f" ({o.error})" if o.error else ""
+        if o.attempts == 0:
+            return f"{name} was killed by signal {o.exit_code - 128} {o.error}"
+        return f"{name} was killed by signal {o.exit_code - 128}{why}{tries}"
+    if o.error:
+        return f"{name} failed: {o.error}"
+    if o.status == "timeout":
+        return f"{name} timed out{tries} (exit code 124)"
+    return f"{name} {'failed transiently' if o.status == 'transient' else 'failed'} with exit code {o.exit_code}{tries}"
+
+
+def _sleep(seconds: float, stop: process.Stop, watch: process.Watch) -> bool:
+    """Wait between attempts; False if a stop signal came meanwhile."""
+    end = time.monotonic() + seconds
+    while not stop.signum and (left := end - time.monotonic()) > 0:
+        stop.run_notices()
+        watch.check(time.monotonic())
+        time.sleep(min(left, 0.1))
+    return not stop.signum
+
+
+def _duration_record(run: Run, duration: float, message: str) -> dict[str, Any]:
+    bounds = run.plan.job.expected_duration
+    return run.records.emit("run.duration", message, level="warning", duration_s=round(duration, 3),
+                            expected_min_s=bounds["min"], expected_max_s=bounds["max"])  # fmt: skip
+
+
+def _duration_watch(run: Run, observers: list[Observer]) -> process.Watch:
+    """An alarm for a run still going past expected_duration.max."""
+    limit = run.plan.job.expected_duration["max"]
+
+    def overrun() -> None:
+        assert limit is not None  # the watch is only armed with a limit
+        message = f"{run.plan.name} still running after {limit:g}s (expected at most that)"
+        _warn(observers, run, _duration_record(run, limit, message))
+
+    return process.Watch(None if limit is None else run.started_mono + limit, overrun)
+
+
+def _check_too_fast(run: Run, outcome: Outcome, observers: list[Observer]) -> None:
+    """A success faster than expected_duration.min: the job may have silently done nothing."""
+    limit = run.plan.job.expected_duration["min"]
+    if limit is not None and outcome.status == "success" and outcome.duration < limit:
+        message = f"{run.plan.name} finished in {outcome.duration:.3f}s, faster than the expected {limit:g}s"
+        _warn(observers, run, _duration_record(run, outcome.duration, message))
+
+
+def _warn(observers: list[Observer], run: Run, record: dict[str, Any]) -> None:
+    for observer in observers:
+        _safely(observer.warn, run, record)
+
+
+def _safely(step: Any, *args: Any) -> None:
+    """An after-run step that fails is reported and never changes the exit code."""
+    try:
+        step(*args)
+    except RunjobError as e:
+        os.write(2, f"runjob: {e}\n".encode())
+    except Exception as e:  # noqa: BLE001 - contained at the boundary: an after-run step never takes the run down
+        os.write(2, f"runjob: {type(e).__name__} in an after-run step: {str(e)[:200]}\n".encode())
+
+
+def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int]:
+    """Our handlers for SIGTERM/INT/HUP, and a wakeup pipe so poll() notices them at once."""
+    stop.wake_read, stop.wake_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = signal.set_wakeup_fd(stop.wake_fd, warn_on_full_buffer=False)
+    handlers = {s: signal.signal(s, stop.handle) for s in process.STOP_SIGNALS}
+    if stop.reaper:  # as PID 1: an orphan's exit wakes the supervise loop, which reaps it
+        handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _wake_only)
+    return handlers, old_wakeup
+
+
+def _wake_only(signum: int, frame: object) -> None:
+    """A handler whose only work is the wakeup fd's byte, written by Python's C handler."""
+
+
+def _restore_signals(stop: process.Stop, previous: tuple[dict[int, Any], int]) -> None:
+    handlers, old_wakeup = previous
+    for s, h in handlers.items():
+        signal.signal(s, h)
+    signal.set_wakeup_fd(old_wakeup)
+    fds, stop.wake_read, stop.wake_fd = (stop.wake_read, stop.wake_fd), -1, -1  # a late notify() gets EBADF
+    for fd in fds:
+        os.close(fd)

@@ -1,0 +1,49 @@
+"""What is scheduled: every enabled job with a schedule that can be due, once per instance (param set).
+
+Shared by `tick` and the exporters, so a crontab line, a systemd timer, a CronJob and a
+tick-started run all mean the same `runjob NAME k=v ...`. A pipeline with a schedule is
+one entry too: `runjob NAME` runs the whole pipeline.
+"""
+
+from __future__ import annotations
+
+from runjob.schedule.entry import Entry, entries_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from runjob.registry.config import Job, Registry
+
+def entries(registry: Registry) -> list[Entry]:
+    """Every entry that can be due: enabled, with a schedule that is not `@manual`."""
+    from runjob.schedule.timers import is_active
+
+    out = []
+    for job in [*registry.jobs.values(), *registry.pipelines.values()]:
+        if is_active(job):
+            out += entries_of(job)
+    return out
+
+
+def disabled(registry: Registry) -> list[Entry]:
+    """The entries `enabled = false` keeps from being due (crontab shows them as comments)."""
+    from runjob.schedule.timers import MANUAL, kind
+
+    out = []
+    for job in [*registry.jobs.values(), *registry.pipelines.values()]:
+        if job.schedule and not job.enabled and kind(job.schedule) != MANUAL:
+            out += entries_of(job)
+    return out
+
+
+def next_times(job: Job, now: datetime, count: int, state_dir: str | None = None) -> list[datetime]:
+    """The job's next `count` due times after `now` (none when it is never due)."""
+    from runjob.schedule import cron, timers
+
+    what = timers.kind(job.schedule)
+    if what is None or not job.enabled or what == timers.MANUAL:
+        return []
+    if what != timers.CRON:
+        return timers.next_times(job, now, count, state_dir)
+    return cron.next_times(job.schedule or "", job.timezone, now, count)
