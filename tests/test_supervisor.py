@@ -8,7 +8,6 @@ lifetime) fire on their own, which the test sees as records.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 
