@@ -5,13 +5,17 @@ runs share the file; never through a symlink (O_NOFOLLOW), created 0640 with O_E
 FIFO, socket or directory is refused (a FIFO with no reader would hang the run; a
 character device such as /dev/null is allowed).
 A file that does not end with a newline (a record torn by a full disk) gets one before
-our first record, so the next record is never glued to the torn one. A file moved away
+our first record, so the next record is never glued to the torn one. That check holds an
+exclusive flock on the file, and every write of records a shared one: a write still in
+progress in another run (its last bytes not yet copied) is never taken for a torn record,
+which would add an empty line. A file moved away
 (logrotate's move-and-create) or deleted while the run goes on is noticed before each
 run record and reopened at its path.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 
@@ -52,15 +56,32 @@ class LogFile:
         if size <= 0:
             return
         try:  # our fd is write-only: read the last byte through another
+            fcntl.flock(self.fd, fcntl.LOCK_EX)  # no other run is between the bytes of a write now
             rd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
             try:
-                last = os.pread(rd, 1, size - 1)
+                size = os.fstat(rd).st_size
+                last = os.pread(rd, 1, size - 1) if size > 0 else b"\n"
             finally:
                 os.close(rd)
             if last and last != b"\n":
                 os.write(self.fd, b"\n")
         except OSError:
             pass  # unreadable (or full again): the record is written anyway
+        finally:
+            self.done()
+
+    def writing(self) -> None:
+        """Before a write of whole records: a shared flock (see the module's docstring)."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+        except OSError:
+            pass  # a file system without flock: the records are written all the same
+
+    def done(self) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
 
     def reopen_if_moved(self) -> int:
         """The fd to write to: ours, or a new one if the path now names another file or none."""

@@ -368,10 +368,15 @@ class JsonSink:
         if self.pending:  # behind earlier records: keep the order
             self.pending += b"".join(parts)
             return
+        if self.log is not None:
+            self.log.writing()
         try:
             writev_records(self.fd, parts, sizes, longest <= MESSAGE_PREFIX, seq, self._rest)
         except OSError as e:
             self._lost(e)
+        finally:
+            if self.log is not None:
+                self.log.done()
 
     def _rest(self, fd: int, data: bytes) -> None:
         if self.nonblocking:
@@ -435,7 +440,7 @@ class JsonSink:
             return
         try:
             if not self.nonblocking:
-                write_all(self.fd, data)
+                self._write_whole(data)
                 return
             written = os.write(self.fd, data)
         except BlockingIOError:
@@ -445,6 +450,16 @@ class JsonSink:
             return
         if written < len(data):
             self._wait(data[written:])
+
+    def _write_whole(self, data: bytes) -> None:
+        if self.log is None:
+            write_all(self.fd, data)
+            return
+        self.log.writing()
+        try:
+            write_all(self.fd, data)
+        finally:
+            self.log.done()
 
     def backlog(self) -> int:
         """Bytes of records waiting for the pipe to take them."""
