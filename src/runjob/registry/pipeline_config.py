@@ -20,19 +20,13 @@ if TYPE_CHECKING:
 
 def pipelines(raw: Any, jobs: dict[str, Job], defaults: dict[str, Any], owners: dict[str, Any],
               errors: list[str]) -> dict[str, Pipeline]:  # fmt: skip
-    from runjob.registry.tables import _JOB_NAME, _table, _type_name
+    from runjob.registry.tables import _table, named_tables
 
-    if not isinstance(raw, dict):
-        errors.append(f"pipelines: expected a table, got {_type_name(raw)}")
-        return {}
     out = {}
-    for name, body in raw.items():
-        where = f"pipelines.{key(name)}"
-        if not _JOB_NAME.fullmatch(name):
-            errors.append(f"{where}: bad pipeline name (must match {schema.JOB_NAME})")
-        elif name in schema.SUBCOMMANDS:
+    for name, body, where, valid in named_tables(raw, "pipelines", "pipeline", errors):
+        if valid and name in schema.SUBCOMMANDS:
             errors.append(f'{where}: "{name}" is a runjob subcommand and cannot name a pipeline')
-        elif name in jobs:
+        elif valid and name in jobs:
             errors.append(f'{where}: "{name}" names a job too; jobs and pipelines share one namespace')
         values = _table(body, schema.PIPELINE, where, errors)
         if "stages" not in values:

@@ -15,11 +15,26 @@ from runjob.registry.schema import REQUIRED, Key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 _JOB_NAME = re.compile(schema.JOB_NAME)
 _PARAM_NAME = re.compile(schema.PARAM_NAME)
 BUILTIN_PLACEHOLDERS = frozenset({"job"})
+
+
+def named_tables(raw: Any, section: str, what: str, errors: list[str]) -> Iterator[tuple[str, Any, str, bool]]:
+    """(name, body, key path, name is valid) of each entry of a top-level table of named tables
+    (owners, jobs, pipelines, workers); a non-table and a bad name are errors."""
+    if not isinstance(raw, dict):
+        errors.append(f"{section}: expected a table, got {_type_name(raw)}")
+        return
+    for name, body in raw.items():
+        where = f"{section}.{key(name)}"
+        valid = _JOB_NAME.fullmatch(name) is not None
+        if not valid:
+            errors.append(f"{where}: bad {what} name (must match {schema.JOB_NAME})")
+        yield name, body, where, valid
 
 
 def _params(raw: Any, where: str, errors: list[str]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from runjob.errors import ConfigError
 from runjob.registry import schema, shellcmd
 from runjob.registry.command_checks import option_like_params
 from runjob.registry.config import Job, Registry, key, lock_key_problem
-from runjob.registry.tables import _JOB_NAME, BUILTIN_PLACEHOLDERS, _builtin, _table, _type_name, _unknown_keys
+from runjob.registry.tables import BUILTIN_PLACEHOLDERS, _builtin, _table, _unknown_keys, named_tables
 from runjob.registry.templating import expand_env, path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False
@@ -69,13 +69,10 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
         problem = redis_lock.url_problem(defaults["queue_backend"])
         errors.extend([f"defaults.queue_backend: {problem}"] if problem else [])
     owners = _owners(raw.get("owners", {}), errors)
-    jobs_raw = raw.get("jobs", {})
-    if not isinstance(jobs_raw, dict):
-        errors.append(f"jobs: expected a table, got {_type_name(jobs_raw)}")
-        jobs_raw = {}
-    jobs = {}
-    for name, body in jobs_raw.items():
-        job = _job(name, body, defaults, owners, errors)
+    jobs, job_names = {}, set()
+    for name, body, where, valid in named_tables(raw.get("jobs", {}), "jobs", "job", errors):
+        job_names.add(name)
+        job = _job(name, body, where, valid, defaults, owners, errors)
         if job is not None:
             jobs[name] = job
     from runjob.registry.pipeline_config import pipelines
@@ -84,16 +81,14 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
     if "workers" in raw:
         from runjob.supervisor.spec import parse_workers
 
-        registry.workers = parse_workers(raw["workers"], owners, set(jobs_raw), errors)
+        registry.workers = parse_workers(raw["workers"], owners, job_names, errors)
     registry.warnings = [w for job in jobs.values() for w in option_like_params(job)]
     return registry
 
 
-def _job(name: str, body: Any, defaults: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> Job | None:
-    where = f"jobs.{key(name)}"
-    if not _JOB_NAME.fullmatch(name):
-        errors.append(f"{where}: bad job name (must match {schema.JOB_NAME})")
-    elif name in schema.SUBCOMMANDS:
+def _job(name: str, body: Any, where: str, valid: bool, defaults: dict[str, Any], owners: dict[str, Any],
+         errors: list[str]) -> Job | None:  # fmt: skip
+    if valid and name in schema.SUBCOMMANDS:
         errors.append(f'{where}: "{name}" is a runjob subcommand and cannot name a job')
     values = _table(body, schema.JOB, where, errors)
     if "command" not in values:
@@ -206,14 +201,8 @@ def _check_lock_template(template: str, where: str, errors: list[str]) -> None:
 
 
 def _owners(raw: Any, errors: list[str]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        errors.append(f"owners: expected a table, got {_type_name(raw)}")
-        return {}
     owners = {}
-    for name, body in raw.items():
-        where = f"owners.{key(name)}"
-        if not _JOB_NAME.fullmatch(name):
-            errors.append(f"{where}: bad owner name (must match {schema.JOB_NAME})")
+    for name, body, where, _valid in named_tables(raw, "owners", "owner", errors):
         values = _table(body, schema.OWNER, where, errors)
         if isinstance(body, dict) and not values.get("command") and not values.get("webhook"):
             errors.append(f"{where}: give a command or a webhook (or both)")

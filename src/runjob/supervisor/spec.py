@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-from runjob.registry.config import key
-from runjob.registry.schema import JOB_NAME, RESTART, WORKER
+from runjob.registry.schema import RESTART, WORKER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,7 +19,6 @@ MAX_BYTES = 1 << 50  # 1 PiB: any larger memory_max is a typo
 _UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2, "MIB": 1024**2,
           "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4, "TB": 1000**4, "TIB": 1024**4}  # fmt: skip
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
-_NAME = re.compile(JOB_NAME)
 
 
 def parse_size(value: object) -> int:
@@ -39,17 +37,11 @@ def parse_size(value: object) -> int:
 
 def parse_workers(raw: Any, owners: dict[str, Any], job_names: set[str], errors: list[str]) -> dict[str, Any]:
     """Worker name -> its values (durations in seconds, memory_max in bytes); problems go to `errors`."""
-    from runjob.registry.tables import _table, _type_name
+    from runjob.registry.tables import _table, named_tables
 
-    if not isinstance(raw, dict):
-        errors.append(f"workers: expected a table, got {_type_name(raw)}")
-        return {}
     workers = {}
-    for name, body in raw.items():
-        where = f"workers.{key(name)}"
-        if not _NAME.fullmatch(name):
-            errors.append(f"{where}: bad worker name (must match {JOB_NAME})")
-        elif name in job_names:
+    for name, body, where, valid in named_tables(raw, "workers", "worker", errors):
+        if valid and name in job_names:
             errors.append(f'{where}: "{name}" also names a job; exports would give both one unit name')
         values = _table(body, WORKER, where, errors)
         if "command" in values:
