@@ -534,7 +534,10 @@ class JsonSink:
 def _prune(directory: str, keep: int) -> None:
     """Only the newest `keep` kept runs of a job stay (by modification time: a running one is new)."""
     try:
-        entries = [(e.stat().st_mtime_ns, e.name) for e in os.scandir(directory) if e.name.endswith(".jsonl")]
+        kept = [e for e in os.scandir(directory) if e.name.endswith(".jsonl")]
+        if len(kept) <= keep:  # the usual case at the end of a run: no stat of every kept file
+            return
+        entries = [(e.stat().st_mtime_ns, e.name) for e in kept]
     except OSError:
         return
     for _, name in sorted(entries)[: max(0, len(entries) - keep)]:
