@@ -16,8 +16,10 @@ import subprocess
 import time
 from pathlib import Path
 
-JOBS = ('[jobs.t]\ncommand = ["true"]\nlock_key = "t-{n}"\nparams = { n = { pattern = "[0-9]+" } }\n'
-        '[jobs.stamp]\ncommand = ["sh", "-c", "date +%s.%N > \\"$0\\"", "{f}"]\nparams = { f = { pattern = ".+" } }\n')  # fmt: skip
+JOBS = (
+    '[jobs.t]\ncommand = ["true"]\nlock_key = "t-{n}"\nparams = { n = { pattern = "[0-9]+" } }\n'
+    '[jobs.stamp]\ncommand = ["sh", "-c", "date +%s.%N > \\"$0\\"", "{f}"]\nparams = { f = { pattern = ".+" } }\n'
+)
 
 
 def registry(work: Path, backend: str) -> str:
@@ -39,8 +41,22 @@ def redis_url(work: Path) -> tuple[str, subprocess.Popen[bytes]] | None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     import redis
 
     client = redis.Redis(port=port)
@@ -60,8 +76,12 @@ def drain(runjob: str, path: str, env: dict[str, str], count: int, concurrency: 
         store.put("t", {"n": str(n)}, 0, 0.0)
     store.close()
     start = time.perf_counter()
-    proc = subprocess.Popen([runjob, "--config", path, "worker", "--burst", "--concurrency", str(concurrency)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [runjob, "--config", path, "worker", "--burst", "--concurrency", str(concurrency)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, rusage = os.wait4(proc.pid, 0)[1:]
     took = time.perf_counter() - start
     proc.returncode = 0
@@ -105,7 +125,7 @@ def flat(path: str, sizes: list[int]) -> list[tuple[int, float, float]]:
             store.put("t", {"n": str(n)}, n % 3, 0.0)
         have = size
         start = time.perf_counter()
-        for n in range(200):
+        for _ in range(200):
             store.put("t", {"n": "0"}, 0, 0.0)
         put_ms = (time.perf_counter() - start) / 200 * 1000
         start = time.perf_counter()

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -87,17 +88,22 @@ def check(argv: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> N
 def startup(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
     (work / "jobs.toml").write_text('[defaults]\nstate_dir = "state"\n[jobs.t]\ncommand = ["true"]\n')
     check([RUNJOB, "t"], env, work)  # warm: bytecode, history store, registry cache
-    samples = interleaved({
-        "runjob": ([RUNJOB, "t"], env, work, False),
-        "anchor": ([anchor, "t", "true"], env, work, False),
-        "python": ([sys.executable, "-c", "pass"], env, work, False),
-    }, rounds)  # fmt: skip
+    samples = interleaved(
+        {
+            "runjob": ([RUNJOB, "t"], env, work, False),
+            "anchor": ([anchor, "t", "true"], env, work, False),
+            "python": ([sys.executable, "-c", "pass"], env, work, False),
+        },
+        rounds,
+    )
     r = ratios(samples, "runjob", "anchor")
     worst = sorted(r)[int(len(r) * 0.9)]
     row("runjob NAME (true) / anchor run_job.sh, median", f"{med(r):.2f}x", "<= 1.1x", med(r) <= 1.1)
     row("runjob NAME (true) / anchor, 90th percentile", f"{worst:.2f}x", "<= 1.5x", worst <= 1.5)
-    print(f"|   runjob {med(samples['runjob']) * 1000:.1f} ms, anchor {med(samples['anchor']) * 1000:.1f} ms, "
-          f"bare python {med(samples['python']) * 1000:.1f} ms ({med(ratios(samples, 'python', 'anchor')):.2f}x)")
+    print(
+        f"|   runjob {med(samples['runjob']) * 1000:.1f} ms, anchor {med(samples['anchor']) * 1000:.1f} ms, "
+        f"bare python {med(samples['python']) * 1000:.1f} ms ({med(ratios(samples, 'python', 'anchor')):.2f}x)"
+    )
 
 
 def everyday(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
@@ -127,9 +133,21 @@ def fill_history(work: Path, env: dict[str, str], count: int) -> None:
     for i in range(count):
         started = now - random.random() * 80 * 86400
         status = random.choice(["success"] * 8 + ["failure", "skipped"])
-        values = {"run_id": f"bench-{i}", "job": f"job{i % 40}", "params": "{}", "host": "vm", "pid": 1,
-                  "lock_key": "k", "started": started, "ended": started + 3, "status": status, "exit_code": 0,
-                  "attempts": 1, "duration_s": 3.0, "stderr_tail": ""}  # fmt: skip
+        values = {
+            "run_id": f"bench-{i}",
+            "job": f"job{i % 40}",
+            "params": "{}",
+            "host": "vm",
+            "pid": 1,
+            "lock_key": "k",
+            "started": started,
+            "ended": started + 3,
+            "status": status,
+            "exit_code": 0,
+            "attempts": 1,
+            "duration_s": 3.0,
+            "stderr_tail": "",
+        }
         rows.append(tuple(values.get(c) for c in columns))
     marks = ",".join("?" * len(columns))
     db.executemany(f"INSERT INTO runs ({','.join(columns)}) VALUES ({marks})", rows)
@@ -141,19 +159,23 @@ def output(work: Path, env: dict[str, str], mib_list: list[int], rounds: int) ->
     (work / "printer.py").write_text(PRINTER)
     (work / "jobs.toml").write_text(
         '[defaults]\nstate_dir = "state"\n'
-        f'[jobs.json]\ncommand = ["{sys.executable}", "printer.py", "{{n}}"]\n[jobs.json.params.n]\npattern = "[0-9]+"\n'
+        f'[jobs.json]\ncommand = ["{sys.executable}", "printer.py", "{{n}}"]\n'
+        '[jobs.json.params.n]\npattern = "[0-9]+"\n'
         f'[jobs.pass]\ncommand = ["{sys.executable}", "printer.py", "{{n}}"]\noutput = "passthrough"\n'
         '[jobs.pass.params.n]\npattern = "[0-9]+"\n'
     )
     big = mib_list[-1]
     gen = f"{sys.executable} printer.py {big}"
     check([RUNJOB, "json", "n=1"], env, work)
-    samples = interleaved({
-        "cat": ([f"{gen} | cat > /dev/null"], env, work, True),
-        "json pipe": ([f"{RUNJOB} json n={big} | cat > /dev/null"], env, work, True),
-        "json null": ([RUNJOB, "json", f"n={big}"], env, work, False),
-        "pass pipe": ([f"{RUNJOB} pass n={big} | cat > /dev/null"], env, work, True),
-    }, rounds)  # fmt: skip
+    samples = interleaved(
+        {
+            "cat": ([f"{gen} | cat > /dev/null"], env, work, True),
+            "json pipe": ([f"{RUNJOB} json n={big} | cat > /dev/null"], env, work, True),
+            "json null": ([RUNJOB, "json", f"n={big}"], env, work, False),
+            "pass pipe": ([f"{RUNJOB} pass n={big} | cat > /dev/null"], env, work, True),
+        },
+        rounds,
+    )
     lines = big * BLOCK_LINES
     for name, target in (("json pipe", 0.2), ("json null", 0.35), ("pass pipe", 0.8)):
         r = med(ratios(samples, "cat", name))
@@ -161,9 +183,11 @@ def output(work: Path, env: dict[str, str], mib_list: list[int], rounds: int) ->
         mode = "json" if name.startswith("json") else "passthrough"
         row(f"{lines / 1e6:.1f}M lines, {mode} {where} / gen | cat", f"{r:.3f}x", f">= {target}x", r >= target)
     mb = big * 1.048576
-    print(f"|   gen | cat {mb / med(samples['cat']):.0f} MB/s, json through a pipe "
-          f"{lines / med(samples['json pipe']) / 1e6:.2f} M lines/s, to /dev/null "
-          f"{lines / med(samples['json null']) / 1e6:.2f} M lines/s")
+    print(
+        f"|   gen | cat {mb / med(samples['cat']):.0f} MB/s, json through a pipe "
+        f"{lines / med(samples['json pipe']) / 1e6:.2f} M lines/s, to /dev/null "
+        f"{lines / med(samples['json null']) / 1e6:.2f} M lines/s"
+    )
     record_bytes(work, env)
     rss = {n: peak_rss_kb([RUNJOB, "json", f"n={n}"], env, work) for n in mib_list}
     flat = max(rss.values()) / min(rss.values())
@@ -181,8 +205,10 @@ def record_bytes(work: Path, env: dict[str, str]) -> None:
 
 def peak_rss_kb(argv: list[str], env: dict[str, str], cwd: Path) -> int:
     """runjob's peak RSS, from a fresh parent so only runjob (and its child) count."""
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     return int(subprocess.check_output([sys.executable, "-c", code, *argv], env=env, cwd=cwd))
 
 
@@ -190,26 +216,40 @@ def big_history(work: Path, env: dict[str, str], rounds: int, anchor: str) -> No
     jobs = "".join(f'[jobs.job{i}]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n' for i in range(40))
     (work / "jobs.toml").write_text('[defaults]\nstate_dir = "state"\n' + jobs)
     fill_history(work, env, 100_000)
-    samples = interleaved({
-        "anchor": ([anchor, "t", "true"], env, work, False),
-        "--version": ([RUNJOB, "--version"], env, work, False),
-        "status": ([RUNJOB, "status", "--json"], env, work, False),
-        "history": ([RUNJOB, "history", "--json"], env, work, False),
-        "history filtered": ([RUNJOB, "history", "job3", "--status", "failure", "--since", "7d", "--json"], env, work, False),
-    }, rounds)  # fmt: skip
+    samples = interleaved(
+        {
+            "anchor": ([anchor, "t", "true"], env, work, False),
+            "--version": ([RUNJOB, "--version"], env, work, False),
+            "status": ([RUNJOB, "status", "--json"], env, work, False),
+            "history": ([RUNJOB, "history", "--json"], env, work, False),
+            "history filtered": (
+                [RUNJOB, "history", "job3", "--status", "failure", "--since", "7d", "--json"],
+                env,
+                work,
+                False,
+            ),
+        },
+        rounds,
+    )
     for name in ("status", "history", "history filtered"):
         r = med(ratios(samples, name, "--version"))
         row(f"{name} --json (100k rows) / runjob --version", f"{r:.2f}x", "<= 2x", r <= 2)
-    print("|   the same / anchor: " + ", ".join(f"{name} {med(ratios(samples, name, 'anchor')):.2f}x"
-                                             for name in ("--version", "status", "history", "history filtered")))
+    print(
+        "|   the same / anchor: "
+        + ", ".join(
+            f"{name} {med(ratios(samples, name, 'anchor')):.2f}x"
+            for name in ("--version", "status", "history", "history filtered")
+        )
+    )
 
 
 def tick(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
     # 160 scheduled jobs at minutes 0, 3, ... 45 of 03:00: at 03:00 the 10 with minute 0 are due.
     jobs = "".join(f'[jobs.j{i}]\ncommand = ["true"]\nschedule = "{i % 16 * 3} 3 * * *"\n' for i in range(160))
     (work / "jobs.toml").write_text('[defaults]\nstate_dir = "state"\n' + jobs)
-    started = subprocess.run([RUNJOB, "tick", "--at", "2026-11-09T03:00:00Z"], env=env, cwd=work,
-                             capture_output=True, text=True)  # fmt: skip
+    started = subprocess.run(
+        [RUNJOB, "tick", "--at", "2026-11-09T03:00:00Z"], env=env, cwd=work, capture_output=True, text=True
+    )
     if started.returncode != 0 or started.stdout.count('"j') < 10:
         sys.exit(f"bench: tick did not start the 10 due jobs: {started.stdout[-500:]} {started.stderr[-500:]}")
     # Each replayed minute is a new one (a tick starts nothing twice), each next to an anchor run.
@@ -226,7 +266,7 @@ def tick(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
 def fleet_claims(work: Path, env: dict[str, str], rounds: int) -> None:
     """Occurrence claims per second against a local redis-server, beside file-lock takes."""
     import socket
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     if not shutil.which("redis-server"):
         print("|   claims: no redis-server here (apt-get install redis-server)")
@@ -234,19 +274,34 @@ def fleet_claims(work: Path, env: dict[str, str], rounds: int) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         os.environ["RUNJOB_STATE_DIR"] = str(work / "state")
-        (work / "jobs.toml").write_text(f'[jobs.j]\ncommand = ["true"]\nschedule = "* * * * *"\n'
-                                        f'lock_backend = "redis://127.0.0.1:{port}/0"\n')  # fmt: skip
+        (work / "jobs.toml").write_text(
+            f'[jobs.j]\ncommand = ["true"]\nschedule = "* * * * *"\nlock_backend = "redis://127.0.0.1:{port}/0"\n'
+        )
         from runjob.locks import lock  # the very functions tick and a run call
         from runjob.registry import loader
         from runjob.schedule import claims
         from runjob.schedule import scheduled as schedule
 
         (entry,) = schedule.entries(loader.load(str(work / "jobs.toml")))
-        start = datetime(2027, 1, 1, tzinfo=timezone.utc)
+        start = datetime(2027, 1, 1, tzinfo=UTC)
         for _ in range(100):  # the server is up once a claim goes through
             try:
                 claims.claim(entry, start - timedelta(days=1), {"host": "bench"})
@@ -284,10 +339,13 @@ def queue(work: Path, env: dict[str, str], rounds: int, anchor: str, quick: bool
     count = 100 if quick else 300
     path = qb.registry(work, "")
     check([RUNJOB, "--config", path, "enqueue", "t", "n=1"], env, work)
-    samples = interleaved({
-        "enqueue": ([RUNJOB, "--config", path, "enqueue", "t", "n=1"], env, work, False),
-        "anchor": ([anchor, "t", "true"], env, work, False),
-    }, rounds)  # fmt: skip
+    samples = interleaved(
+        {
+            "enqueue": ([RUNJOB, "--config", path, "enqueue", "t", "n=1"], env, work, False),
+            "anchor": ([anchor, "t", "true"], env, work, False),
+        },
+        rounds,
+    )
     r = med(ratios(samples, "enqueue", "anchor"))
     row("runjob enqueue / anchor", f"{r:.2f}x ({med(samples['enqueue']) * 1000:.0f} ms)", "<= 2x", r <= 2)
     base = qb.one_by_one(RUNJOB, path, env, count // 3)
@@ -304,11 +362,22 @@ def queue(work: Path, env: dict[str, str], rounds: int, anchor: str, quick: bool
             for conc in (1, 4, 8):
                 rate, rss = qb.drain(RUNJOB, path, env, count, conc)
                 target = ">= 100/s" if conc == 8 and name == "sqlite" else ""
-                row(f"{name}: worker, concurrency {conc}, {count} runs of true", f"{rate:.1f} runs/s "
-                    f"({rate / base:.1f}x)", target, rate >= 100 if target else None)  # fmt: skip
-                row(f"{name}: worker peak RSS, concurrency {conc}", f"{rss / 1024:.1f} MB", "<= 50 MB", rss <= 50 * 1024)
+                row(
+                    f"{name}: worker, concurrency {conc}, {count} runs of true",
+                    f"{rate:.1f} runs/s ({rate / base:.1f}x)",
+                    target,
+                    rate >= 100 if target else None,
+                )
+                row(
+                    f"{name}: worker peak RSS, concurrency {conc}", f"{rss / 1024:.1f} MB", "<= 50 MB", rss <= 50 * 1024
+                )
             for size, put_ms, take_ms in qb.flat(path, [100, 10_000] if quick else [100, 100_000]):
-                row(f"{name}: {size:,} pending: enqueue / claim+finish", f"{put_ms:.2f} / {take_ms:.2f} ms", "flat", None)
+                row(
+                    f"{name}: {size:,} pending: enqueue / claim+finish",
+                    f"{put_ms:.2f} / {take_ms:.2f} ms",
+                    "flat",
+                    None,
+                )
     finally:
         if server:
             server[1].terminate()
@@ -325,7 +394,9 @@ def find_anchor(given: str | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, 27 MiB of output instead of 109")
-    parser.add_argument("--only", choices=["startup", "everyday", "output", "history", "tick", "claims", "queue"], help="one section")
+    parser.add_argument(
+        "--only", choices=["startup", "everyday", "output", "history", "tick", "claims", "queue"], help="one section"
+    )
     parser.add_argument("--anchor", help="the seed's run_job.sh (default: ../shared/anchors/run_job.sh)")
     args = parser.parse_args()
     if not os.access(RUNJOB, os.X_OK):
@@ -334,8 +405,10 @@ def main() -> None:
     rounds = 5 if args.quick else 15
     sizes = [3, 27] if args.quick else [27, 109]  # 109 MiB: 1.5M lines of 76 bytes
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNJOB_")}
-    print(f"runjob {subprocess.check_output([RUNJOB, '--version'], text=True).split()[1]}, "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} cores\n")
+    print(
+        f"runjob {subprocess.check_output([RUNJOB, '--version'], text=True).split()[1]}, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores\n"
+    )
     print(f"| {'what':<52} | {'measured':>24} | {'target':<14} | {'':<6} |")
     print(f"|{'-' * 54}|{'-' * 26}|{'-' * 16}|{'-' * 8}|")
     steps = {

@@ -9,8 +9,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -42,7 +43,9 @@ class Result:
 
     @property
     def records(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.split("\n") if line.strip()]  # not splitlines: U+0085, U+2028 are not line ends in JSON lines
+        return [
+            json.loads(line) for line in self.out.split("\n") if line.strip()
+        ]  # not splitlines: U+0085, U+2028 are not line ends in JSON lines
 
     def events(self, name: str) -> list[dict]:
         return [r for r in self.records if r["event"] == name]
@@ -74,7 +77,12 @@ class Env:
 
     def run(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> Result:
         proc = subprocess.run(
-            [RUNJOB, *args], capture_output=True, timeout=timeout, env=self.env(env), cwd=self.dir, stdin=subprocess.DEVNULL
+            [RUNJOB, *args],
+            capture_output=True,
+            timeout=timeout,
+            env=self.env(env),
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
         )
         return Result(proc)
 
@@ -114,12 +122,16 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:
 
 # A child that marks it started, then holds on until the test creates the release file.
 # The 60 s cap only keeps a failed test from leaving it behind; no test waits for it.
-HOLD = ("import os, sys, time\nopen(sys.argv[1], 'a').write('x')\nend = time.time() + 60\n"
-        "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+HOLD = (
+    "import os, sys, time\nopen(sys.argv[1], 'a').write('x')\nend = time.time() + 60\n"
+    "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+)
 # The same, marking it started by writing its pid (whole: written aside, then renamed).
-HOLD_PID = ("import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
-            "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 60\n"
-            "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+HOLD_PID = (
+    "import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 60\n"
+    "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+)
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> Result:
@@ -132,7 +144,8 @@ def race(procs: list[subprocess.Popen[bytes]], release: Path, timeout: float = 1
     exists: every other launch must finish while the winner still holds the lock, then the
     winner is released. Who overlaps whom is decided by the lock, never by a timing guess."""
     assert wait_for(lambda: sum(p.poll() is not None for p in procs) == len(procs) - 1, timeout=timeout), (
-        f"{sum(p.poll() is None for p in procs)} of {len(procs)} launches still running")
+        f"{sum(p.poll() is None for p in procs)} of {len(procs)} launches still running"
+    )
     release.write_text("go")
     return [finish(p) for p in procs]
 
@@ -160,8 +173,10 @@ class Live:
 
         self.proc = proc
         self.out, self.err = bytearray(), bytearray()
-        self.pumps = [threading.Thread(target=_pump, args=(pipe, buf), daemon=True)
-                      for pipe, buf in ((proc.stdout, self.out), (proc.stderr, self.err))]  # fmt: skip
+        self.pumps = [
+            threading.Thread(target=_pump, args=(pipe, buf), daemon=True)
+            for pipe, buf in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
         for pump in self.pumps:
             pump.start()
 
@@ -183,7 +198,9 @@ class Live:
         """The `count`th `name` record, once runjob has written it."""
         assert wait_for(lambda: len(self.events(name)) >= count or self.proc.poll() is not None, timeout=timeout)
         found = self.events(name)
-        assert len(found) >= count, f"runjob ended without {count} {name} record(s):\n{self.out.decode()}{self.err.decode()}"
+        assert len(found) >= count, (
+            f"runjob ended without {count} {name} record(s):\n{self.out.decode()}{self.err.decode()}"
+        )
         return found[count - 1]
 
     def finish(self, timeout: float = 60) -> Result:
@@ -211,7 +228,9 @@ class Opens:
 
         libc = ctypes.CDLL(None, use_errno=True)
         self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        assert self.fd >= 0 and libc.inotify_add_watch(self.fd, os.fsencode(path), self.IN_OPEN) >= 0, ctypes.get_errno()
+        assert self.fd >= 0 and libc.inotify_add_watch(self.fd, os.fsencode(path), self.IN_OPEN) >= 0, (
+            ctypes.get_errno()
+        )
         self.count = 0
 
     def seen(self) -> int:
@@ -294,8 +313,19 @@ class RedisServer:
         self.start()
 
     def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.workdir)]  # fmt: skip
+        args = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

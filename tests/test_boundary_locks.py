@@ -12,11 +12,13 @@ from conftest import HOLD, alive, finish, py, wait_for
 
 # The job's child starts a detached worker (own session, stdio on /dev/null) that keeps the
 # lock descriptor it inherited, says its pid, and exits at once; the worker waits for `release`.
-DAEMON = ("import os, sys, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n"
-          "    null = os.open(os.devnull, os.O_RDWR)\n    for fd in (0, 1, 2): os.dup2(null, fd)\n"
-          "    end = time.time() + 60\n"
-          "    while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
-          "    os._exit(0)\nopen(sys.argv[1], 'w').write(str(pid))\n")
+DAEMON = (
+    "import os, sys, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n"
+    "    null = os.open(os.devnull, os.O_RDWR)\n    for fd in (0, 1, 2): os.dup2(null, fd)\n"
+    "    end = time.time() + 60\n"
+    "    while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+    "    os._exit(0)\nopen(sys.argv[1], 'w').write(str(pid))\n"
+)
 
 
 def hold_job(rj, name: str = "s") -> tuple:
@@ -58,7 +60,7 @@ def test_a_daemon_left_with_the_lock_is_named_as_a_leftover(rj):
             assert r.code == 0 and not r.events("run.start")
             assert busy["level"] == "warning" and busy["holder_pid"] == worker and busy["holder_run_id"] == run_id
             assert f"pid {worker}, a leftover of run {run_id}" in busy["message"]
-            assert f'pid {first.one("run.start")["pid"]}' not in busy["message"]
+            assert f"pid {first.one('run.start')['pid']}" not in busy["message"]
         (held,) = json.loads(rj.run("locks", "--json").out)
         assert held["pid"] == worker and held["leftover"] is True and held["run_id"] == run_id
         (status,) = json.loads(rj.run("status", "--json").out)
@@ -158,8 +160,12 @@ def test_two_registries_without_state_dir_do_not_share_locks_or_history(rj):
     one = finish(first)
     rows = json.loads(rj.run("history", "--json", env=env).out)
     assert [r["run_id"] for r in rows] == [one.one("run.start")["run_id"]]
-    dirs = {json.loads(rj.run("--config", c, "run", "import-stock", "--dry-run", "--format", "json",
-                              env=env).out)["state_dir"] for c in (prod, staging)}  # fmt: skip
+    dirs = {
+        json.loads(rj.run("--config", c, "run", "import-stock", "--dry-run", "--format", "json", env=env).out)[
+            "state_dir"
+        ]
+        for c in (prod, staging)
+    }
     assert len(dirs) == 2 and all(d.startswith(str(rj.dir / "xdg" / "runjob") + "/") for d in dirs)
 
 

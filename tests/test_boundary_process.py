@@ -21,8 +21,9 @@ def closed(rj, redirect: str, *args: str, **kw) -> subprocess.Popen[bytes]:
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("stderr", subprocess.PIPE)
     script = f'exec "$@" {redirect}'
-    return subprocess.Popen(["sh", "-c", script, "sh", RUNJOB, *args], env=rj.env(), cwd=rj.dir,
-                            stdin=subprocess.DEVNULL, **kw)  # fmt: skip
+    return subprocess.Popen(
+        ["sh", "-c", script, "sh", RUNJOB, *args], env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL, **kw
+    )
 
 
 @pytest.mark.parametrize("redirect", [">&-", "2>&-", "<&-", "<&- >&- 2>&-"])
@@ -56,8 +57,16 @@ def test_closed_stdout_never_turns_the_lock_file_into_the_record_stream(rj, form
 
 def test_started_with_sigchld_ignored_the_exit_code_is_still_the_childs(rj):
     rj.write(f"[jobs.three]\ncommand = {py('raise SystemExit(3)')}\n")
-    proc = subprocess.run([RUNJOB, "three"], check=False, capture_output=True, env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL,
-                          preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN), timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [RUNJOB, "three"],
+        check=False,
+        capture_output=True,
+        env=rj.env(),
+        cwd=rj.dir,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN),
+        timeout=60,
+    )
     r = Result(proc)
     assert r.code == 3, r.err
     end = r.one("run.end")
@@ -76,11 +85,20 @@ exit 7
 
 
 def test_as_pid_1_runjob_reaps_orphans_and_keeps_the_childs_status(rj):
-    if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], check=False, capture_output=True).returncode:
+    if subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "true"], check=False, capture_output=True
+    ).returncode:
         pytest.skip("unshare --pid --fork --mount-proc is not permitted here")
     rj.write(f'[jobs.spawner]\ncommand = ["sh", "-c", {q(SPAWNER)}]\ntimeout = "2m"\n')
-    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", RUNJOB, "spawner"], check=False, capture_output=True,
-                          env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", RUNJOB, "spawner"],
+        check=False,
+        capture_output=True,
+        env=rj.env(),
+        cwd=rj.dir,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
     r = Result(proc)
     assert [o["line"] for o in r.events("run.output")] == ["zombies now: 0"], r.out + r.err
     end = r.one("run.end")
@@ -140,7 +158,9 @@ int clock_gettime(clockid_t id, struct timespec *ts) {
 def test_a_wall_clock_step_back_changes_no_duration(rj, tmp_path):
     source, shim = tmp_path / "shim.c", tmp_path / "shim.so"
     source.write_text(CLOCK_SHIM)
-    if subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], check=False, capture_output=True).returncode:
+    if subprocess.run(
+        ["cc", "-shared", "-fPIC", "-o", str(shim), str(source), "-ldl"], check=False, capture_output=True
+    ).returncode:
         pytest.skip("no C compiler to build the clock shim")
     flag = rj.dir / "stepped"
     touch = py("import sys; open(sys.argv[1], 'w')", str(flag))
@@ -158,8 +178,14 @@ def test_a_wall_clock_step_back_changes_no_duration(rj, tmp_path):
 def bare(rj, *args: str) -> Result:
     """`runjob ARGS` in cron's bare environment: no LANG, no LC_*."""
     given = ["HOME=/root", "LOGNAME=root", "SHELL=/bin/sh", "PATH=/usr/bin:/bin", f"RUNJOB_CONFIG={rj.config}"]
-    proc = subprocess.run(["env", "-i", *given, RUNJOB, *args], check=False, capture_output=True, cwd=rj.dir,
-                          stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        ["env", "-i", *given, RUNJOB, *args],
+        check=False,
+        capture_output=True,
+        cwd=rj.dir,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
     return Result(proc)
 
 
@@ -170,8 +196,14 @@ CRON_ENV = {"HOME": "/root", "LOGNAME": "root", "SHELL": "/bin/sh", "PATH": "/us
 def test_the_child_gets_exactly_the_environment_runjob_was_given(rj, locale):
     rj.write('[jobs.e]\ncommand = ["env"]\nsecrets = ["TOKEN"]\n[jobs.e.env]\nAPP = "prod"\nTOKEN = "s3cr3t-v4lue"\n')
     given = CRON_ENV | {"RUNJOB_CONFIG": str(rj.config)} | locale
-    proc = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in given.items()), RUNJOB, "e"], check=False, capture_output=True,
-                          cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        ["env", "-i", *(f"{k}={v}" for k, v in given.items()), RUNJOB, "e"],
+        check=False,
+        capture_output=True,
+        cwd=rj.dir,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
     r = Result(proc)
     assert r.code == 0, r.err
     seen = dict(line.split("=", 1) for line in (o["line"] for o in r.events("run.output")) if "=" in line)
@@ -226,7 +258,9 @@ def test_bytes_that_are_not_utf8_are_a_one_line_usage_error(rj, where):
         args[2] = b"v=caf\xe9"
     else:
         env[b"RUNJOB_CORRELATION_ID"] = b"id-\xff"
-    proc = subprocess.run(args, check=False, capture_output=True, env=env, cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=60)
+    proc = subprocess.run(
+        args, check=False, capture_output=True, env=env, cwd=rj.dir, stdin=subprocess.DEVNULL, timeout=60
+    )
     r = Result(proc)
     assert r.code == 2 and "Traceback" not in r.err and len(r.err.splitlines()) == 1, r.err
     assert "not valid UTF-8" in r.err and r.out == ""
@@ -272,7 +306,7 @@ def test_a_stalled_reader_of_runjobs_stdout_does_not_stop_the_timeout(rj):
 
 def test_a_slow_reader_of_runjobs_stdout_gets_every_record_in_order(rj):
     printer = "for i in range(30000): print('line %06d ' % i + 'y' * 100)"
-    rj.write(f'[jobs.many]\ncommand = {py(printer)}\n')
+    rj.write(f"[jobs.many]\ncommand = {py(printer)}\n")
     proc = rj.popen("many")
     out = b""
     while chunk := proc.stdout.read(4096):  # small reads: the pipe is full most of the time
@@ -293,11 +327,18 @@ def test_descriptors_runjob_inherited_never_reach_the_child(rj):
     leaked = rj.dir / "leaked.txt"
     rj.write(f"[jobs.fds]\ncommand = {py(LIST_FDS)}\n")
     with open(leaked, "w") as f:
-        proc = subprocess.Popen([RUNJOB, "fds"], env=rj.env(), cwd=rj.dir, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(f.fileno(),))  # fmt: skip
+        proc = subprocess.Popen(
+            [RUNJOB, "fds"],
+            env=rj.env(),
+            cwd=rj.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(f.fileno(),),
+        )
         r = finish(proc)
     assert r.code == 0, r.err
     targets = [rec["line"].split(" ", 1)[1] for rec in r.events("run.output")]
     assert str(leaked) not in targets
-    extra = [t for rec, t in zip(r.events("run.output"), targets) if int(rec["line"].split()[0]) > 2]
+    extra = [t for rec, t in zip(r.events("run.output"), targets, strict=True) if int(rec["line"].split()[0]) > 2]
     assert [t for t in extra if not t.startswith("/proc/")] == [str(rj.state / "locks" / "fds.lock")], extra

@@ -48,7 +48,10 @@ def test_a_complete_line_inside_a_progress_bar_is_its_own_record_and_in_the_tail
     rj.write(f"[jobs.b]\ncommand = {py(bar)}\n")
     r = rj.run("b")
     out = [o for o in out_records(r) if o["event"] == "run.output"]
-    assert [o["line"] for o in out if o["stream"] == "stderr"] == ["WARNING: row 900 rejected", "tail redraw 59 " + "=" * 70]
+    assert [o["line"] for o in out if o["stream"] == "stderr"] == [
+        "WARNING: row 900 rejected",
+        "tail redraw 59 " + "=" * 70,
+    ]
     assert [o["line"] for o in out if o["stream"] == "stdout"] == ["imported 1499 of 1500 rows"]
     assert not any(o.get("truncated") for o in out)
     assert r.one("run.end")["stderr_tail"] == "WARNING: row 900 rejected\ntail redraw 59 " + "=" * 70 + "\n"
@@ -64,14 +67,17 @@ def test_every_record_has_seq_in_write_order_so_none_are_identical(rj):
     assert all(list(strict(line))[9] == "seq" for line in lines)  # right after the common fields
 
 
-@pytest.mark.parametrize("child, message, level", [
-    ({"message": {"code": 502}, "msg": "upstream failed"}, "upstream failed", "info"),
-    ({"levelname": "WARNING", "message": "retrying capture"}, "retrying capture", "warning"),
-    ({"severity": "ERROR", "message": "capture abandoned", "order_id": 81}, "capture abandoned", "error"),
-    ({"msg": "heartbeat", "level": "chatty"}, "heartbeat", "info"),
-    ({"event": "user.login", "level": "debug"}, "user.login", "debug"),
-    ({"level": 30, "code": 1}, "", "info"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "child, message, level",
+    [
+        ({"message": {"code": 502}, "msg": "upstream failed"}, "upstream failed", "info"),
+        ({"levelname": "WARNING", "message": "retrying capture"}, "retrying capture", "warning"),
+        ({"severity": "ERROR", "message": "capture abandoned", "order_id": 81}, "capture abandoned", "error"),
+        ({"msg": "heartbeat", "level": "chatty"}, "heartbeat", "info"),
+        ({"event": "user.login", "level": "debug"}, "user.login", "debug"),
+        ({"level": 30, "code": 1}, "", "info"),
+    ],
+)
 def test_message_and_level_from_a_childs_json_line(rj, child, message, level):
     arg = json.dumps(child).replace("{", "{{").replace("}", "}}")  # literal braces in the registry
     rj.write(f"[jobs.j]\ncommand = {py('import sys; print(sys.argv[1])', arg)}\n")
@@ -140,7 +146,7 @@ def test_line_splitting_does_not_depend_on_chunking(pieces, data):
     stream = b"".join(pieces)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
     splitter, got = LineSplitter(1000), []
-    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         for lines, truncated, block in splitter.feed(stream[start:end]):
             assert block in (b"", b"\n".join(lines))
             assert not truncated

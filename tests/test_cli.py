@@ -61,8 +61,10 @@ def test_dry_run_reports_a_held_lock_and_a_missing_program(rj):
 
 
 def test_run_flags(rj):
-    rj.write(f'[jobs.s]\ncommand = {py(HOLD, "started", "never-released")}\n'  # holds on until killed
-             '[jobs.p]\ncommand = ["echo", "{v}"]\n[jobs.p.params.v]\npattern = "[a-z]+"\n')  # fmt: skip
+    rj.write(
+        f"[jobs.s]\ncommand = {py(HOLD, 'started', 'never-released')}\n"  # holds on until killed
+        '[jobs.p]\ncommand = ["echo", "{v}"]\n[jobs.p.params.v]\npattern = "[a-z]+"\n'
+    )
     r = rj.run("run", "s", "--timeout", "300ms")
     assert r.code == 124 and r.one("run.start")["timeout_s"] == 0.3
     r = rj.run("run", "p", "--param", "v=abc")
@@ -97,8 +99,14 @@ def test_listing_off_a_terminal_is_json(rj):
 def test_pretty_output_on_a_terminal(rj):
     """Under a real pty (script(1)), run and list use rich, not JSON."""
     rj.write(REGISTRY)
-    out = subprocess.run(["script", "-qec", f"{RUNJOB} run plain --format pretty; {RUNJOB} list", "/dev/null"],
-                         capture_output=True, text=True, env=rj.env({"COLUMNS": "200"}), cwd=rj.dir, timeout=60).stdout  # fmt: skip
+    out = subprocess.run(
+        ["script", "-qec", f"{RUNJOB} run plain --format pretty; {RUNJOB} list", "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=rj.env({"COLUMNS": "200"}),
+        cwd=rj.dir,
+        timeout=60,
+    ).stdout
     assert "run.end" in out and "succeeded" in out and '{"timestamp"' not in out
     assert "cron.suppliers.import.supplier.{supplier}" in out
 

@@ -52,7 +52,9 @@ def test_365_days_is_the_largest_duration_allowed():
 
 
 def test_attempts_are_bounded_so_backoff_cannot_overflow():
-    (error,) = errors_of('[jobs.a]\ncommand = ["true"]\nretry = { attempts = 5000, backoff = "exponential", delay = "1s" }\n')
+    (error,) = errors_of(
+        '[jobs.a]\ncommand = ["true"]\nretry = { attempts = 5000, backoff = "exponential", delay = "1s" }\n'
+    )
     assert error.startswith("jobs.a.retry.attempts: must be at most 100")
 
 
@@ -88,14 +90,17 @@ def test_a_deeply_nested_value_is_a_config_error_naming_the_file(rj):
         assert "nested too deeply" in r.err and str(rj.config) in r.err and "Traceback" not in r.err
 
 
-@pytest.mark.parametrize("line, path", [
-    ('description = "first\\n*/1 * * * * root rm -rf /"', "jobs.a.description"),
-    ('idempotency = "safe\\r\\nExecStartPre=/bin/evil"', "jobs.a.idempotency"),
-    ('description = "tab\\there"', "jobs.a.description"),
-    ('description = "next\\u2028line"', "jobs.a.description"),
-    ('params.p = { description = "x\\ny" }', "jobs.a.params.p.description"),
-    ('timezone = "UTC\\n"', "jobs.a.timezone"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "line, path",
+    [
+        ('description = "first\\n*/1 * * * * root rm -rf /"', "jobs.a.description"),
+        ('idempotency = "safe\\r\\nExecStartPre=/bin/evil"', "jobs.a.idempotency"),
+        ('description = "tab\\there"', "jobs.a.description"),
+        ('description = "next\\u2028line"', "jobs.a.description"),
+        ('params.p = { description = "x\\ny" }', "jobs.a.params.p.description"),
+        ('timezone = "UTC\\n"', "jobs.a.timezone"),
+    ],
+)
 def test_free_text_may_not_hold_control_characters(line, path):
     (error,) = errors_of(f'[jobs.a]\ncommand = ["true"]\n{line}\n')
     assert error.startswith(path + ": control character")
@@ -120,8 +125,10 @@ def test_a_param_in_a_path_stays_one_file_name(rj, field, value):
 def test_a_plain_param_value_in_a_path_works(rj):
     (rj.dir / "w" / "acme").mkdir(parents=True)
     code = "import os; print(os.getcwd())"
-    rj.write(f'[jobs.a]\ncommand = {py(code)}\ncwd = "w/{{p}}"\nlog_file = "w/{{p}}.log"\n'
-             '[jobs.a.params.p]\npattern = "(?s).*"\n')  # fmt: skip
+    rj.write(
+        f'[jobs.a]\ncommand = {py(code)}\ncwd = "w/{{p}}"\nlog_file = "w/{{p}}.log"\n'
+        '[jobs.a.params.p]\npattern = "(?s).*"\n'
+    )
     r = rj.run("a", "p=acme")
     assert r.code == 0, r.err
     lines = [json.loads(line) for line in (rj.dir / "w" / "acme.log").read_text().splitlines()]
@@ -129,9 +136,11 @@ def test_a_plain_param_value_in_a_path_works(rj):
 
 
 def test_a_whole_argument_param_that_may_start_with_a_dash_is_warned_about(rj):
-    rj.write('[jobs.a]\ncommand = ["tar", "-czf", "out.tgz", "{path}", "--level={level}"]\n'
-             '[jobs.a.params.path]\npattern = "[a-z0-9-]+"\n[jobs.a.params.level]\npattern = "[a-z0-9-]+"\n'
-             '[jobs.b]\ncommand = ["echo", "{name}"]\n[jobs.b.params.name]\npattern = "[a-z0-9][a-z0-9-]*"\n')  # fmt: skip
+    rj.write(
+        '[jobs.a]\ncommand = ["tar", "-czf", "out.tgz", "{path}", "--level={level}"]\n'
+        '[jobs.a.params.path]\npattern = "[a-z0-9-]+"\n[jobs.a.params.level]\npattern = "[a-z0-9-]+"\n'
+        '[jobs.b]\ncommand = ["echo", "{name}"]\n[jobs.b.params.name]\npattern = "[a-z0-9][a-z0-9-]*"\n'
+    )
     r = rj.run("validate")
     assert r.code == 0, r.err
     warnings = [line for line in r.err.splitlines() if "warning" in line]
@@ -144,13 +153,16 @@ def test_a_whole_argument_param_that_may_start_with_a_dash_is_warned_about(rj):
 SECRET = "hunter2-s3cr3t"
 
 
-@pytest.mark.parametrize("url", [
-    f"redis://:{SECRET}@127.0.0.1:6379/0",
-    f"redis://default:{SECRET}@127.0.0.1:6379/0",
-    f"redis://127.0.0.1:6379/0?password={SECRET}",
-    f"rediss://127.0.0.1:6379/0?db=1&PASSWORD={SECRET}",
-    f"unix:///run/redis.sock?password={SECRET}",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{SECRET}@127.0.0.1:6379/0",
+        f"redis://default:{SECRET}@127.0.0.1:6379/0",
+        f"redis://127.0.0.1:6379/0?password={SECRET}",
+        f"rediss://127.0.0.1:6379/0?db=1&PASSWORD={SECRET}",
+        f"unix:///run/redis.sock?password={SECRET}",
+    ],
+)
 def test_a_password_in_the_redis_url_is_refused_and_never_printed(rj, url):
     rj.write(f'[jobs.a]\ncommand = ["true"]\nlock_backend = {q(url)}\n')
     for args in (["validate"], ["validate", "--json"], ["show", "a", "--json"], ["a"], ["locks", "--json"]):
@@ -175,14 +187,20 @@ def test_a_redis_lock_ttl_must_leave_time_to_stop_the_job():
 def test_validate_is_linear_in_the_length_of_templated_values(rj):
     """400k characters took 8 s when placeholders were scanned quadratically: 2M would take minutes (hang guard)."""
     huge = "x" * 2_000_000 + "{p}" * 100_000 + "{{" * 100_000 + "{}" * 100_000
-    rj.write(f'[jobs.a]\ncommand = ["echo", {q(huge)}]\nlock_key = {q("k" + "{p}" * 50_000)}\n'
-             f'[jobs.a.params.p]\npattern = "[a-z]+"\n')  # fmt: skip
+    rj.write(
+        f'[jobs.a]\ncommand = ["echo", {q(huge)}]\nlock_key = {q("k" + "{p}" * 50_000)}\n'
+        f'[jobs.a.params.p]\npattern = "[a-z]+"\n'
+    )
     r = rj.run("validate", timeout=120)
     assert r.code == 78 and "jobs.a.lock_key: lock key longer than" in r.err
 
 
 def test_defaults_and_instances_that_would_leave_their_directory_are_config_errors():
-    errors = errors_of('[jobs.a]\ncommand = ["true"]\ncwd = "/srv/{p}"\ninstances = [{ p = "ok" }, { p = ".." }]\n'
-                       '[jobs.a.params.p]\npattern = "[a-z./]+"\ndefault = "a/b"\n')  # fmt: skip
-    assert errors == ['jobs.a.params.p.default: cannot go into a path: it contains "/"',
-                      'jobs.a.instances[1].p: cannot go into a path: ".." is not a file name']  # fmt: skip
+    errors = errors_of(
+        '[jobs.a]\ncommand = ["true"]\ncwd = "/srv/{p}"\ninstances = [{ p = "ok" }, { p = ".." }]\n'
+        '[jobs.a.params.p]\npattern = "[a-z./]+"\ndefault = "a/b"\n'
+    )
+    assert errors == [
+        'jobs.a.params.p.default: cannot go into a path: it contains "/"',
+        'jobs.a.instances[1].p: cannot go into a path: ".." is not a file name',
+    ]

@@ -35,7 +35,7 @@ START = datetime(2027, 1, 1, tzinfo=UTC)
 
 def need(tool: str, path: str | None = None) -> None:
     """Skip without `tool` locally; under CI the tool is installed by .ci/run, so its absence fails."""
-    if (os.path.exists(path) if path else shutil.which(tool) is not None):
+    if os.path.exists(path) if path else shutil.which(tool) is not None:
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"{tool} is missing: .ci/run installs it")
@@ -85,15 +85,28 @@ def robfig(tmp_path_factory):
     need("golang-github-robfig-cron-dev", ROBFIG_SRC)
     d = tmp_path_factory.mktemp("robfig")
     (d / "main.go").write_text(ROBFIG_MAIN)
-    (d / "go.mod").write_text(f"module robfigcheck\n\ngo 1.19\n\nrequire github.com/robfig/cron/v3 v3.0.1\n\n"
-                              f"replace github.com/robfig/cron/v3 => {ROBFIG_SRC}\n")  # fmt: skip
-    env = dict(os.environ, HOME=str(d), GOPATH=str(d / "gopath"), GOCACHE=str(d / "cache"), GOFLAGS="-mod=mod",
-               GOPROXY="off", GO111MODULE="on")  # fmt: skip
-    built = subprocess.run(["go", "build", "-o", str(d / "robfigcheck"), "."], cwd=d, env=env, capture_output=True, text=True)
+    (d / "go.mod").write_text(
+        f"module robfigcheck\n\ngo 1.19\n\nrequire github.com/robfig/cron/v3 v3.0.1\n\n"
+        f"replace github.com/robfig/cron/v3 => {ROBFIG_SRC}\n"
+    )
+    env = dict(
+        os.environ,
+        HOME=str(d),
+        GOPATH=str(d / "gopath"),
+        GOCACHE=str(d / "cache"),
+        GOFLAGS="-mod=mod",
+        GOPROXY="off",
+        GO111MODULE="on",
+    )
+    built = subprocess.run(
+        ["go", "build", "-o", str(d / "robfigcheck"), "."], cwd=d, env=env, capture_output=True, text=True
+    )
     assert built.returncode == 0, built.stderr
 
     def check(expr: str, start: datetime, count: int, zone: str = "UTC") -> list[datetime] | str:
-        out = subprocess.run([str(d / "robfigcheck"), start.isoformat(), str(count), zone, expr], capture_output=True, text=True)
+        out = subprocess.run(
+            [str(d / "robfigcheck"), start.isoformat(), str(count), zone, expr], capture_output=True, text=True
+        )
         if out.returncode:
             return out.stdout.strip()
         return [datetime.fromisoformat(t) for t in out.stdout.split()]
@@ -103,8 +116,12 @@ def robfig(tmp_path_factory):
 
 def systemd_times(calendar: str, after: datetime, count: int) -> list[datetime]:
     """`systemd-analyze calendar`'s next elapses after `after` (UTC)."""
-    out = subprocess.run(["systemd-analyze", "calendar", f"--iterations={count}", f"--base-time=@{int(after.timestamp())}",
-                          calendar], capture_output=True, text=True, env={"TZ": "UTC", "PATH": os.environ["PATH"]})  # fmt: skip
+    out = subprocess.run(
+        ["systemd-analyze", "calendar", f"--iterations={count}", f"--base-time=@{int(after.timestamp())}", calendar],
+        capture_output=True,
+        text=True,
+        env={"TZ": "UTC", "PATH": os.environ["PATH"]},
+    )
     assert out.returncode == 0, out.stderr
     times = []
     for line in out.stdout.splitlines():
@@ -166,8 +183,12 @@ def systemd_dump(units: list[Path]) -> dict[str, dict[str, str]]:
     assert plain.returncode == 0, plain.stderr
     ours = [line for line in plain.stderr.splitlines() if any(u.name in line for u in units)]
     assert ours == [], ours
-    debug = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True,
-                           env=dict(os.environ, SYSTEMD_LOG_LEVEL="debug"))  # fmt: skip
+    debug = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, SYSTEMD_LOG_LEVEL="debug"),
+    )
     dump: dict[str, dict[str, str]] = {}
     unit = None
     for line in debug.stderr.splitlines() + debug.stdout.splitlines():
@@ -208,7 +229,9 @@ def systemd_argv(command_line: str) -> list[str]:
 
 
 def show_next(rj, name: str) -> list[datetime]:
-    return [datetime.fromisoformat(t) for t in json.loads(rj.run("show", name, "--json", env={"TZ": "UTC"}).out)["next"]]
+    return [
+        datetime.fromisoformat(t) for t in json.loads(rj.run("show", name, "--json", env={"TZ": "UTC"}).out)["next"]
+    ]
 
 
 def export_k8s(rj, *args: str) -> dict[str, dict]:
@@ -220,8 +243,11 @@ def export_k8s(rj, *args: str) -> dict[str, dict]:
 def crontab_lines(text: str) -> list[str]:
     """The job lines; each calls runjob by absolute path, written here as ` runjob ` for the checks."""
     runjob = " " + shlex.quote(RUNJOB) + " "
-    return [line.replace(runjob, " runjob ", 1) for line in text.splitlines()
-            if line and not line.startswith("#") and runjob in line]  # fmt: skip
+    return [
+        line.replace(runjob, " runjob ", 1)
+        for line in text.splitlines()
+        if line and not line.startswith("#") and runjob in line
+    ]
 
 
 # --- 22.1: schedule dialects ------------------------------------------------------------------------
@@ -243,7 +269,9 @@ DIALECT_CASES = {
 
 
 def dialect_registry(rj) -> None:
-    rj.write("".join(f'[jobs.{name}]\ncommand = ["true"]\nschedule = {q(expr)}\n' for name, expr in DIALECT_CASES.items()))
+    rj.write(
+        "".join(f'[jobs.{name}]\ncommand = ["true"]\nschedule = {q(expr)}\n' for name, expr in DIALECT_CASES.items())
+    )
 
 
 def test_kubernetes_schedules_are_read_by_robfig_as_runjob_reads_them(rj, robfig):
@@ -294,21 +322,26 @@ def test_systemd_calendars_fire_when_runjob_does(rj):
         assert systemd_times(calendar, expected[0] - timedelta(seconds=1), 5) == expected, (name, calendar)
 
 
-@pytest.mark.parametrize("target, expr, says", [
-    ("kubernetes", "0 23 L * *", 'day of month "L" uses the extension L'),
-    ("kubernetes", "0 9 * * MON#2", 'day of week "MON#2" uses the extension #'),
-    ("kubernetes", "0 0 * * 5L", "extension L"),
-    ("kubernetes", "0 0 */2 * 3", "day of month AND day of week match"),
-    ("kubernetes", "0 0 1-15 * */2", "day of month AND day of week match"),
-    ("crontab", "0 23 L * *", "Debian's cron cannot run"),
-    ("crontab", "0 9 * * MON#2", "# (nth weekday)"),
-    ("crontab", "0 0 LW * *", "extension L"),
-    ("systemd", "0 0 1 * mon", "OR day of week matches (neither field starts with *)"),
-    ("systemd", "0 0 LW * *", "extension L"),
-    ("systemd", "0 0 L * 1", "extension L"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "target, expr, says",
+    [
+        ("kubernetes", "0 23 L * *", 'day of month "L" uses the extension L'),
+        ("kubernetes", "0 9 * * MON#2", 'day of week "MON#2" uses the extension #'),
+        ("kubernetes", "0 0 * * 5L", "extension L"),
+        ("kubernetes", "0 0 */2 * 3", "day of month AND day of week match"),
+        ("kubernetes", "0 0 1-15 * */2", "day of month AND day of week match"),
+        ("crontab", "0 23 L * *", "Debian's cron cannot run"),
+        ("crontab", "0 9 * * MON#2", "# (nth weekday)"),
+        ("crontab", "0 0 LW * *", "extension L"),
+        ("systemd", "0 0 1 * mon", "OR day of week matches (neither field starts with *)"),
+        ("systemd", "0 0 LW * *", "extension L"),
+        ("systemd", "0 0 L * 1", "extension L"),
+    ],
+)
 def test_what_a_target_reads_differently_is_refused_by_job_name(rj, target, expr, says):
-    rj.write(f'[jobs.month-end]\ncommand = ["true"]\nschedule = "{expr}"\n[jobs.fine]\ncommand = ["true"]\nschedule = "0 1 * * *"\n')
+    rj.write(
+        f'[jobs.month-end]\ncommand = ["true"]\nschedule = "{expr}"\n[jobs.fine]\ncommand = ["true"]\nschedule = "0 1 * * *"\n'
+    )
     r = rj.run("export", target, "--out", str(rj.dir / "out"))
     assert r.code == 78 and "jobs.month-end.schedule:" in r.err and says in r.err, r.err
     assert "Traceback" not in r.err and not (rj.dir / "out").exists()
@@ -324,13 +357,16 @@ def test_systemd_translates_a_star_step_beside_a_weekday_as_cron_ands_them(rj):
     assert [t.date().isoformat() for t in got] == ["2026-12-09", "2026-12-23", "2027-01-13", "2027-01-27", "2027-02-03"]
 
 
-@pytest.mark.parametrize("expr, calendar", [
-    ("0 23 L * *", "*-*~01 23:00:00"),
-    ("0 0 L 2 *", "*-02~01 00:00:00"),
-    ("0 9 * * MON#2", "Mon *-*-08..14 09:00:00"),
-    ("0 9 * * 0#5", "Sun *-*-29..31 09:00:00"),
-    ("30 7 * * 5L", "Fri *-*~07/1 07:30:00"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "expr, calendar",
+    [
+        ("0 23 L * *", "*-*~01 23:00:00"),
+        ("0 0 L 2 *", "*-02~01 00:00:00"),
+        ("0 9 * * MON#2", "Mon *-*-08..14 09:00:00"),
+        ("0 9 * * 0#5", "Sun *-*-29..31 09:00:00"),
+        ("30 7 * * 5L", "Fri *-*~07/1 07:30:00"),
+    ],
+)
 def test_systemd_spells_last_day_and_nth_weekday_exactly(expr, calendar):
     need("systemd-analyze")
     from runjob.export.systemd import on_calendar
@@ -348,8 +384,12 @@ month = st.sampled_from(["*", "2/3", "jan-mar", "1,7", "*/5"])
 
 
 @pytest.mark.usefixtures("robfig")
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(parts=st.tuples(minute, hour, day, month, weekday), base=st.datetimes(datetime(2026, 1, 1), datetime(2030, 12, 31)))
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    parts=st.tuples(minute, hour, day, month, weekday), base=st.datetimes(datetime(2026, 1, 1), datetime(2030, 12, 31))
+)
 def test_every_kubernetes_translation_fires_as_runjob_does(robfig, parts, base):
     expr = " ".join(parts)
     try:
@@ -364,7 +404,9 @@ def test_every_kubernetes_translation_fires_as_runjob_does(robfig, parts, base):
 
 
 @settings(max_examples=80, deadline=None)
-@given(parts=st.tuples(minute, hour, day, month, weekday), base=st.datetimes(datetime(2026, 1, 1), datetime(2030, 12, 31)))
+@given(
+    parts=st.tuples(minute, hour, day, month, weekday), base=st.datetimes(datetime(2026, 1, 1), datetime(2030, 12, 31))
+)
 def test_every_crontab_translation_means_the_same(parts, base):
     expr = " ".join(parts)
     schedule = dialects.crontab(expr)
@@ -389,9 +431,11 @@ VALUES = {
 
 def escaping_registry(rj, values: dict[str, str], description: str = "Nightly export; 90% of %F") -> None:
     instances = ", ".join(f"{{ name = {q(k)}, arg = {q(v)} }}" for k, v in values.items())
-    rj.write(f"[jobs.export-report]\ndescription = {q(description)}\ncommand = {py(ARGV, '{arg}')}\n"
-             f'schedule = "10 0 * * *"\nlock_key = "export-report.{{name}}"\ninstances = [{instances}]\n'
-             '[jobs.export-report.params.name]\npattern = "[a-z]+"\n[jobs.export-report.params.arg]\npattern = "(?s).+"\n')  # fmt: skip
+    rj.write(
+        f"[jobs.export-report]\ndescription = {q(description)}\ncommand = {py(ARGV, '{arg}')}\n"
+        f'schedule = "10 0 * * *"\nlock_key = "export-report.{{name}}"\ninstances = [{instances}]\n'
+        '[jobs.export-report.params.name]\npattern = "[a-z]+"\n[jobs.export-report.params.arg]\npattern = "(?s).+"\n'
+    )
 
 
 def direct_argv(rj, name: str, arg: str) -> list[str]:
@@ -417,8 +461,11 @@ def test_crontab_lines_reach_the_child_as_a_direct_run(rj):
         ran = subprocess.run(["/bin/sh", "-c", cron_command(line)], capture_output=True, text=True, env=env, cwd=rj.dir)
         assert ran.returncode == 0, (line, ran.stderr)
         name = re.search(r"name=([a-z]+)", line).group(1)
-        via_cron = [json.loads(rec["line"].removeprefix("ARGV ")) for rec in map(json.loads, ran.stdout.splitlines())
-                    if rec["event"] == "run.output"]  # fmt: skip
+        via_cron = [
+            json.loads(rec["line"].removeprefix("ARGV "))
+            for rec in map(json.loads, ran.stdout.splitlines())
+            if rec["event"] == "run.output"
+        ]
         assert via_cron == [direct_argv(rj, name, VALUES[name])] == [[VALUES[name]]], line
 
 
@@ -464,13 +511,20 @@ def test_any_value_round_trips_through_crontab_and_kubernetes(rj, value):
     r = rj.run("export", "crontab")
     assert r.code == 0, r.err
     (line,) = crontab_lines(r.out)
-    shown = subprocess.run(["/bin/sh", "-c", cron_command(line).replace("runjob ", f"{PY} -c {q(ARGV)} ", 1)],
-                           capture_output=True, text=True)  # fmt: skip
+    shown = subprocess.run(
+        ["/bin/sh", "-c", cron_command(line).replace("runjob ", f"{PY} -c {q(ARGV)} ", 1)],
+        capture_output=True,
+        text=True,
+    )
     assert shown.stdout == "ARGV " + json.dumps(["export-report", "name=x", f"arg={value}"]) + "\n", line
     (doc,) = export_k8s(rj).values()
     command = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert [kubelet_expand(w, {"RUNJOB_CONFIG": "/etc/runjob/jobs.toml"}) for w in command] == [
-        "runjob", "export-report", "name=x", f"arg={value}"]  # fmt: skip
+        "runjob",
+        "export-report",
+        "name=x",
+        f"arg={value}",
+    ]
 
 
 def test_a_newline_in_a_value_is_refused_for_crontab_and_systemd_kept_for_kubernetes(rj):
@@ -528,8 +582,10 @@ def test_kubernetes_export_says_which_cronjobs_share_a_lock_key(rj):
 
 
 def test_persistent_only_for_jobs_that_catch_up(rj):
-    rj.write('[jobs.send-invoices]\ncommand = ["true"]\nschedule = "0 6 * * *"\n'
-             '[jobs.refresh-cache]\ncommand = ["true"]\nschedule = "0 * * * *"\ncatch_up = "10m"\n')  # fmt: skip
+    rj.write(
+        '[jobs.send-invoices]\ncommand = ["true"]\nschedule = "0 6 * * *"\n'
+        '[jobs.refresh-cache]\ncommand = ["true"]\nschedule = "0 * * * *"\ncatch_up = "10m"\n'
+    )
     out = rj.dir / "units"
     assert rj.run("export", "systemd", "--out", str(out)).code == 0
     assert "Persistent" not in (out / "runjob-send-invoices.timer").read_text()
@@ -540,8 +596,10 @@ def test_persistent_only_for_jobs_that_catch_up(rj):
 
 
 def test_crontab_warns_that_debian_cron_ignores_cron_tz(rj):
-    rj.write('[jobs.sales-report]\ncommand = ["true"]\nschedule = "0 6 * * mon-fri"\ntimezone = "Pacific/Chatham"\n'
-             '[jobs.cleanup]\ncommand = ["true"]\nschedule = "45 3 * * *"\n')  # fmt: skip
+    rj.write(
+        '[jobs.sales-report]\ncommand = ["true"]\nschedule = "0 6 * * mon-fri"\ntimezone = "Pacific/Chatham"\n'
+        '[jobs.cleanup]\ncommand = ["true"]\nschedule = "45 3 * * *"\n'
+    )
     r = rj.run("export", "crontab")
     assert r.code == 0
     assert "Debian's cron ignores CRON_TZ: sales-report run at the host's time" in r.err
@@ -582,17 +640,21 @@ def test_names_stay_unique_after_sanitising_and_truncating(rj):
 
 
 def test_names_that_still_meet_are_refused_naming_both(rj):
-    rj.write('[jobs.a-b]\ncommand = ["true"]\nschedule = "0 1 * * *"\n'
-             '[jobs.a]\ncommand = ["echo", "{x}"]\nschedule = "0 1 * * *"\ninstances = [{ x = "b" }]\n'
-             '[jobs.a.params.x]\npattern = "[a-z]"\n')  # fmt: skip
+    rj.write(
+        '[jobs.a-b]\ncommand = ["true"]\nschedule = "0 1 * * *"\n'
+        '[jobs.a]\ncommand = ["echo", "{x}"]\nschedule = "0 1 * * *"\ninstances = [{ x = "b" }]\n'
+        '[jobs.a.params.x]\npattern = "[a-z]"\n'
+    )
     for target in ("systemd", "kubernetes"):
         r = rj.run("export", target)
         assert r.code == 78 and "`a x=b`" in r.err and "`a-b`" in r.err, r.err
 
 
 def test_validate_checks_every_instances_lock_key(rj):
-    rj.write('[jobs.remind]\ncommand = ["echo", "{team}"]\nlock_key = "remind.{team}"\n'
-             'instances = [{ team = "ops" }, { team = "night shift" }]\n[jobs.remind.params.team]\npattern = ".+"\n')  # fmt: skip
+    rj.write(
+        '[jobs.remind]\ncommand = ["echo", "{team}"]\nlock_key = "remind.{team}"\n'
+        'instances = [{ team = "ops" }, { team = "night shift" }]\n[jobs.remind.params.team]\npattern = ".+"\n'
+    )
     r = rj.run("validate")
     assert r.code == 78 and 'jobs.remind.instances[1]: bad lock key "remind.night shift"' in r.err, r.err
     assert "instances[0]" not in r.err
@@ -614,7 +676,9 @@ def test_kubernetes_pods_mount_the_registry_state_and_secrets(rj):
         kv.validate(doc, kv.latest_version(), strict=True)
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
     assert cm["data"]["jobs.toml"] == rj.config.read_text() and cm["metadata"]["namespace"] == "shop"
-    charge = next(d for d in docs if d["metadata"]["name"] == "runjob-charge")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    charge = next(d for d in docs if d["metadata"]["name"] == "runjob-charge")["spec"]["jobTemplate"]["spec"][
+        "template"
+    ]["spec"]
     (container,) = charge["containers"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in charge["volumes"]}

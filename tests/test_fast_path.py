@@ -55,20 +55,44 @@ def shop(rj):
 
 def cases(cfg: str) -> list[list[str]]:
     return [
-        ["--version"], ["--config", cfg, "--version"], ["-c", cfg, "--version"],
-        ["list"], ["list", "--json"], ["list", "--at", AT], ["list", f"--at={AT}", "--json"],
-        ["status"], ["status", "--json"], ["status", "--at", AT], ["status", "--json", f"--at={AT}"],
-        ["history"], ["history", "--json"], ["history", "a"], ["history", "--limit", "1"],
-        ["history", "--limit=2", "a", "--json"], ["history", "--status", "failure"],
-        ["history", "--since", "1d", "--status", "success"], ["history", "b", "--status=success", "--since=1h"],
-        ["-c", cfg, "history", "b"], [f"--config={cfg}", "list"], ["--config", cfg, "status", "--at", AT],
+        ["--version"],
+        ["--config", cfg, "--version"],
+        ["-c", cfg, "--version"],
+        ["list"],
+        ["list", "--json"],
+        ["list", "--at", AT],
+        ["list", f"--at={AT}", "--json"],
+        ["status"],
+        ["status", "--json"],
+        ["status", "--at", AT],
+        ["status", "--json", f"--at={AT}"],
+        ["history"],
+        ["history", "--json"],
+        ["history", "a"],
+        ["history", "--limit", "1"],
+        ["history", "--limit=2", "a", "--json"],
+        ["history", "--status", "failure"],
+        ["history", "--since", "1d", "--status", "success"],
+        ["history", "b", "--status=success", "--since=1h"],
+        ["-c", cfg, "history", "b"],
+        [f"--config={cfg}", "list"],
+        ["--config", cfg, "status", "--at", AT],
         # errors: the same line on stderr and the same exit code
-        ["history", "nope"], ["history", "--status", "bogus"], ["history", "--limit", "0"],
-        ["history", "--since", "soon"], ["list", "--at", "2026"], ["status", "--at", "yesterday"],
-        ["--config", cfg + ".missing", "list"], ["history", ""], ["tick", "--at", "noon"],
+        ["history", "nope"],
+        ["history", "--status", "bogus"],
+        ["history", "--limit", "0"],
+        ["history", "--since", "soon"],
+        ["list", "--at", "2026"],
+        ["status", "--at", "yesterday"],
+        ["--config", cfg + ".missing", "list"],
+        ["history", ""],
+        ["tick", "--at", "noon"],
         # left to typer: the same answer, whoever parses it
-        ["history", "--limit", "x"], ["list", "--bogus"], ["history", "a", "b"], ["status", "--at"],
-    ]  # fmt: skip
+        ["history", "--limit", "x"],
+        ["list", "--bogus"],
+        ["history", "a", "b"],
+        ["status", "--at"],
+    ]
 
 
 def test_the_fast_path_prints_the_same_bytes_as_the_typer_path(shop):
@@ -83,8 +107,14 @@ def test_the_fast_path_prints_the_same_bytes_as_the_typer_path(shop):
 def imported(rj, *args: str) -> tuple[set[str], str]:
     """(the modules the installed runjob imports for `args`, its stdout): python -X importtime,
     which does not depend on timing."""
-    proc = subprocess.run([PY, "-X", "importtime", RUNJOB, *args], capture_output=True, env=rj.env(), cwd=rj.dir,
-                          stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [PY, "-X", "importtime", RUNJOB, *args],
+        capture_output=True,
+        env=rj.env(),
+        cwd=rj.dir,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     lines = [line.split("|")[-1] for line in proc.stderr.decode().splitlines() if line.startswith("import time:")]
     return {line.strip() for line in lines}, proc.stdout.decode()
@@ -127,10 +157,12 @@ def test_the_wal_is_cut_back_after_sqlite_checkpoints_it(rj):
     wal = rj.state / "history.sqlite3-wal"
     assert wal.exists()  # kept between runs
     # Grow the WAL past SQLite's 1,000-page autocheckpoint, from a writer that never checkpoints.
-    grow = ("import os, sqlite3, sys, time\ndb = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "db.execute('PRAGMA wal_autocheckpoint = 0')\nnow = time.time()\n"
-            "for i in range(40):\n    db.execute(\"INSERT INTO runs (run_id, job, started, status, stderr_tail) "
-            "VALUES (?, 'x', ?, 'success', ?)\", (f'grow-{i}', now, 'x' * 150_000))\nos._exit(0)\n")  # fmt: skip
+    grow = (
+        "import os, sqlite3, sys, time\ndb = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA wal_autocheckpoint = 0')\nnow = time.time()\n"
+        'for i in range(40):\n    db.execute("INSERT INTO runs (run_id, job, started, status, stderr_tail) '
+        "VALUES (?, 'x', ?, 'success', ?)\", (f'grow-{i}', now, 'x' * 150_000))\nos._exit(0)\n"
+    )
     subprocess.run([PY, "-c", grow, str(rj.state / "history.sqlite3")], check=True, timeout=60)
     assert wal.stat().st_size > 4 * 1024 * 1024
     assert rj.run("t").code == 0  # its first commit checkpoints; its next write restarts the WAL
@@ -141,8 +173,9 @@ def test_the_wal_is_cut_back_after_sqlite_checkpoints_it(rj):
 
 
 def test_tick_on_the_fast_path_starts_what_the_typer_path_starts(rj):
-    rj.write('[jobs.t]\ncommand = ["true"]\nschedule = "0 3 * * *"\n'
-             '[jobs.u]\ncommand = ["true"]\nschedule = "1 3 * * *"\n')
+    rj.write(
+        '[jobs.t]\ncommand = ["true"]\nschedule = "0 3 * * *"\n[jobs.u]\ncommand = ["true"]\nschedule = "1 3 * * *"\n'
+    )
     seen = []
     for proc in both(rj, "tick", "--at", "2026-11-09T03:00:00Z"):
         assert proc.returncode == 0 and proc.stderr == b""
@@ -167,8 +200,27 @@ def click_params(command: str, words: list[str]) -> dict | None:
     return ctx.params
 
 
-WORDS = st.sampled_from(["--json", "--at", "--limit", "--status", "--since", "--", "-", "a", "", "3", "-1", "x=y",
-                         "--at=", "--limit=5", "--json=1", "--status=failure", "2026-01-01T00:00:00Z"])  # fmt: skip
+WORDS = st.sampled_from(
+    [
+        "--json",
+        "--at",
+        "--limit",
+        "--status",
+        "--since",
+        "--",
+        "-",
+        "a",
+        "",
+        "3",
+        "-1",
+        "x=y",
+        "--at=",
+        "--limit=5",
+        "--json=1",
+        "--status=failure",
+        "2026-01-01T00:00:00Z",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -19,8 +19,10 @@ def fleet(tmp_path: Path, url: str, hosts: int = 3, defaults: str = "") -> list[
     for i in range(hosts):
         env = Env(tmp_path / f"host{i}")
         env.dir.mkdir()
-        env.write(f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(url)}\n{defaults}\n"
-                  f'[jobs.digest]\ncommand = {py(SEND, str(sent))}\nschedule = "0 6 * * *"\n')  # fmt: skip
+        env.write(
+            f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(url)}\n{defaults}\n"
+            f'[jobs.digest]\ncommand = {py(SEND, str(sent))}\nschedule = "0 6 * * *"\n'
+        )
         out.append(env)
     return out
 
@@ -52,7 +54,10 @@ def test_each_occurrence_runs_once_on_the_first_host_to_tick_it(redis_server, tm
     # The next day is a new occurrence: the first to tick it wins, whichever host that is.
     second = tick(hosts[2], "2026-11-24T06:00:00+00:00")
     assert len(second.events("run.end")) == 1
-    assert tick(hosts[0], "2026-11-24T06:00:00+00:00").one("tick.claimed")["winner_run_id"] == second.one("run.end")["run_id"]
+    assert (
+        tick(hosts[0], "2026-11-24T06:00:00+00:00").one("tick.claimed")["winner_run_id"]
+        == second.one("run.end")["run_id"]
+    )
     assert len(sent(tmp_path)) == 2
     ttl = redis_server.client().ttl("runjob:claim:digest::2026-11-24T06:00Z")
     assert 86400 < ttl <= 86400 + 3600  # outlives the interval to the next 06:00

@@ -100,7 +100,9 @@ def test_skipped_runs_are_recorded_as_skipped(rj):
 
 def test_history_filters(rj):
     code = "import sys; sys.exit(int(sys.argv[1]))"
-    rj.write(f'[jobs.a]\ncommand = {py(code, "{c}")}\n[jobs.a.params.c]\npattern = "[0-9]"\n[jobs.b]\ncommand = ["true"]\n')
+    rj.write(
+        f'[jobs.a]\ncommand = {py(code, "{c}")}\n[jobs.a.params.c]\npattern = "[0-9]"\n[jobs.b]\ncommand = ["true"]\n'
+    )
     for c in "0101":
         rj.run("a", f"c={c}")
     rj.run("b")
@@ -120,8 +122,10 @@ def test_retention_purges_old_rows_on_write(rj):
     rj.run("t")
     db = sqlite3.connect(rj.state / "history.sqlite3")
     old = time.time() - 3 * 86400
-    db.executemany("INSERT INTO runs (run_id, job, started, ended, status) VALUES (?, 't', ?, ?, 'success')",
-                   [(f"old-{i}", old, old + 1) for i in range(50)])  # fmt: skip
+    db.executemany(
+        "INSERT INTO runs (run_id, job, started, ended, status) VALUES (?, 't', ?, ?, 'success')",
+        [(f"old-{i}", old, old + 1) for i in range(50)],
+    )
     db.commit()
     rj.run("t")
     assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
@@ -157,10 +161,12 @@ def test_corrupt_history_is_a_clear_error_and_nothing_runs(rj):
 
 def test_status_shows_last_run_next_due_stale_and_locks(rj):
     command, flag, release = holding(rj)
-    rj.write(f'[jobs.ok]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n'
-             f'[jobs.never]\ncommand = ["true"]\nmax_age = "1h"\n'
-             f'[jobs.busy]\ncommand = {command}\nlock_key = "b.{{k}}"\n'
-             f'[jobs.busy.params.k]\npattern = "[a-z]+"\n')  # fmt: skip
+    rj.write(
+        f'[jobs.ok]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n'
+        f'[jobs.never]\ncommand = ["true"]\nmax_age = "1h"\n'
+        f'[jobs.busy]\ncommand = {command}\nlock_key = "b.{{k}}"\n'
+        f'[jobs.busy.params.k]\npattern = "[a-z]+"\n'
+    )
     rj.run("ok")
     proc = rj.popen("busy", "k=acme")
     assert wait_for(flag.exists)
@@ -177,8 +183,10 @@ def test_status_shows_last_run_next_due_stale_and_locks(rj):
 
 
 def test_stale_watchdog(rj):
-    rj.write('[jobs.fresh]\ncommand = ["true"]\nmax_age = "1h"\n[jobs.late]\ncommand = ["true"]\nmax_age = "1s"\n'
-             '[jobs.never]\ncommand = ["false"]\nmax_age = "1h"\n[jobs.free]\ncommand = ["true"]\n')  # fmt: skip
+    rj.write(
+        '[jobs.fresh]\ncommand = ["true"]\nmax_age = "1h"\n[jobs.late]\ncommand = ["true"]\nmax_age = "1s"\n'
+        '[jobs.never]\ncommand = ["false"]\nmax_age = "1h"\n[jobs.free]\ncommand = ["true"]\n'
+    )
     for job in ("fresh", "late", "never", "free"):
         rj.run(job)
     db = sqlite3.connect(rj.state / "history.sqlite3")  # late's success, made ten seconds old
@@ -228,5 +236,6 @@ def test_a_run_end_the_store_refuses_is_kept_and_folded_in_never_left_running(rj
     db.close()
     rows = json.loads(rj.run("history", "--json").out)
     assert [(row["run_id"], row["status"], row["exit_code"]) for row in rows] == [
-        (r.one("run.end")["run_id"], "success", 0)]  # fmt: skip
+        (r.one("run.end")["run_id"], "success", 0)
+    ]
     assert pending.read_text() == ""

@@ -56,8 +56,11 @@ def test_a_shops_crontab_becomes_jobs_and_the_rest_is_reported(rj):
 def test_imported_registry_validates_and_runs_as_cron_would(rj, tmp_path):
     """The output is a registry runjob accepts; the shell job keeps its pipe and redirection."""
     out = tmp_path / "out.txt"
-    r, _ = imported(rj, f"GREETING=hello\n* * * * * {PY} -c 'import os; print(os.environ[\"GREETING\"])' | tr a-z A-Z > {out}\n"
-                        "0 * * * * /bin/echo '{}' {x}\n")  # fmt: skip
+    r, _ = imported(
+        rj,
+        f"GREETING=hello\n* * * * * {PY} -c 'import os; print(os.environ[\"GREETING\"])' | tr a-z A-Z > {out}\n"
+        "0 * * * * /bin/echo '{}' {x}\n",
+    )
     assert r.code == 0, r.err
     rj.write(f"[defaults]\nstate_dir = {q(str(rj.state))}\n" + r.out)
     assert rj.run("validate").code == 0
@@ -74,4 +77,4 @@ def test_imported_registry_validates_and_runs_as_cron_would(rj, tmp_path):
 def test_import_of_a_missing_file_or_another_kind_is_a_usage_error(rj):
     assert rj.run("import", "crontab", str(rj.dir / "nope")).code == 2
     r = rj.run("import", "fstab", str(rj.dir / "nope"))
-    assert r.code == 2 and "only \"crontab\"" in r.err and "Traceback" not in r.err
+    assert r.code == 2 and 'only "crontab"' in r.err and "Traceback" not in r.err

@@ -34,8 +34,10 @@ def test_two_concurrent_runs_of_one_key_only_one_runs(rj):
 
 def test_different_params_run_in_parallel(rj):
     started, release = rj.dir / "started", rj.dir / "release"
-    rj.write(f'[jobs.imp]\ncommand = {py(HOLD, str(started), str(release))}\n'
-             f'lock_key = "cron.suppliers.import.supplier.{{s}}"\n[jobs.imp.params.s]\npattern = "[a-z]+"\n')  # fmt: skip
+    rj.write(
+        f"[jobs.imp]\ncommand = {py(HOLD, str(started), str(release))}\n"
+        f'lock_key = "cron.suppliers.import.supplier.{{s}}"\n[jobs.imp.params.s]\npattern = "[a-z]+"\n'
+    )
     procs = [rj.popen("imp", "s=acme"), rj.popen("imp", "s=globex")]
     # Each child holds on until released: both must be running at the same time to get here.
     assert wait_for(lambda: started.exists() and started.read_text() == "xx", timeout=30)
@@ -43,7 +45,9 @@ def test_different_params_run_in_parallel(rj):
     results = [finish(p) for p in procs]
     assert all(r.code == 0 and r.events("run.end") for r in results)
     assert {r.one("run.start")["lock_key"] for r in results} == {
-        "cron.suppliers.import.supplier.acme", "cron.suppliers.import.supplier.globex"}  # fmt: skip
+        "cron.suppliers.import.supplier.acme",
+        "cron.suppliers.import.supplier.globex",
+    }
 
 
 def test_on_busy_fail_exits_75(rj):
@@ -90,18 +94,22 @@ def test_on_busy_wait_gives_up_after_its_wait(rj):
 
 
 # Each attempt marks itself started, holds on until its own release file exists, and fails.
-ATTEMPT = ("import os, sys, time\nn = os.environ['RUNJOB_ATTEMPT']\nopen(sys.argv[1] + n, 'w').close()\n"
-           "end = time.time() + 60\n"
-           "while not os.path.exists(sys.argv[2] + n) and time.time() < end: time.sleep(0.02)\nsys.exit(1)\n")
+ATTEMPT = (
+    "import os, sys, time\nn = os.environ['RUNJOB_ATTEMPT']\nopen(sys.argv[1] + n, 'w').close()\n"
+    "end = time.time() + 60\n"
+    "while not os.path.exists(sys.argv[2] + n) and time.time() < end: time.sleep(0.02)\nsys.exit(1)\n"
+)
 
 
 def test_lock_is_held_during_every_attempt(rj):
     started, release = rj.dir / "started-", rj.dir / "release-"
-    rj.write(f'[jobs.r]\ncommand = {py(ATTEMPT, str(started), str(release))}\n'
-             f'retry = {{ attempts = 3, delay = "0s" }}\non_busy = "fail"\n')  # fmt: skip
+    rj.write(
+        f"[jobs.r]\ncommand = {py(ATTEMPT, str(started), str(release))}\n"
+        f'retry = {{ attempts = 3, delay = "0s" }}\non_busy = "fail"\n'
+    )
     first = rj.popen("r")
     for n in "123":
-        assert wait_for(lambda: os.path.exists(f"{started}{n}"))
+        assert wait_for(lambda n=n: os.path.exists(f"{started}{n}"))
         assert rj.run("r").code == 75, f"the lock was free during attempt {n}"
         open(f"{release}{n}", "w").close()
     r = finish(first)
@@ -110,8 +118,10 @@ def test_lock_is_held_during_every_attempt(rj):
 
 def test_lock_is_held_during_the_backoff(rj):
     started, release = rj.dir / "started-", rj.dir / "release-"
-    rj.write(f'[jobs.r]\ncommand = {py(ATTEMPT, str(started), str(release))}\n'
-             f'retry = {{ attempts = 2, delay = "1h", max_delay = "1h" }}\non_busy = "fail"\n')  # fmt: skip
+    rj.write(
+        f"[jobs.r]\ncommand = {py(ATTEMPT, str(started), str(release))}\n"
+        f'retry = {{ attempts = 2, delay = "1h", max_delay = "1h" }}\non_busy = "fail"\n'
+    )
     first = rj.live("r")
     assert wait_for(lambda: os.path.exists(f"{started}1"))
     open(f"{release}1", "w").close()

@@ -77,9 +77,11 @@ def garbage():
 
 def test_a_trickling_ping_endpoint_is_cut_at_one_deadline(rj, trickle):
     marker = rj.dir / "ran"
-    rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\nping_timeout = "1s"\n'
-             f"[jobs.j]\ncommand = {py(TOUCH, str(marker))}\n"
-             f"ping_url = {q(trickle.url + '/ping/' + TOKEN)}\n")  # fmt: skip
+    rj.write(
+        f'[defaults]\nstate_dir = {q(str(rj.state))}\nping_timeout = "1s"\n'
+        f"[jobs.j]\ncommand = {py(TOUCH, str(marker))}\n"
+        f"ping_url = {q(trickle.url + '/ping/' + TOKEN)}\n"
+    )
     r = rj.run("j", timeout=60)  # a hang guard only: per-read timeouts never fire on a trickle
     assert r.code == 0 and marker.exists() and r.one("run.end")["status"] == "success"
     errors = r.events("ping.error")
@@ -89,9 +91,11 @@ def test_a_trickling_ping_endpoint_is_cut_at_one_deadline(rj, trickle):
 
 def test_a_signal_cuts_a_hanging_start_ping_short(rj, trickle_first):
     marker = rj.dir / "ran"
-    rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\nping_timeout = "300s"\n'
-             f"[jobs.j]\ncommand = {py(TOUCH, str(marker))}\n"
-             f"ping_url = {q(trickle_first.url)}\n")  # fmt: skip
+    rj.write(
+        f'[defaults]\nstate_dir = {q(str(rj.state))}\nping_timeout = "300s"\n'
+        f"[jobs.j]\ncommand = {py(TOUCH, str(marker))}\n"
+        f"ping_url = {q(trickle_first.url)}\n"
+    )
     proc = rj.popen("j")
     assert wait_for(lambda: trickle_first.connections >= 1)  # the start ping is under way, before the child
     proc.send_signal(signal.SIGTERM)
@@ -102,8 +106,7 @@ def test_a_signal_cuts_a_hanging_start_ping_short(rj, trickle_first):
 
 def test_a_garbage_answer_to_a_ping_never_keeps_the_job_from_running(rj, garbage):
     marker = rj.dir / "ran"
-    rj.write(f"[jobs.j]\ncommand = {py(TOUCH, str(marker))}\n"
-             f"ping_url = {q(garbage.url + '/' + TOKEN)}\n")  # fmt: skip
+    rj.write(f"[jobs.j]\ncommand = {py(TOUCH, str(marker))}\nping_url = {q(garbage.url + '/' + TOKEN)}\n")
     r = rj.run("j")
     assert r.code == 0 and marker.exists() and "Traceback" not in r.err, r.err
     errors = r.events("ping.error")
@@ -113,8 +116,10 @@ def test_a_garbage_answer_to_a_ping_never_keeps_the_job_from_running(rj, garbage
 
 def test_webhook_errors_name_scheme_and_host_only(rj, http):
     http.status = 500
-    rj.write(f"[owners.dom]\nwebhook = {q(http.url + '/hooks/' + TOKEN + '?key=' + TOKEN)}\n"
-             f'[jobs.j]\ncommand = {py("import sys; sys.exit(4)")}\nowners = {{ accountable = "dom" }}\n')  # fmt: skip
+    rj.write(
+        f"[owners.dom]\nwebhook = {q(http.url + '/hooks/' + TOKEN + '?key=' + TOKEN)}\n"
+        f'[jobs.j]\ncommand = {py("import sys; sys.exit(4)")}\nowners = {{ accountable = "dom" }}\n'
+    )
     r = rj.run("j")
     assert r.code == 4
     error = r.one("notify.error")["error"]
@@ -123,12 +128,16 @@ def test_webhook_errors_name_scheme_and_host_only(rj, http):
 
 def hanging_owners(rj, http, limit: str) -> None:
     started, release = rj.dir / "notifier-started", rj.dir / "release"
-    notifier = ("import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\n"
-                "end = time.time() + 120\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
-    rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\nnotify_timeout = "{limit}"\n'
-             f"[owners.ops]\ncommand = {py(notifier, str(started), str(release))}\n"
-             f"[owners.dom]\nwebhook = {q(http.url)}\n"
-             f'[jobs.j]\ncommand = {py("import sys; sys.exit(5)")}\nowners = {{ responsible = "ops", accountable = "dom" }}\n')  # fmt: skip
+    notifier = (
+        "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\n"
+        "end = time.time() + 120\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+    )
+    rj.write(
+        f'[defaults]\nstate_dir = {q(str(rj.state))}\nnotify_timeout = "{limit}"\n'
+        f"[owners.ops]\ncommand = {py(notifier, str(started), str(release))}\n"
+        f"[owners.dom]\nwebhook = {q(http.url)}\n"
+        f'[jobs.j]\ncommand = {py("import sys; sys.exit(5)")}\nowners = {{ responsible = "ops", accountable = "dom" }}\n'
+    )
 
 
 def test_hanging_notifiers_share_one_settable_deadline(rj, http):
@@ -159,11 +168,15 @@ def test_a_signal_cuts_the_notifications_short(rj, http):
 def test_a_notifiers_stderr_is_held_in_bounded_memory(rj):
     """The notifier floods stderr, then reads runjob's peak RSS (runjob is its parent) before it fails."""
     peak = rj.dir / "peak"
-    flood = ("import os, sys\nblock = b'e' * (1 << 20)\nfor _ in range(300): os.write(2, block)\n"
-             "hwm = [l for l in open('/proc/%d/status' % os.getppid()) if l.startswith('VmHWM')][0]\n"
-             "open(sys.argv[1], 'w').write(hwm.split()[1])\nos.write(2, b'the last words')\nsys.exit(9)\n")
-    rj.write(f"[owners.ops]\ncommand = {py(flood, str(peak))}\n"
-             f'[jobs.j]\ncommand = {py("import sys; sys.exit(3)")}\nowners = {{ responsible = "ops" }}\n')  # fmt: skip
+    flood = (
+        "import os, sys\nblock = b'e' * (1 << 20)\nfor _ in range(300): os.write(2, block)\n"
+        "hwm = [l for l in open('/proc/%d/status' % os.getppid()) if l.startswith('VmHWM')][0]\n"
+        "open(sys.argv[1], 'w').write(hwm.split()[1])\nos.write(2, b'the last words')\nsys.exit(9)\n"
+    )
+    rj.write(
+        f"[owners.ops]\ncommand = {py(flood, str(peak))}\n"
+        f'[jobs.j]\ncommand = {py("import sys; sys.exit(3)")}\nowners = {{ responsible = "ops" }}\n'
+    )
     r = rj.run("j", timeout=120)
     error = r.one("notify.error")["error"]
     assert r.code == 3 and "exited with 9" in error and error.endswith("the last words")
@@ -176,11 +189,13 @@ def env_dump(path) -> str:
 
 def test_owners_commands_and_children_get_no_secret_they_were_not_given(rj):
     notifier_env, child_env, other_env = rj.dir / "notifier.json", rj.dir / "child.json", rj.dir / "other.json"
-    rj.write(f'[owners.ops]\ncommand = {py(env_dump(notifier_env))}\n'
-             f'[jobs.a]\ncommand = {py(env_dump(child_env) + "; sys.exit(2)")}\nsecrets = ["A_TOKEN"]\n'
-             'owners = { responsible = "ops" }\n'
-             f'[jobs.b]\ncommand = {py(env_dump(other_env))}\n'
-             '[jobs.c]\ncommand = ["true"]\nlock_backend = "redis://127.0.0.1:9/0"\nlock_password_env = "REDIS_PW"\n')  # fmt: skip
+    rj.write(
+        f"[owners.ops]\ncommand = {py(env_dump(notifier_env))}\n"
+        f'[jobs.a]\ncommand = {py(env_dump(child_env) + "; sys.exit(2)")}\nsecrets = ["A_TOKEN"]\n'
+        'owners = { responsible = "ops" }\n'
+        f"[jobs.b]\ncommand = {py(env_dump(other_env))}\n"
+        '[jobs.c]\ncommand = ["true"]\nlock_backend = "redis://127.0.0.1:9/0"\nlock_password_env = "REDIS_PW"\n'
+    )
     secrets = {"A_TOKEN": "a-secret-value", "REDIS_PW": "redis-secret", "PLAIN": "plain-value"}
     assert rj.run("a", env=secrets).code == 2
     assert rj.run("b", env=secrets).code == 0
@@ -193,8 +208,10 @@ def test_owners_commands_and_children_get_no_secret_they_were_not_given(rj):
 def test_owners_commands_inherit_no_descriptor_but_0_to_2(rj):
     fds = rj.dir / "fds"
     listing = f"import os; seen = ' '.join(sorted(os.listdir('/proc/self/fd'))); open({str(fds)!r}, 'w').write(seen)"
-    rj.write(f"[owners.ops]\ncommand = {py(listing)}\n"
-             f'[jobs.j]\ncommand = {py("import sys; sys.exit(1)")}\nowners = {{ responsible = "ops" }}\n')  # fmt: skip
+    rj.write(
+        f"[owners.ops]\ncommand = {py(listing)}\n"
+        f'[jobs.j]\ncommand = {py("import sys; sys.exit(1)")}\nowners = {{ responsible = "ops" }}\n'
+    )
     r, w = os.pipe()
     try:
         proc = rj.popen("j", pass_fds=(r, w))
@@ -211,9 +228,11 @@ def test_the_child_is_stopped_before_its_redis_key_can_expire(redis_server, rj):
     stopped = rj.dir / "got-sigterm"
     # On SIGTERM the child marks it and goes on until released: runjob keeps the lock meanwhile.
     child = f"import signal\nsignal.signal(signal.SIGTERM, lambda *a: open({str(stopped)!r}, 'w').close())\n" + HOLD
-    rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\nlock_backend = {q(redis_server.url)}\n'
-             f'[jobs.s]\ncommand = {py(child, str(rj.dir / "started"), str(rj.dir / "release"))}\n'
-             'lock_ttl = "25s"\nkill_grace = "10s"\n')  # fmt: skip
+    rj.write(
+        f"[defaults]\nstate_dir = {q(str(rj.state))}\nlock_backend = {q(redis_server.url)}\n"
+        f"[jobs.s]\ncommand = {py(child, str(rj.dir / 'started'), str(rj.dir / 'release'))}\n"
+        'lock_ttl = "25s"\nkill_grace = "10s"\n'
+    )
     proc = rj.popen("s")
     assert wait_for(lambda: (rj.dir / "started").exists())
     redis_server.proc.send_signal(signal.SIGSTOP)
@@ -234,8 +253,10 @@ def test_children_never_get_the_redis_password(tmp_path_factory, rj):
     server = RedisServer(tmp_path_factory.mktemp("redis"), password="redis-pw-123")
     dump = rj.dir / "env.json"
     try:
-        rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\nlock_backend = {q(server.url)}\n'
-                 f'lock_password_env = "REDIS_PW"\n[jobs.s]\ncommand = {py(env_dump(dump))}\n')  # fmt: skip
+        rj.write(
+            f"[defaults]\nstate_dir = {q(str(rj.state))}\nlock_backend = {q(server.url)}\n"
+            f'lock_password_env = "REDIS_PW"\n[jobs.s]\ncommand = {py(env_dump(dump))}\n'
+        )
         r = rj.run("s", env={"REDIS_PW": "redis-pw-123"})
     finally:
         server.stop()

@@ -14,13 +14,14 @@ CAPTURE = "import sys; open(sys.argv[1], 'ab').write(sys.stdin.buffer.read() + b
 
 def owners(rj, http) -> str:
     pages = rj.dir / "pages.jsonl"
-    return (f"[owners.ops]\ncommand = {py(CAPTURE, str(pages))}\n"
-            f"[owners.dom]\nwebhook = {q(http.url + '/hook/dom')}\n")  # fmt: skip
+    return f"[owners.ops]\ncommand = {py(CAPTURE, str(pages))}\n[owners.dom]\nwebhook = {q(http.url + '/hook/dom')}\n"
 
 
 def job(rj, http, code: str, extra: str = "") -> None:
-    rj.write(owners(rj, http) + f'[jobs.j]\ncommand = {py(code)}\nowners = {{ responsible = "ops", accountable = "dom" }}\n'
-             f'description = "the job"\nidempotency = "safe"\n{extra}\n')  # fmt: skip
+    rj.write(
+        owners(rj, http) + f'[jobs.j]\ncommand = {py(code)}\nowners = {{ responsible = "ops", accountable = "dom" }}\n'
+        f'description = "the job"\nidempotency = "safe"\n{extra}\n'
+    )
 
 
 def pages(rj) -> list[dict]:
@@ -32,11 +33,14 @@ def pages(rj) -> list[dict]:
 NEVER_RELEASED = HOLD.replace("sys.argv[1]", "'/dev/null'").replace("sys.argv[2]", "'/nonexistent/release'")
 
 
-@pytest.mark.parametrize("code, extra, status", [
-    ("import sys; print('bad', file=sys.stderr); sys.exit(3)", "", "failure"),
-    (NEVER_RELEASED, 'timeout = "300ms"', "timeout"),
-    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "", "killed"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "code, extra, status",
+    [
+        ("import sys; print('bad', file=sys.stderr); sys.exit(3)", "", "failure"),
+        (NEVER_RELEASED, 'timeout = "300ms"', "timeout"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "", "killed"),
+    ],
+)
 def test_failures_notify_both_owners(rj, http, code, extra, status):
     job(rj, http, code, extra)
     r = rj.run("j")
@@ -48,15 +52,20 @@ def test_failures_notify_both_owners(rj, http, code, extra, status):
     ((method, path, body),) = http.requests
     notice = json.loads(body)
     assert method == "POST" and path == "/hook/dom"
-    assert notice["role"] == "accountable" and notice["notice"] == "domain notice" and notice["record"]["status"] == status
+    assert (
+        notice["role"] == "accountable" and notice["notice"] == "domain notice" and notice["record"]["status"] == status
+    )
     sent = {(s["owner"], s["role"], s["channel"]) for s in r.events("notify.sent")}
     assert sent == {("ops", "responsible", "command"), ("dom", "accountable", "webhook")}
 
 
-@pytest.mark.parametrize("code, extra", [
-    ("pass", ""),
-    ("import sys; sys.exit(75)", "transient = { exit_codes = [75] }"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "code, extra",
+    [
+        ("pass", ""),
+        ("import sys; sys.exit(75)", "transient = { exit_codes = [75] }"),
+    ],
+)
 def test_success_and_transient_notify_nobody(rj, http, code, extra):
     job(rj, http, code, extra)
     r = rj.run("j")
@@ -76,10 +85,12 @@ def test_skipped_run_notifies_nobody(rj, http):
 
 def test_failing_notifiers_never_change_the_exit_code(rj, http):
     http.status = 500
-    rj.write('[owners.ops]\ncommand = ["false"]\n[owners.dom]\nwebhook = ' + q(http.url) + "\n"
-             '[owners.gone]\ncommand = ["/no/such/pager"]\n'
-             f'[jobs.j]\ncommand = {py("import sys; sys.exit(6)")}\nowners = {{ responsible = "ops", accountable = "dom" }}\n'
-             f'[jobs.k]\ncommand = {py("import sys; sys.exit(7)")}\nowners = {{ responsible = "gone" }}\n')  # fmt: skip
+    rj.write(
+        '[owners.ops]\ncommand = ["false"]\n[owners.dom]\nwebhook = ' + q(http.url) + "\n"
+        '[owners.gone]\ncommand = ["/no/such/pager"]\n'
+        f'[jobs.j]\ncommand = {py("import sys; sys.exit(6)")}\nowners = {{ responsible = "ops", accountable = "dom" }}\n'
+        f'[jobs.k]\ncommand = {py("import sys; sys.exit(7)")}\nowners = {{ responsible = "gone" }}\n'
+    )
     r = rj.run("j")
     assert r.code == 6
     errors = {e["channel"]: e for e in r.events("notify.error")}
@@ -91,9 +102,11 @@ def test_failing_notifiers_never_change_the_exit_code(rj, http):
 
 def test_hanging_notifiers_are_cut_at_the_notify_timeout(rj, http):
     http.delay = 60
-    rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\nnotify_timeout = "500ms"\n'
-             f"[owners.ops]\ncommand = {py(NEVER_RELEASED)}\n[owners.dom]\nwebhook = {q(http.url)}\n"
-             f'[jobs.j]\ncommand = {py("import sys; sys.exit(5)")}\nowners = {{ responsible = "ops", accountable = "dom" }}\n')  # fmt: skip
+    rj.write(
+        f'[defaults]\nstate_dir = {q(str(rj.state))}\nnotify_timeout = "500ms"\n'
+        f"[owners.ops]\ncommand = {py(NEVER_RELEASED)}\n[owners.dom]\nwebhook = {q(http.url)}\n"
+        f'[jobs.j]\ncommand = {py("import sys; sys.exit(5)")}\nowners = {{ responsible = "ops", accountable = "dom" }}\n'
+    )
     r = rj.run("j", timeout=40)  # a hang guard only
     assert r.code == 5
     errors = {e["channel"]: e["error"] for e in r.events("notify.error")}
@@ -101,14 +114,19 @@ def test_hanging_notifiers_are_cut_at_the_notify_timeout(rj, http):
 
 
 def test_ping_protocol(rj, http):
-    rj.write(f'[jobs.ok]\ncommand = ["true"]\nping_url = {q(http.url + "/ping/abc")}\n'
-             f'[jobs.bad]\ncommand = {py("import sys; print(chr(100) + chr(101) + chr(97) + chr(100), file=sys.stderr); sys.exit(1)")}\n'
-             f'ping_url = {q(http.url + "/ping/def/")}\n')  # fmt: skip
+    rj.write(
+        f'[jobs.ok]\ncommand = ["true"]\nping_url = {q(http.url + "/ping/abc")}\n'
+        f"[jobs.bad]\ncommand = {py('import sys; print(chr(100) + chr(101) + chr(97) + chr(100), file=sys.stderr); sys.exit(1)')}\n"
+        f"ping_url = {q(http.url + '/ping/def/')}\n"
+    )
     ok = rj.run("ok").one("run.end")["run_id"]
     bad = rj.run("bad").one("run.end")["run_id"]
     assert [(m, p) for m, p, _ in http.requests] == [
-        ("GET", f"/ping/abc/start?rid={ok}"), ("POST", f"/ping/abc?rid={ok}"),
-        ("GET", f"/ping/def/start?rid={bad}"), ("POST", f"/ping/def/fail?rid={bad}")]  # fmt: skip
+        ("GET", f"/ping/abc/start?rid={ok}"),
+        ("POST", f"/ping/abc?rid={ok}"),
+        ("GET", f"/ping/def/start?rid={bad}"),
+        ("POST", f"/ping/def/fail?rid={bad}"),
+    ]
     assert http.requests[3][2] == b"dead\n"
 
 
@@ -131,8 +149,12 @@ def test_too_fast_success_warns_and_tells_owners(rj, http):
 
 def test_overrun_is_reported_while_running(rj, http):
     release = rj.dir / "release"
-    job(rj, http, HOLD.replace("sys.argv[1]", "'/dev/null'").replace("sys.argv[2]", repr(str(release))),
-        'expected_duration = { max = "500ms" }')  # fmt: skip
+    job(
+        rj,
+        http,
+        HOLD.replace("sys.argv[1]", "'/dev/null'").replace("sys.argv[2]", repr(str(release))),
+        'expected_duration = { max = "500ms" }',
+    )
     proc = rj.popen("j")
     seen = []
     for line in proc.stdout:  # the child holds until runjob has reported the overrun
@@ -152,9 +174,11 @@ def test_overrun_is_reported_while_running(rj, http):
 
 def test_metrics_file(rj):
     metrics = rj.dir / "metrics" / "runjob.prom"
-    rj.write(f'[defaults]\nstate_dir = "state"\nmetrics_file = {q(str(metrics))}\n'
-             '[jobs.ok]\ncommand = ["true"]\nlock_key = "ok.{n}"\n[jobs.ok.params.n]\npattern = "[0-9]+"\n'
-             f'[jobs.bad]\ncommand = {py("import sys; sys.exit(3)")}\n')  # fmt: skip
+    rj.write(
+        f'[defaults]\nstate_dir = "state"\nmetrics_file = {q(str(metrics))}\n'
+        '[jobs.ok]\ncommand = ["true"]\nlock_key = "ok.{n}"\n[jobs.ok.params.n]\npattern = "[0-9]+"\n'
+        f"[jobs.bad]\ncommand = {py('import sys; sys.exit(3)')}\n"
+    )
     procs = [rj.popen("ok", f"n={i}") for i in range(6)]
     assert [finish(p).code for p in procs] == [0] * 6
     rj.run("bad")
@@ -176,9 +200,15 @@ def test_metrics_file(rj):
 
 
 def test_live_view_on_a_terminal_only(rj):
-    rj.write(f'[jobs.v]\ncommand = {py("import sys, time; print(1); sys.stdout.flush(); time.sleep(1); print(2)")}\n')
-    out = subprocess.run(["script", "-qec", f"{RUNJOB} run v", "/dev/null"], capture_output=True, text=True,
-                         env=rj.env({"COLUMNS": "120"}), cwd=rj.dir, timeout=60).stdout  # fmt: skip
+    rj.write(f"[jobs.v]\ncommand = {py('import sys, time; print(1); sys.stdout.flush(); time.sleep(1); print(2)')}\n")
+    out = subprocess.run(
+        ["script", "-qec", f"{RUNJOB} run v", "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=rj.env({"COLUMNS": "120"}),
+        cwd=rj.dir,
+        timeout=60,
+    ).stdout
     assert "attempt 1" in out and "run.end" in out and "v succeeded" in out and "\x1b[" in out
     plain = rj.run("v")
     assert "attempt 1  " not in plain.out and "\x1b[" not in plain.out and plain.records

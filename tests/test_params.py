@@ -72,9 +72,14 @@ def test_malformed_param_words(words):
 
 def test_usage_errors_exit_2_on_the_command_line(rj):
     rj.write('[jobs.a]\ncommand = ["true"]\n[jobs.a.params.x]\npattern = "[a-z]+"\n')
-    for args, text in [(["a"], "needs param"), (["a", "x=1"], "does not match"), (["a", "x=a", "y=b"], "unknown param"),
-                       (["nope"], "unknown job"), (["a", "oops"], "expected key=value"),
-                       (["run", "a", "--bogus"], "No such option")]:  # fmt: skip
+    for args, text in [
+        (["a"], "needs param"),
+        (["a", "x=1"], "does not match"),
+        (["a", "x=a", "y=b"], "unknown param"),
+        (["nope"], "unknown job"),
+        (["a", "oops"], "expected key=value"),
+        (["run", "a", "--bogus"], "No such option"),
+    ]:
         r = rj.run(*args)
         assert r.code == 2, (args, r.err)
         assert text in r.err and r.out == ""
@@ -108,8 +113,10 @@ def test_classic_injections_are_inert(rj):
 def test_env_and_cwd_are_templated(rj):
     (rj.dir / "work-a").mkdir()
     code = "import os; print(os.getcwd(), os.environ['WHICH'])"
-    rj.write(f'[jobs.t]\ncommand = {py(code)}\ncwd = "work-{{w}}"\nenv = {{ WHICH = "w={{w}}" }}\n'
-             f'[jobs.t.params.w]\npattern = "[a-z]"\n')  # fmt: skip
+    rj.write(
+        f'[jobs.t]\ncommand = {py(code)}\ncwd = "work-{{w}}"\nenv = {{ WHICH = "w={{w}}" }}\n'
+        f'[jobs.t.params.w]\npattern = "[a-z]"\n'
+    )
     r = rj.run("t", "w=a")
     assert r.one("run.output")["line"] == f"{rj.dir / 'work-a'} w=a"
 

@@ -9,8 +9,10 @@ from conftest import HOLD, PY, py, wait_for
 
 # A job that appends its name to runs.log, then exits with the code in argv[3] unless the
 # file in argv[4] exists (then 0).
-COUNT = ("import os, sys\nopen(sys.argv[1], 'a').write(sys.argv[2] + '\\n')\n"
-         "sys.exit(0 if len(sys.argv) > 4 and os.path.exists(sys.argv[4]) else int(sys.argv[3]))\n")  # fmt: skip
+COUNT = (
+    "import os, sys\nopen(sys.argv[1], 'a').write(sys.argv[2] + '\\n')\n"
+    "sys.exit(0 if len(sys.argv) > 4 and os.path.exists(sys.argv[4]) else int(sys.argv[3]))\n"
+)
 
 
 def counting(rj, name: str, code: int = 0, unless: str = "") -> str:
@@ -28,8 +30,13 @@ def holding(rj, name: str) -> str:
 
 
 def test_stages_run_in_order_and_the_jobs_of_a_stage_at_once(rj):
-    rj.write(counting(rj, "first") + holding(rj, "left") + holding(rj, "right") + counting(rj, "last")
-             + '[pipelines.nightly]\nstages = [["first"], ["left", "right"], ["last"]]\n')  # fmt: skip
+    rj.write(
+        counting(rj, "first")
+        + holding(rj, "left")
+        + holding(rj, "right")
+        + counting(rj, "last")
+        + '[pipelines.nightly]\nstages = [["first"], ["left", "right"], ["last"]]\n'
+    )
     live = rj.live("nightly")
     # Each of left and right holds until the release file exists: both started means at once.
     assert wait_for(lambda: (rj.dir / "left.started").exists() and (rj.dir / "right.started").exists())
@@ -51,8 +58,13 @@ def test_stages_run_in_order_and_the_jobs_of_a_stage_at_once(rj):
 
 
 def test_a_failed_stage_stops_the_pipeline_with_the_first_failed_jobs_code(rj):
-    rj.write(counting(rj, "pull") + counting(rj, "import-a", 3) + counting(rj, "import-b", 5)
-             + counting(rj, "feed") + '[pipelines.nightly]\nstages = [["pull"], ["import-a", "import-b"], ["feed"]]\n')  # fmt: skip
+    rj.write(
+        counting(rj, "pull")
+        + counting(rj, "import-a", 3)
+        + counting(rj, "import-b", 5)
+        + counting(rj, "feed")
+        + '[pipelines.nightly]\nstages = [["pull"], ["import-a", "import-b"], ["feed"]]\n'
+    )
     r = rj.run("nightly")
     assert r.code == 3, r.err
     assert sorted(runs(rj)) == ["import-a", "import-b", "pull"]  # feed never ran
@@ -64,8 +76,13 @@ def test_a_failed_stage_stops_the_pipeline_with_the_first_failed_jobs_code(rj):
 
 def test_resume_runs_what_did_not_succeed_and_later_stages_never_a_success(rj):
     fixed = str(rj.dir / "fixed")
-    rj.write(counting(rj, "pull") + counting(rj, "good") + counting(rj, "flaky", 7, fixed) + counting(rj, "feed")
-             + '[pipelines.nightly]\nstages = [["pull"], ["good", "flaky"], ["feed"]]\n')  # fmt: skip
+    rj.write(
+        counting(rj, "pull")
+        + counting(rj, "good")
+        + counting(rj, "flaky", 7, fixed)
+        + counting(rj, "feed")
+        + '[pipelines.nightly]\nstages = [["pull"], ["good", "flaky"], ["feed"]]\n'
+    )
     first = rj.run("nightly")
     assert first.code == 7
     pid = first.one("pipeline.end")["pipeline_run_id"]
@@ -82,21 +99,30 @@ def test_resume_runs_what_did_not_succeed_and_later_stages_never_a_success(rj):
     assert sorted(runs(rj)) == ["feed", "flaky", "flaky", "flaky", "good", "pull"]
     history = json.loads(rj.run("history", "nightly", "--json").out)
     assert len(history) == 1 and history[0]["status"] == "success"
-    assert {j["job"]: j["status"] for j in history[0]["jobs"]} == {"pull": "success", "good": "success",
-                                                                   "flaky": "success", "feed": "success"}  # fmt: skip
+    assert {j["job"]: j["status"] for j in history[0]["jobs"]} == {
+        "pull": "success",
+        "good": "success",
+        "flaky": "success",
+        "feed": "success",
+    }
     assert rj.run("resume", "00000000-0000-4000-8000-000000000000").code == 2
 
 
 def test_pipeline_params_go_to_the_jobs_that_declare_them(rj):
-    rj.write('[jobs.pull]\ncommand = ["echo", "{platform}"]\n[jobs.pull.params.platform]\ndefault = "one"\n'
-             '[jobs.plain]\ncommand = ["echo", "plain"]\n'
-             '[pipelines.nightly]\nstages = [["pull", "plain"]]\nparams = { platform = "all" }\n')  # fmt: skip
+    rj.write(
+        '[jobs.pull]\ncommand = ["echo", "{platform}"]\n[jobs.pull.params.platform]\ndefault = "one"\n'
+        '[jobs.plain]\ncommand = ["echo", "plain"]\n'
+        '[pipelines.nightly]\nstages = [["pull", "plain"]]\nparams = { platform = "all" }\n'
+    )
     r = rj.run("nightly")
     assert r.code == 0, r.err
     params = {s["job"]: s["params"] for s in r.events("run.start")}
     assert params == {"pull": {"platform": "all"}, "plain": {}}
     override = rj.run("nightly", "platform=amazon")
-    assert {s["job"]: s["params"] for s in override.events("run.start")} == {"pull": {"platform": "amazon"}, "plain": {}}
+    assert {s["job"]: s["params"] for s in override.events("run.start")} == {
+        "pull": {"platform": "amazon"},
+        "plain": {},
+    }
     assert rj.run("nightly", "nosuch=1").code == 2
     bad = rj.run("nightly", "platform=-rf")
     assert bad.code == 2 and "pattern" in bad.err and not bad.out
@@ -109,9 +135,13 @@ def test_pipeline_params_go_to_the_jobs_that_declare_them(rj):
         ('[pipelines.p]\nstages = [["a"], ["b", "a"]]\n', "pipelines.p.stages[1][1]", "in stage 1 already"),
         ('[pipelines.p]\nstages = [["a", "p"]]\n', "pipelines.p.stages[0][1]", "names itself"),
         ('[pipelines.a]\nstages = [["b"]]\n', "pipelines.a", "share one namespace"),
-        ('[pipelines.p]\nstages = []\n', "pipelines.p.stages", "non-empty"),
+        ("[pipelines.p]\nstages = []\n", "pipelines.p.stages", "non-empty"),
         ('[pipelines.p]\nstages = [["a"]]\nparams = { x = "1" }\n', "pipelines.p.params.x", "no job"),
-        ('[pipelines.p]\nstages = [["a"]]\nowners = { responsible = "ghost" }\n', "pipelines.p.owners.responsible", "not declared"),
+        (
+            '[pipelines.p]\nstages = [["a"]]\nowners = { responsible = "ghost" }\n',
+            "pipelines.p.owners.responsible",
+            "not declared",
+        ),
         ('[pipelines.p]\nstages = [["a"]]\nschedule = "@every 0s"\n', "pipelines.p.schedule", "at least 1s"),
         ('[pipelines.p]\nstages = [["a"]]\nlock_key = "../x"\n', "pipelines.p.lock_key", "bad lock key"),
         ('[pipelines.p]\nstages = [["a"]]\nbogus = 1\n', "pipelines.p.bogus", "unknown key"),
@@ -138,8 +168,11 @@ def test_dry_run_prints_the_stages_and_runs_nothing(rj):
 
 
 def test_pipeline_timeout_stops_its_running_jobs(rj):
-    rj.write(holding(rj, "slow") + counting(rj, "after")
-             + '[pipelines.nightly]\nstages = [["slow"], ["after"]]\ntimeout = "1s"\n')  # fmt: skip
+    rj.write(
+        holding(rj, "slow")
+        + counting(rj, "after")
+        + '[pipelines.nightly]\nstages = [["slow"], ["after"]]\ntimeout = "1s"\n'
+    )
     r = rj.run("nightly")  # the release file is never written: only the pipeline's timeout ends it
     assert r.code == 124, r.err
     end = r.one("pipeline.end")
@@ -150,8 +183,12 @@ def test_pipeline_timeout_stops_its_running_jobs(rj):
 def test_owners_are_told_once_with_the_failed_jobs_named(rj):
     told = rj.dir / "told.jsonl"
     tell = "import sys; open(sys.argv[1], 'a').write(sys.stdin.read().strip() + '\\n')"
-    rj.write(f"[owners.ops]\ncommand = {py(tell, str(told))}\n" + counting(rj, "x", 1) + counting(rj, "y", 2)
-             + '[pipelines.nightly]\nstages = [["x", "y"]]\nowners = { responsible = "ops" }\n')  # fmt: skip
+    rj.write(
+        f"[owners.ops]\ncommand = {py(tell, str(told))}\n"
+        + counting(rj, "x", 1)
+        + counting(rj, "y", 2)
+        + '[pipelines.nightly]\nstages = [["x", "y"]]\nowners = { responsible = "ops" }\n'
+    )
     r = rj.run("nightly")
     assert r.code == 1
     payloads = [json.loads(line) for line in told.read_text().splitlines()]
@@ -172,8 +209,11 @@ def test_a_running_pipeline_is_not_started_twice(rj):
 
 
 def test_status_exports_and_tick_know_pipelines(rj):
-    rj.write(counting(rj, "pull") + counting(rj, "feed")
-             + '[pipelines.nightly]\nstages = [["pull"], ["feed"]]\nschedule = "@every 1h"\ndescription = "export"\n')  # fmt: skip
+    rj.write(
+        counting(rj, "pull")
+        + counting(rj, "feed")
+        + '[pipelines.nightly]\nstages = [["pull"], ["feed"]]\nschedule = "@every 1h"\ndescription = "export"\n'
+    )
     tick = rj.run("tick")
     assert [s["job"] for s in tick.one("tick")["started"]] == ["nightly"]
     rows = {r["job"]: r for r in json.loads(rj.run("status", "--json").out)}
@@ -193,10 +233,15 @@ def test_status_exports_and_tick_know_pipelines(rj):
 
 def test_a_jobs_own_retry_and_transient_rules_hold_inside_a_pipeline(rj):
     # Fails on its first attempt (no marker yet), succeeds on the second: the job's retry decides.
-    second_try = "import os, sys\nif os.path.exists(sys.argv[1]): sys.exit(0)\nopen(sys.argv[1], 'w').write('x')\nsys.exit(3)\n"
-    rj.write(f"[jobs.flaky]\ncommand = {py(second_try, str(rj.dir / 'tried'))}\nretry = {{ attempts = 2 }}\n"
-             + counting(rj, "busy-db", 75) + '[jobs.busy-db.transient]\nexit_codes = [75]\n'
-             + '[pipelines.p]\nstages = [["flaky"], ["busy-db"]]\n')  # fmt: skip
+    second_try = (
+        "import os, sys\nif os.path.exists(sys.argv[1]): sys.exit(0)\nopen(sys.argv[1], 'w').write('x')\nsys.exit(3)\n"
+    )
+    rj.write(
+        f"[jobs.flaky]\ncommand = {py(second_try, str(rj.dir / 'tried'))}\nretry = {{ attempts = 2 }}\n"
+        + counting(rj, "busy-db", 75)
+        + "[jobs.busy-db.transient]\nexit_codes = [75]\n"
+        + '[pipelines.p]\nstages = [["flaky"], ["busy-db"]]\n'
+    )
     r = rj.run("p")
     assert r.code == 75
     ends = {e["job"]: e for e in r.events("run.end")}
@@ -222,8 +267,10 @@ def test_a_disabled_pipeline_is_never_due_but_runs_by_name_with_a_warning(rj):
     rj.write('[jobs.a]\ncommand = ["true"]\n[pipelines.p]\nstages = [["a"]]\nschedule = "* * * * *"\nenabled = false\n')
     assert rj.run("tick").one("tick")["started"] == []
     crontab = rj.run("export", "crontab")
-    assert any(line.startswith("# disabled (enabled = false): * * * * * /") and line.endswith("/runjob p")
-               for line in crontab.out.splitlines())  # fmt: skip
+    assert any(
+        line.startswith("# disabled (enabled = false): * * * * * /") and line.endswith("/runjob p")
+        for line in crontab.out.splitlines()
+    )
     r = rj.run("p")
     assert r.code == 0 and r.one("pipeline.disabled")["level"] == "warning"
     assert r.one("pipeline.end")["status"] == "success"

@@ -125,8 +125,9 @@ def test_forwarded_signal_waits_out_the_grace(rj):
 def test_signal_during_backoff_ends_the_run(rj):
     attempts = rj.dir / "attempts"
     code = "import sys; open(sys.argv[1], 'a').write('x'); sys.exit(1)"
-    rj.write(f'[jobs.r]\ncommand = {py(code, str(attempts))}\n'
-             f'retry = {{ attempts = 5, delay = "1h", max_delay = "1h" }}\n')  # fmt: skip
+    rj.write(
+        f'[jobs.r]\ncommand = {py(code, str(attempts))}\nretry = {{ attempts = 5, delay = "1h", max_delay = "1h" }}\n'
+    )
     proc = rj.live("r")
     assert proc.wait_event("run.attempt")["retry_in_s"] == 3600.0  # in the backoff now
     proc.send_signal(signal.SIGTERM)
@@ -137,8 +138,10 @@ def test_signal_during_backoff_ends_the_run(rj):
 
 def test_daemon_holding_the_pipe_does_not_hang_runjob(rj):
     daemon_pid, release = rj.dir / "daemon.pid", rj.dir / "release"
-    code = ("import subprocess, sys; d = subprocess.Popen(sys.argv[1:], start_new_session=True); "
-            "open(sys.argv[-2] + '.pid', 'w').write(str(d.pid)); print('bye')")  # fmt: skip
+    code = (
+        "import subprocess, sys; d = subprocess.Popen(sys.argv[1:], start_new_session=True); "
+        "open(sys.argv[-2] + '.pid', 'w').write(str(d.pid)); print('bye')"
+    )
     rj.write(f'[jobs.d]\ncommand = {py(code, PY, "-c", HOLD, str(rj.dir / "daemon"), str(release))}\ntimeout = "1h"\n')
     r = rj.run("d", timeout=30)  # the daemon holds runjob's pipes until released: only runjob can end this
     assert r.code == 0 and r.one("run.output")["line"] == "bye"
@@ -149,7 +152,7 @@ def test_daemon_holding_the_pipe_does_not_hang_runjob(rj):
 
 
 def test_child_killed_by_a_signal_exits_128_plus_n(rj):
-    rj.write(f'[jobs.k]\ncommand = {py("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")}\n')
+    rj.write(f"[jobs.k]\ncommand = {py('import os, signal; os.kill(os.getpid(), signal.SIGKILL)')}\n")
     r = rj.run("k")
     assert r.code == 137 and r.one("run.end")["status"] == "killed"
 

@@ -21,11 +21,13 @@ def setup(rj: Env, backend: str = "", extra: str = "") -> Path:
     """Jobs: `mark` appends its param `n` to the returned file (lock per n), `fail` exits 3
     with a line on stderr, `hold` marks `started` and waits for `release`."""
     marks = rj.dir / "marks"
-    rj.write(f"[defaults]\nstate_dir = {q(str(rj.state))}\n{backend}\n\n"
-             f"[jobs.mark]\ncommand = {py(APPEND, str(marks), '{n}')}\nlock_key = \"mark-{{n}}\"\n"
-             f"params = {{ n = {{ pattern = \"[0-9]+\" }} }}\n\n"
-             f"[jobs.fail]\ncommand = [{q(PY)}, \"-c\", \"import sys; sys.stderr.write('boom on stderr\\\\n'); sys.exit(3)\"]\n\n"
-             f"[jobs.hold]\ncommand = {py(HOLD, str(rj.dir / 'started'), str(rj.dir / 'release'))}\n{extra}\n")  # fmt: skip
+    rj.write(
+        f"[defaults]\nstate_dir = {q(str(rj.state))}\n{backend}\n\n"
+        f'[jobs.mark]\ncommand = {py(APPEND, str(marks), "{n}")}\nlock_key = "mark-{{n}}"\n'
+        f'params = {{ n = {{ pattern = "[0-9]+" }} }}\n\n'
+        f'[jobs.fail]\ncommand = [{q(PY)}, "-c", "import sys; sys.stderr.write(\'boom on stderr\\\\n\'); sys.exit(3)"]\n\n'
+        f"[jobs.hold]\ncommand = {py(HOLD, str(rj.dir / 'started'), str(rj.dir / 'release'))}\n{extra}\n"
+    )
     return marks
 
 
@@ -169,8 +171,15 @@ def test_sigterm_stops_runs_after_stop_grace_and_puts_them_back(rj):
 
 def test_enqueue_checks_params_and_flags(rj):
     setup(rj)
-    for args in (["mark", "n=x"], ["mark"], ["nope"], ["mark", "n=1", "m=2"], ["mark", "n=1", "--delay", "soon"],
-                 ["mark", "n=1", "--delay", "1m", "--at", "2030-01-01T00:00:00Z"], ["mark", "n=1", "--priority", "5000"]):
+    for args in (
+        ["mark", "n=x"],
+        ["mark"],
+        ["nope"],
+        ["mark", "n=1", "m=2"],
+        ["mark", "n=1", "--delay", "soon"],
+        ["mark", "n=1", "--delay", "1m", "--at", "2030-01-01T00:00:00Z"],
+        ["mark", "n=1", "--priority", "5000"],
+    ):
         r = rj.run("enqueue", *args)
         assert r.code == 2 and r.err.startswith("runjob: ") and "Traceback" not in r.err, (args, r.err)
     assert state(rj)["entries"] == []
@@ -189,8 +198,10 @@ def test_queue_store_is_private(rj):
 
 def test_tick_with_dispatch_queue_enqueues(rj):
     marks = rj.dir / "marks"
-    rj.write(f"[defaults]\nstate_dir = {q(str(rj.state))}\n\n"
-             f"[jobs.every]\ncommand = {py(APPEND, str(marks), 'x')}\nschedule = \"* * * * *\"\ndispatch = \"queue\"\n")  # fmt: skip
+    rj.write(
+        f"[defaults]\nstate_dir = {q(str(rj.state))}\n\n"
+        f'[jobs.every]\ncommand = {py(APPEND, str(marks), "x")}\nschedule = "* * * * *"\ndispatch = "queue"\n'
+    )
     r = rj.run("tick", "--at", "2026-11-23T02:58:00+00:00")
     assert r.code == 0, r.err
     queued = r.one("queue.enqueued")["queue_id"]

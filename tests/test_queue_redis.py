@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 import redis
 from conftest import Env, finish, q
-from test_queue import (enqueue, lines, scenario_exactly_once, scenario_killed_worker,
-                        scenario_pause_resume_priority, scenario_priorities_delays_dead_letter, setup, state)  # fmt: skip
+from test_queue import (
+    enqueue,
+    lines,
+    scenario_exactly_once,
+    scenario_killed_worker,
+    scenario_pause_resume_priority,
+    scenario_priorities_delays_dead_letter,
+    setup,
+    state,
+)
 
 pytestmark = pytest.mark.redis
 

@@ -16,7 +16,11 @@ def test_every_record_parses_and_carries_the_common_fields(rj):
     r = rj.run("c")
     records = r.records
     assert [rec["event"] for rec in records if rec["event"] != "run.output"] == [
-        "run.start", "run.attempt", "run.attempt", "run.end"]  # fmt: skip
+        "run.start",
+        "run.attempt",
+        "run.attempt",
+        "run.end",
+    ]
     run_id = records[0]["run_id"]
     for rec in records:
         assert list(rec)[: len(COMMON)] == list(COMMON)
@@ -59,8 +63,10 @@ def test_bad_utf8_is_replaced_not_fatal(rj):
 
 
 def test_child_json_lines_stay_structured(rj):
-    code = ("import json; print(json.dumps({'level': 'info', 'message': 'imported', 'rows': 3})); "
-            "print('[1, 2]'); print('{not json')")  # fmt: skip
+    code = (
+        "import json; print(json.dumps({'level': 'info', 'message': 'imported', 'rows': 3})); "
+        "print('[1, 2]'); print('{not json')"
+    )
     rj.write(f"[jobs.j]\ncommand = {py(code)}\n")
     out = rj.run("j").events("run.output")
     assert out[0]["data"] == {"level": "info", "message": "imported", "rows": 3} and "line" not in out[0]
@@ -126,9 +132,11 @@ def test_memory_stays_bounded_with_endless_line_and_many_lines(rj):
     """runjob's peak RSS, measured in a fresh parent so only runjob and its child count."""
     huge = "import sys; w = sys.stdout.buffer.write; [w(b'z' * 1048576) for _ in range(80)]"
     many = "import sys; w = sys.stdout.buffer.write; [w(b'%075d\\n' % i * 1000) for i in range(300)]"
-    rj.write(f'[jobs.huge]\ncommand = {py(huge)}\n[jobs.many]\ncommand = {py(many)}\n')
-    measure = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
+    rj.write(f"[jobs.huge]\ncommand = {py(huge)}\n[jobs.many]\ncommand = {py(many)}\n")
+    measure = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     for name in ("huge", "many"):  # 80 MiB in one line; 300k lines of 76 bytes (22 MiB)
         rss_kb = int(subprocess.check_output([PY, "-c", measure, RUNJOB, name], env=rj.env(), cwd=rj.dir))
         assert rss_kb < 60_000, f"{name}: peak RSS {rss_kb} kB"
@@ -168,24 +176,24 @@ def test_records_are_identical_to_python_json_logger():
 
     cap = Capture()
     recs = Records(cap, "job-ü", "4c6f7bd8-6a2e-4f0e-9b0e-3c1f0c1d2e3f", None)
-    recs.emit("run.start", "started \u00e9\u4e2d \"q\" \\ \n", command=["a", "b c"], params={"x": "1"}, timeout_s=1.5)
+    recs.emit("run.start", 'started \u00e9\u4e2d "q" \\ \n', command=["a", "b c"], params={"x": "1"}, timeout_s=1.5)
     recs.emit("run.end", "done", level="error", status="failure", exit_code=3, retry_in_s=None, data={"k": [1, True]})
     for fields in cap.records:
         assert encode(fields) == reference(fields)
-    lines = ["plain", "tab\there", "quote\"s", "uni\u00e9\u2028", "ctl\x01\x1f", ""]
+    lines = ["plain", "tab\there", 'quote"s', "uni\u00e9\u2028", "ctl\x01\x1f", ""]
     ts = timestamp()
     lines.append("long " * 40)  # the message is a prefix of the line
     fast = encode_output(output_pieces(recs.common, "stderr", 2), lines, ts, 7).split("\n")
-    for seq, (line, got) in enumerate(zip(lines, fast), 7):
+    for seq, (line, got) in enumerate(zip(lines, fast, strict=True), 7):
         fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": line[:80]}
         fields |= recs.common | {"seq": seq, "stream": "stderr", "line": line, "attempt": 2}
         assert got == reference(fields)
     plain = [b"plain words 123", b"", b"~!@#$%^&*()_+`-={}|[]:;'<>?,./ \x7f"]
     assert is_plain(b"\n".join(plain))
-    assert not any(is_plain(b) for b in (b"tab\there", b"q\"", b"b\\", b"\xc3\xa9", b"{\"a\": 1}", b"x\n{}", b"cr\r"))
+    assert not any(is_plain(b) for b in (b"tab\there", b'q"', b"b\\", b"\xc3\xa9", b'{"a": 1}', b"x\n{}", b"cr\r"))
     plain.append(b"long " * 40)
     raw = b"".join(plain_output_parts(output_pieces(recs.common, "stdout", 1), plain, ts, 0)).decode().split("\n")
-    for seq, (line, got) in enumerate(zip(plain, raw)):
+    for seq, (line, got) in enumerate(zip(plain, raw, strict=True)):
         text = line.decode()
         fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": text[:80]}
         fields |= recs.common | {"seq": seq, "stream": "stdout", "line": text, "attempt": 1}

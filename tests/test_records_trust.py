@@ -27,8 +27,10 @@ def lines_of(text: str) -> list[dict]:
 
 def test_hostile_json_lines_never_stop_the_run(rj):
     deep = '{"a": ' + "[" * 5000 + "]" * 5000 + "}"
-    code = ("import sys\nprint(r'{\"msg\": \"\\ud800\"}')\nprint(sys.argv[1])\nprint('[' * 100000)\n"
-            "print('{\"n\": 1e999, \"m\": NaN, \"i\": -Infinity, \"ok\": 2.5}')\nprint('after')\nsys.exit(3)")  # fmt: skip
+    code = (
+        "import sys\nprint(r'{\"msg\": \"\\ud800\"}')\nprint(sys.argv[1])\nprint('[' * 100000)\n"
+        'print(\'{"n": 1e999, "m": NaN, "i": -Infinity, "ok": 2.5}\')\nprint(\'after\')\nsys.exit(3)'
+    )
     rj.write(f"[jobs.h]\ncommand = {py(code, deep.replace('{', '{{').replace('}', '}}'))}\n")
     r = rj.run("h")
     assert r.code == 3 and "Traceback" not in r.err
@@ -80,7 +82,12 @@ def test_a_torn_record_is_never_glued_to_the_next_runs(rj):
     assert rj.run("t").code == 0
     lines = (rj.dir / "runs.log").read_text().split("\n")
     assert lines[1] == '{"timestamp": "2026-12-01T00:00:00.000Z", "lev'  # the torn one, alone on its line
-    assert [strict(line)["event"] for line in lines[2:] if line] == ["run.start", "run.output", "run.attempt", "run.end"]
+    assert [strict(line)["event"] for line in lines[2:] if line] == [
+        "run.start",
+        "run.output",
+        "run.attempt",
+        "run.end",
+    ]
 
 
 def _held_run(rj, name: str) -> tuple[subprocess.Popen[bytes], os.PathLike]:
@@ -113,16 +120,38 @@ def test_a_deleted_log_file_is_created_again(rj):
 
 def test_stderr_patterns_match_per_line_whatever_the_chunking(rj):
     code = "import os; os.write(2, b'connecting\\nDeadlock found when trying to get lock\\n'); raise SystemExit(1)"
-    rj.write(f'[jobs.d]\ncommand = {py(code)}\ntransient = {{ stderr_patterns = ["^Deadlock found$|^Deadlock found when"] }}\n')
+    rj.write(
+        f'[jobs.d]\ncommand = {py(code)}\ntransient = {{ stderr_patterns = ["^Deadlock found$|^Deadlock found when"] }}\n'
+    )
     assert rj.run("d").one("run.end")["status"] == "transient"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(st.binary(max_size=3000), st.sampled_from([b"\n", b"\r", b"{", b'{"a": ', b"\x01" * 3000,
-                                                                       b"\xe9" * 2000, b"\\u0041", b"]}", b"tok-",
-                                                                       b"secret", b"tok-secret", b"tok-\\u0073ecret"])),
-                max_size=40),
-       st.sampled_from([1024, 4096, 16384]))  # fmt: skip
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=3000),
+            st.sampled_from(
+                [
+                    b"\n",
+                    b"\r",
+                    b"{",
+                    b'{"a": ',
+                    b"\x01" * 3000,
+                    b"\xe9" * 2000,
+                    b"\\u0041",
+                    b"]}",
+                    b"tok-",
+                    b"secret",
+                    b"tok-secret",
+                    b"tok-\\u0073ecret",
+                ]
+            ),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([1024, 4096, 16384]),
+)
 def test_any_output_gives_strict_records_within_the_limit(tmp_path, monkeypatch, chunks, limit):
     from runjob.records.logs import Records
     from runjob.records.output import StreamHandler

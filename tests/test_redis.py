@@ -16,8 +16,10 @@ def registry(env: Env, url: str, extra: str = "", defaults: str = "") -> Path:
     """Job `s` under a Redis lock; its child marks `started` and holds on until the returned
     release file exists (created up front: the child ends at once)."""
     flag, release = env.dir / "started", env.dir / "release"
-    env.write(f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(url)}\n{defaults}\n"
-              f"[jobs.s]\ncommand = {py(HOLD, str(flag), str(release))}\n{extra}\n")  # fmt: skip
+    env.write(
+        f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(url)}\n{defaults}\n"
+        f"[jobs.s]\ncommand = {py(HOLD, str(flag), str(release))}\n{extra}\n"
+    )
     return release
 
 
@@ -39,8 +41,10 @@ def test_two_hosts_twenty_launches_exactly_one_runs(redis_server, tmp_path):
     release = tmp_path / "release"
     for env in hosts:
         env.dir.mkdir()
-        env.write(f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(redis_server.url)}\n"
-                  f"[jobs.s]\ncommand = {py(HOLD, str(tmp_path / 'started'), str(release))}\n")  # fmt: skip
+        env.write(
+            f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(redis_server.url)}\n"
+            f"[jobs.s]\ncommand = {py(HOLD, str(tmp_path / 'started'), str(release))}\n"
+        )
     results = race([env.popen("s") for _ in range(20) for env in hosts], release)
     assert all(r.code == 0 for r in results), [r.err for r in results if r.code]
     ran = [r for r in results if r.events("run.end")]
@@ -53,15 +57,18 @@ def test_two_hosts_twenty_launches_exactly_one_runs(redis_server, tmp_path):
 
 def hold(env: Env, url: str, extra: str) -> None:
     """A job that holds its lock until the test creates the release file (the shortest TTL validate allows)."""
-    env.write(f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(url)}\n"
-              f'[jobs.s]\ncommand = {py(HOLD, str(env.dir / "started"), str(env.dir / "release"))}\n'
-              f'lock_ttl = "16s"\nkill_grace = "1s"\n{extra}\n')  # fmt: skip
+    env.write(
+        f"[defaults]\nstate_dir = {q(str(env.state))}\nlock_backend = {q(url)}\n"
+        f"[jobs.s]\ncommand = {py(HOLD, str(env.dir / 'started'), str(env.dir / 'release'))}\n"
+        f'lock_ttl = "16s"\nkill_grace = "1s"\n{extra}\n'
+    )
 
 
 def test_renewal_keeps_a_long_job_locked_past_its_ttl(redis_server, rj):
     hold(rj, redis_server.url, 'on_busy = "fail"')
     first = rj.popen("s")
     assert wait_for(lambda: (rj.dir / "started").exists())
+
     def pttl() -> int:
         return redis_server.client().pttl("runjob:lock:s")
 

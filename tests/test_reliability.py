@@ -41,8 +41,10 @@ def test_fifty_simultaneous_launches_twenty_rounds(rj):
 
 def test_eight_jobs_ten_thousand_lines_each_into_one_log_file(rj):
     printer = "import sys\nfor i in range(10000): print('job %s line %05d ' % (sys.argv[1], i) + 'x' * 40)"
-    rj.write(f'[defaults]\nstate_dir = "state"\nlog_file = "shared.log"\n'
-             f'[jobs.p]\ncommand = {py(printer, "{n}")}\nlock_key = "p.{{n}}"\n[jobs.p.params.n]\npattern = "[0-9]"\n')  # fmt: skip
+    rj.write(
+        f'[defaults]\nstate_dir = "state"\nlog_file = "shared.log"\n'
+        f'[jobs.p]\ncommand = {py(printer, "{n}")}\nlock_key = "p.{{n}}"\n[jobs.p.params.n]\npattern = "[0-9]"\n'
+    )
     procs = [rj.popen("p", f"n={n}") for n in range(8)]
     assert [finish(p).code for p in procs] == [0] * 8
     raw = (rj.dir / "shared.log").read_bytes()
@@ -57,13 +59,17 @@ def test_eight_jobs_ten_thousand_lines_each_into_one_log_file(rj):
 def test_daemon_holding_the_pipe_past_the_timeout(rj):
     """The child leaves a daemon holding runjob's pipes, then holds on itself until killed."""
     daemon_pid, release = rj.dir / "daemon.pid", rj.dir / "release"
-    code = ("import os, subprocess, sys, time; d = subprocess.Popen(sys.argv[1:], start_new_session=True); "
-            "open(sys.argv[-1] + '.tmp', 'w').write(str(d.pid)); os.rename(sys.argv[-1] + '.tmp', sys.argv[-1]); "
-            "print('forked', flush=True); time.sleep(60)")  # fmt: skip
+    code = (
+        "import os, subprocess, sys, time; d = subprocess.Popen(sys.argv[1:], start_new_session=True); "
+        "open(sys.argv[-1] + '.tmp', 'w').write(str(d.pid)); os.rename(sys.argv[-1] + '.tmp', sys.argv[-1]); "
+        "print('forked', flush=True); time.sleep(60)"
+    )
 
     def attempt(timeout):
-        rj.write(f'[jobs.d]\ncommand = {py(code, PY, "-c", HOLD, str(rj.dir / "daemon"), str(release), str(daemon_pid))}\n'
-                 f'timeout = "{timeout}"\nkill_grace = "200ms"\n')  # fmt: skip
+        rj.write(
+            f"[jobs.d]\ncommand = {py(code, PY, '-c', HOLD, str(rj.dir / 'daemon'), str(release), str(daemon_pid))}\n"
+            f'timeout = "{timeout}"\nkill_grace = "200ms"\n'
+        )
         return rj.run("d", timeout=90)  # the daemon holds the pipes until released: only runjob can end this
 
     r = ready_within_timeout(daemon_pid, attempt)
@@ -77,7 +83,9 @@ def test_daemon_holding_the_pipe_past_the_timeout(rj):
 @contextmanager
 def mounted_tmpfs(path: Path, size: str = "64k", read_only: bool = False):
     path.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         if read_only:
@@ -89,7 +97,7 @@ def mounted_tmpfs(path: Path, size: str = "64k", read_only: bool = False):
 
 def test_state_dir_on_a_read_only_filesystem(rj):
     with mounted_tmpfs(rj.dir / "ro", read_only=True) as ro:
-        rj.write(f'[defaults]\nstate_dir = {q(str(ro / "state"))}\n[jobs.x]\ncommand = {TOUCH}\n')
+        rj.write(f"[defaults]\nstate_dir = {q(str(ro / 'state'))}\n[jobs.x]\ncommand = {TOUCH}\n")
         r = rj.run("x")
         assert r.code == 125 and "Read-only file system" in r.err and len(r.err.splitlines()) == 1
         assert not (rj.dir / "ran").exists() and not r.events("run.start")
@@ -97,7 +105,7 @@ def test_state_dir_on_a_read_only_filesystem(rj):
 
 def test_state_dir_on_a_full_filesystem(rj):
     with mounted_tmpfs(rj.dir / "full", size="32k") as full:
-        rj.write(f'[defaults]\nstate_dir = {q(str(full / "state"))}\n[jobs.x]\ncommand = {TOUCH}\n')
+        rj.write(f"[defaults]\nstate_dir = {q(str(full / 'state'))}\n[jobs.x]\ncommand = {TOUCH}\n")
         (full / "filler").write_bytes(b"\0" * 28 * 1024)
         with pytest.raises(OSError):
             (full / "more").write_bytes(b"\0" * 8 * 1024)
@@ -119,14 +127,24 @@ def test_disk_full_on_the_log_file_keeps_the_exit_code(rj):
 # Hostile input: random registries and values never produce a traceback.
 
 keys = st.sampled_from(sorted(set(schema.JOB) | {"bogus", "", "päram", "a.b", "../x"}))
-leaf = st.one_of(st.text(max_size=20), st.integers(-5, 10**6), st.booleans(), st.floats(allow_nan=False),
-                 st.lists(st.text(max_size=8), max_size=3), st.lists(st.integers(-3, 300), max_size=3))  # fmt: skip
+leaf = st.one_of(
+    st.text(max_size=20),
+    st.integers(-5, 10**6),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(st.text(max_size=8), max_size=3),
+    st.lists(st.integers(-3, 300), max_size=3),
+)
 job_body = st.dictionaries(keys, st.one_of(leaf, st.dictionaries(st.text(max_size=8), leaf, max_size=3)), max_size=8)
 registries = st.fixed_dictionaries(
     {"jobs": st.dictionaries(st.text(max_size=12), job_body, max_size=3)},
-    optional={"defaults": st.dictionaries(keys, leaf, max_size=4),
-              "owners": st.dictionaries(st.text(max_size=8), st.dictionaries(st.sampled_from(["command", "webhook", "x"]), leaf), max_size=2)},
-)  # fmt: skip
+    optional={
+        "defaults": st.dictionaries(keys, leaf, max_size=4),
+        "owners": st.dictionaries(
+            st.text(max_size=8), st.dictionaries(st.sampled_from(["command", "webhook", "x"]), leaf), max_size=2
+        ),
+    },
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,9 +160,16 @@ def test_random_registries_load_or_give_config_errors(doc):
         assert isinstance(job.command, list) and job.command
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @example(doc={"jobs": {"a\0b": {"command": ["true"]}}}, words=[])  # a NUL the command line cannot carry
-@given(doc=registries, words=st.lists(st.text(min_size=1, max_size=12).filter(lambda w: not w.startswith("-") and "\0" not in w), max_size=3))  # argv cannot hold NUL
+@given(
+    doc=registries,
+    words=st.lists(
+        st.text(min_size=1, max_size=12).filter(lambda w: not w.startswith("-") and "\0" not in w), max_size=3
+    ),
+)  # argv cannot hold NUL
 def test_random_registries_and_words_never_traceback(tmp_path_factory, doc, words):
     env = Env(tmp_path_factory.mktemp("fuzz"))
     env.config.write_text(tomli_w.dumps(doc))
@@ -187,11 +212,15 @@ secret_values = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=1
 @given(secret=secret_values)
 def test_secret_values_never_reach_a_record(tmp_path_factory, secret):
     env = Env(tmp_path_factory.mktemp("secret"))
-    code = ("import os, sys; s = os.environ['API_TOKEN']; print('token', s); print(s * 2, file=sys.stderr); "
-            "print('{\"t\": \"' + s.replace(chr(92), '').replace(chr(34), '') + '\"}'); sys.exit(1)")  # fmt: skip
-    env.write(f'[owners.ops]\ncommand = {py(SAVE_STDIN, str(env.dir / "page"))}\n'
-              f'[jobs.s]\ncommand = {py(code, "--token=" + secret.replace("{", "{{").replace("}", "}}"))}\n'
-              f'secrets = ["API_TOKEN"]\nowners = {{ responsible = "ops" }}\n')  # fmt: skip
+    code = (
+        "import os, sys; s = os.environ['API_TOKEN']; print('token', s); print(s * 2, file=sys.stderr); "
+        "print('{\"t\": \"' + s.replace(chr(92), '').replace(chr(34), '') + '\"}'); sys.exit(1)"
+    )
+    env.write(
+        f"[owners.ops]\ncommand = {py(SAVE_STDIN, str(env.dir / 'page'))}\n"
+        f"[jobs.s]\ncommand = {py(code, '--token=' + secret.replace('{', '{{').replace('}', '}}'))}\n"
+        f'secrets = ["API_TOKEN"]\nowners = {{ responsible = "ops" }}\n'
+    )
     r = env.run("s", env={"API_TOKEN": secret})
     assert r.code == 1
     dry = env.run("run", "s", "--dry-run", env={"API_TOKEN": secret})

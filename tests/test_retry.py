@@ -29,7 +29,7 @@ def test_attempts_and_fixed_backoff(rj):
     assert end["attempts"] == 3 and end["status"] == "failure" and len(r.events("run.start")) == 1
     # The backoff is slept: each next attempt's output comes at least the delay after the
     # previous attempt's record (a lower bound that load only makes easier to meet).
-    for previous, output in zip(attempts, r.events("run.output")[1:]):
+    for previous, output in zip(attempts, r.events("run.output")[1:], strict=True):
         assert stamp(output) - stamp(previous) >= 0.3 - 0.002
 
 
@@ -53,7 +53,7 @@ def test_only_listed_exit_codes_retry(rj):
 
 def test_success_stops_retrying(rj):
     code = "import os, sys; sys.exit(0 if os.environ['RUNJOB_ATTEMPT'] == '2' else 1)"
-    rj.write(f'[jobs.r]\ncommand = {py(code)}\nretry = {{ attempts = 5 }}\n')
+    rj.write(f"[jobs.r]\ncommand = {py(code)}\nretry = {{ attempts = 5 }}\n")
     r = rj.run("r")
     assert r.code == 0 and r.one("run.end")["attempts"] == 2 and r.one("run.end")["status"] == "success"
 
@@ -94,8 +94,15 @@ def test_failure_not_matching_is_not_transient(rj):
     assert rj.run("t").one("run.end")["status"] == "failure"
 
 
-POLICY = {"attempts": 3, "backoff": "exponential", "delay": 10.0, "max_delay": 25.0, "jitter": True,
-          "on_exit_codes": [], "on_timeout": False}  # fmt: skip
+POLICY = {
+    "attempts": 3,
+    "backoff": "exponential",
+    "delay": 10.0,
+    "max_delay": 25.0,
+    "jitter": True,
+    "on_exit_codes": [],
+    "on_timeout": False,
+}
 
 
 @pytest.mark.parametrize("attempt, base", [(1, 10.0), (2, 20.0), (3, 25.0)])

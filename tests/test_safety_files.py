@@ -9,7 +9,6 @@ import os
 import stat
 
 import pytest
-
 from conftest import py, q
 
 from runjob import safefs

@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -60,9 +60,11 @@ command = ["true"]
 
 def test_aliases_names_and_timezones():
     assert cron.expand("@hourly") == "0 * * * *" and cron.expand(" @DAILY ") == "0 0 * * *"
-    reg = validate.parse_string('[defaults]\ntimezone = "Asia/Tokyo"\n[jobs.a]\ncommand = ["x"]\nschedule = "0 9 * jan mon"\n')
+    reg = validate.parse_string(
+        '[defaults]\ntimezone = "Asia/Tokyo"\n[jobs.a]\ncommand = ["x"]\nschedule = "0 9 * jan mon"\n'
+    )
     assert reg.jobs["a"].timezone == "Asia/Tokyo"
-    start = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2027, 1, 1, tzinfo=UTC)
     (t,) = cron.next_times("0 9 * jan mon", "Asia/Tokyo", start, 1)
     assert (t.month, t.weekday(), t.hour, str(t.tzinfo)) == (1, 0, 9, "Asia/Tokyo")
 
@@ -79,14 +81,20 @@ def test_list_and_show_give_next_due_times(rj):
 
 def test_export_crontab(rj):
     # one lock for both: "imp.glo%bex" is no valid lock key, and validate says so
-    rj.write(REGISTRY.replace('{ supplier = "globex" }', '{ supplier = "glo%bex" }').replace('"imp.{supplier}"', '"imp"'))
+    rj.write(
+        REGISTRY.replace('{ supplier = "globex" }', '{ supplier = "glo%bex" }').replace('"imp.{supplier}"', '"imp"')
+    )
     r = rj.run("export", "crontab")
     assert r.code == 0, r.err
     lines = r.out.replace(f" {RUNJOB} ", " runjob ").splitlines()  # runjob is called by absolute path
     assert f"RUNJOB_CONFIG={rj.config}" in lines and any(line.startswith("PATH=") for line in lines)
     jobs = [line for line in lines if line and not line.startswith("#") and "=" not in line.split()[0]]
-    assert jobs == ["*/5 * * * * runjob every5", "@hourly runjob imp supplier=acme",
-                    "@hourly runjob imp supplier=glo\\%bex", "0 6 * * mon-fri runjob berlin"]  # host zone first
+    assert jobs == [
+        "*/5 * * * * runjob every5",
+        "@hourly runjob imp supplier=acme",
+        "@hourly runjob imp supplier=glo\\%bex",
+        "0 6 * * mon-fri runjob berlin",
+    ]  # host zone first
     assert "*/5 * * * * runjob every5" in lines and "@hourly runjob imp supplier=acme" in lines
     assert "@hourly runjob imp supplier=glo\\%bex" in lines  # % escaped for cron
     assert lines.index("CRON_TZ=Europe/Berlin") < lines.index("0 6 * * mon-fri runjob berlin")
@@ -102,7 +110,9 @@ def _field(low: int, high: int, names: list[str] | None = None):
     value = st.integers(low, high)
     single = value.map(str) if not names else st.one_of(value.map(str), st.sampled_from(names))
     rng = st.tuples(value, value).map(lambda ab: f"{min(ab)}-{max(ab)}")
-    step = st.tuples(st.sampled_from(["*", f"{low}-{high}"]), st.integers(1, max(1, high - low))).map(lambda t: f"{t[0]}/{t[1]}")
+    step = st.tuples(st.sampled_from(["*", f"{low}-{high}"]), st.integers(1, max(1, high - low))).map(
+        lambda t: f"{t[0]}/{t[1]}"
+    )
     part = st.one_of(single, rng, step)
     return st.one_of(st.just("*"), st.lists(part, min_size=1, max_size=3).map(",".join))
 
@@ -120,24 +130,27 @@ def test_systemd_calendar_fires_when_cron_does(expr, base):
         calendar = on_calendar(expr)
     except Untranslatable:
         assume(False)
-    base = base.replace(second=0, microsecond=0, tzinfo=timezone.utc)
+    base = base.replace(second=0, microsecond=0, tzinfo=UTC)
     it = CronSim(expr, base)
     expected = [next(it) for _ in range(5)]
     assert systemd_times(calendar, base, 5) == expected, calendar
 
 
-@pytest.mark.parametrize("expr, why", [
-    ("0 0 1 * mon", "day of month OR day of week"),
-    ("0 0 LW * *", "extension"),
-    ("0 0 * * 1#2,5", "extension"),
-    ("0 0 * * */2", "step"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "expr, why",
+    [
+        ("0 0 1 * mon", "day of month OR day of week"),
+        ("0 0 LW * *", "extension"),
+        ("0 0 * * 1#2,5", "extension"),
+        ("0 0 * * */2", "step"),
+    ],
+)
 def test_systemd_refuses_what_it_cannot_express(rj, expr, why):
     with pytest.raises(Untranslatable, match=why):
         on_calendar(expr)
     rj.write(f'[jobs.j]\ncommand = ["true"]\nschedule = "{expr}"\n')
     r = rj.run("export", "systemd")
-    assert r.code == 78 and f"jobs.j.schedule: systemd cannot express \"{expr}\"" in r.err
+    assert r.code == 78 and f'jobs.j.schedule: systemd cannot express "{expr}"' in r.err
 
 
 def test_weekday_ranges_follow_systemd_order():
@@ -154,8 +167,9 @@ def test_export_systemd_units(rj):
     r = rj.run("export", "systemd", "--out", str(out))
     assert r.code == 0, r.err
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"runjob-{n}.{kind}" for n in ("every5", "berlin", "imp-acme", "imp-globex")
-                           for kind in ("service", "timer"))  # fmt: skip
+    assert names == sorted(
+        f"runjob-{n}.{kind}" for n in ("every5", "berlin", "imp-acme", "imp-globex") for kind in ("service", "timer")
+    )
     service = (out / "runjob-imp-acme.service").read_text()
     assert "Type=oneshot" in service and f"--config {rj.config} imp supplier=acme" in service
     assert "TimeoutStartSec=" + str(3 * (600 + 5) + 0 + 30) in service  # retry delay 0: no backoff
@@ -183,7 +197,9 @@ def test_export_kubernetes(rj):
     assert spec["startingDeadlineSeconds"] == 120 and spec["successfulJobsHistoryLimit"] == 3
     assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] == 3 * 605 + 0 + 30
     container = job["template"]["spec"]["containers"][0]
-    assert container["command"] == ["runjob", "imp", "supplier=acme"] and container["image"] == "registry.example/shop:1.2"
+    assert (
+        container["command"] == ["runjob", "imp", "supplier=acme"] and container["image"] == "registry.example/shop:1.2"
+    )
     assert job["template"]["spec"]["restartPolicy"] == "Never"
     every5 = docs["runjob-every5"]
     assert every5["metadata"]["labels"]["runjob.dev/owner-responsible"] == "ops"
@@ -200,7 +216,7 @@ def tick_registry(rj, marks: Path) -> None:
         f'[jobs.five]\ncommand = {py(mark, str(marks), "five")}\nschedule = "*/5 * * * *"\ncatch_up = "1h"\n'
         f'[jobs.imp]\ncommand = {py(mark, str(marks), "imp-{s}")}\nschedule = "30 3 * * *"\nlock_key = "imp.{{s}}"\n'
         f'instances = [{{ s = "a" }}, {{ s = "b" }}]\n[jobs.imp.params.s]\npattern = "[a-z]"\n'
-    )  # fmt: skip
+    )
 
 
 def ticked(rj, marks: Path, at: str, expect: int) -> list[str]:
@@ -273,16 +289,34 @@ def test_init_and_add(rj):
     assert rj.run("--config", str(path), "validate").code == 0
     assert rj.run("--config", str(path), "init").code == 2  # never overwrites by accident
     path.write_text(path.read_text() + "# a comment of mine\n")
-    r = rj.run("--config", str(path), "add", "nightly", "--command", "backup.sh --all 'a b'", "--schedule", "0 2 * * *",
-               "--timeout", "2h", "--lock-key", "backup", "--description", "the backup")  # fmt: skip
+    r = rj.run(
+        "--config",
+        str(path),
+        "add",
+        "nightly",
+        "--command",
+        "backup.sh --all 'a b'",
+        "--schedule",
+        "0 2 * * *",
+        "--timeout",
+        "2h",
+        "--lock-key",
+        "backup",
+        "--description",
+        "the backup",
+    )
     assert r.code == 0, r.err
     text = path.read_text()
     assert "# a comment of mine" in text
     job = validate.parse_string(text).jobs["nightly"]
     assert job.command == ["backup.sh", "--all", "a b"] and job.schedule == "0 2 * * *" and job.timeout == 7200
     assert job.lock_key == "backup" and job.description == "the backup"
-    for bad in (["nightly", "--command", "x"], ["worse", "--command", "x", "--schedule", "99 * * * *"],
-                ["Bad Name", "--command", "x"], ["w", "--command", "x", "--timeout", "soon"]):  # fmt: skip
+    for bad in (
+        ["nightly", "--command", "x"],
+        ["worse", "--command", "x", "--schedule", "99 * * * *"],
+        ["Bad Name", "--command", "x"],
+        ["w", "--command", "x", "--timeout", "soon"],
+    ):
         r = rj.run("--config", str(path), "add", *bad)
         assert r.code == 2 and path.read_text() == text, (bad, r.err)
 
@@ -302,8 +336,13 @@ def test_single_file_build_runs_with_plain_python(tmp_path):
         shutil.copytree(ROOT / tree, checkout / tree, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, checkout / name)
-    build = subprocess.run([str(checkout / "tools" / "build-pyz")], capture_output=True, text=True,
-                           env=os.environ | {"PYTHON": PY}, timeout=600)  # fmt: skip
+    build = subprocess.run(
+        [str(checkout / "tools" / "build-pyz")],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHON": PY},
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr
     pyz = checkout / "dist" / "runjob.pyz"
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no venv: only the system's python3
@@ -312,5 +351,10 @@ def test_single_file_build_runs_with_plain_python(tmp_path):
     (tmp_path / "jobs.toml").write_text('[defaults]\nstate_dir = "st"\n[jobs.hi]\ncommand = ["echo", "hi"]\n')
     run = subprocess.run([str(pyz), "hi"], capture_output=True, text=True, env=clean, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert [json.loads(line)["event"] for line in run.stdout.splitlines()] == ["run.start", "run.output", "run.attempt", "run.end"]
+    assert [json.loads(line)["event"] for line in run.stdout.splitlines()] == [
+        "run.start",
+        "run.output",
+        "run.attempt",
+        "run.end",
+    ]
     assert sys.version_info >= (3, 11) and q("x") and finish

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import yaml
@@ -16,7 +16,7 @@ from test_exports import need, systemd_times
 
 from runjob.schedule import timers
 
-UTC = timezone.utc
+UTC = UTC
 FLAG_OK = "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 1)"
 
 
@@ -43,8 +43,10 @@ def test_every_is_due_on_the_first_tick_then_once_its_interval_has_passed(rj):
 
 
 def test_every_may_be_due_twice_within_one_minute_while_cron_is_not(rj):
-    rj.write('[jobs.ev]\ncommand = ["true"]\nschedule = "@every 1s"\n'
-             '[jobs.minutely]\ncommand = ["true"]\nschedule = "* * * * *"\n')  # fmt: skip
+    rj.write(
+        '[jobs.ev]\ncommand = ["true"]\nschedule = "@every 1s"\n'
+        '[jobs.minutely]\ncommand = ["true"]\nschedule = "* * * * *"\n'
+    )
     first = rj.run("tick")
     assert started(first) == ["ev", "minutely"]
     minute = first.one("tick")["minute"]
@@ -69,8 +71,9 @@ def test_every_start_ahead_of_the_clock_does_not_stop_it(rj):
 
 def test_at_is_due_at_every_tick_from_its_moment_until_a_run_succeeds(rj):
     flag = rj.dir / "ok"
-    rj.write(f'[jobs.once]\ncommand = [{q(PY)}, "-c", {q(FLAG_OK)}, {q(str(flag))}]\n'
-             'schedule = "@at 2026-06-01T03:00:00Z"\n')  # fmt: skip
+    rj.write(
+        f'[jobs.once]\ncommand = [{q(PY)}, "-c", {q(FLAG_OK)}, {q(str(flag))}]\nschedule = "@at 2026-06-01T03:00:00Z"\n'
+    )
     assert started(rj.run("tick", "--at", "2026-06-01T02:59:59Z")) == []
     assert started(rj.run("tick", "--at", "2026-06-01T03:00:00Z")) == ["once"]  # fails: exit 1
     assert started(rj.run("tick")) == ["once"]  # fails again
@@ -88,9 +91,11 @@ def test_at_is_due_at_every_tick_from_its_moment_until_a_run_succeeds(rj):
 
 
 def test_manual_and_disabled_jobs_are_never_due_but_run_by_name(rj):
-    rj.write('[jobs.man]\ncommand = ["true"]\nschedule = "@manual"\n'
-             '[jobs.off]\ncommand = ["true"]\nschedule = "* * * * *"\nenabled = false\n'
-             '[jobs.off-every]\ncommand = ["true"]\nschedule = "@every 1s"\nenabled = false\n')  # fmt: skip
+    rj.write(
+        '[jobs.man]\ncommand = ["true"]\nschedule = "@manual"\n'
+        '[jobs.off]\ncommand = ["true"]\nschedule = "* * * * *"\nenabled = false\n'
+        '[jobs.off-every]\ncommand = ["true"]\nschedule = "@every 1s"\nenabled = false\n'
+    )
     assert started(rj.run("tick")) == []
     assert started(rj.run("tick", "--at", "2026-12-07T12:00:00Z")) == []
     rows = {r["job"]: r for r in json.loads(rj.run("status", "--json").out)}
@@ -117,8 +122,10 @@ def test_manual_and_disabled_jobs_are_never_due_but_run_by_name(rj):
     ],
 )
 def test_validate_rejects_bad_intervals_and_moments(rj, schedule, why):
-    rj.write(f'[jobs.bad]\ncommand = ["true"]\nschedule = {q(schedule)}\n[jobs.good]\ncommand = ["true"]\n'
-             'schedule = "@every 90s"\n')  # fmt: skip
+    rj.write(
+        f'[jobs.bad]\ncommand = ["true"]\nschedule = {q(schedule)}\n[jobs.good]\ncommand = ["true"]\n'
+        'schedule = "@every 90s"\n'
+    )
     for args in (["validate"], ["tick"], ["list"], ["status"]):
         r = rj.run(*args)
         assert r.code == 78, (args, r.out, r.err)
@@ -133,8 +140,13 @@ def test_every_parses_any_whole_interval(seconds):
     assert timers.kind(f"@every {seconds}s") == timers.EVERY
 
 
-@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30),
-                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))])))  # fmt: skip
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]),
+    )
+)
 def test_at_reads_any_rfc3339_moment(when):
     expr = f"@at {when.isoformat()}"
     assert timers.problem(expr) is None
@@ -168,7 +180,9 @@ def test_crontab_export_of_intervals_one_time_and_disabled_jobs(rj):
     program = shlex.quote(RUNJOB)  # each line calls runjob by its absolute path
     lines = [line.replace(program + " ", "runjob ") for line in r.out.splitlines()]
     assert "*/15 * * * * runjob quarter" in lines and "0 */2 * * * runjob twohourly" in lines
-    assert not [line for line in lines if not line.startswith("#") and ("once" in line or "off" in line or "man" in line)]
+    assert not [
+        line for line in lines if not line.startswith("#") and ("once" in line or "off" in line or "man" in line)
+    ]
     assert any(line.startswith("# once: one-time") for line in lines)
     assert "# disabled (enabled = false): 30 3 * * * runjob off" in lines
     need("crontab")
@@ -179,8 +193,10 @@ def test_crontab_export_of_intervals_one_time_and_disabled_jobs(rj):
 
 @pytest.mark.parametrize("target", ["crontab", "kubernetes"])
 def test_an_interval_cron_cannot_express_is_refused_naming_the_job(rj, target):
-    rj.write('[jobs.ninety]\ncommand = ["true"]\nschedule = "@every 90s"\n'
-             '[jobs.seven]\ncommand = ["true"]\nschedule = "@every 7m"\n')  # fmt: skip
+    rj.write(
+        '[jobs.ninety]\ncommand = ["true"]\nschedule = "@every 90s"\n'
+        '[jobs.seven]\ncommand = ["true"]\nschedule = "@every 7m"\n'
+    )
     r = rj.run("export", target)
     assert r.code == 78 and r.out == ""
     assert "jobs.ninety.schedule" in r.err and "jobs.seven.schedule" in r.err and "runjob tick" in r.err
@@ -199,8 +215,12 @@ def test_systemd_export_of_intervals_and_one_time_jobs(rj):
     need("systemd-analyze")
     calendar = next(line for line in once.splitlines() if line.startswith("OnCalendar=")).partition("=")[2]
     assert systemd_times(calendar, datetime(2026, 1, 1, tzinfo=UTC), 1) == [datetime(2026, 12, 24, 17, tzinfo=UTC)]
-    verify = subprocess.run(["systemd-analyze", "verify", *map(str, sorted(out.glob("*.timer")))], capture_output=True, text=True)
-    assert verify.returncode == 0 and not [line for line in verify.stderr.splitlines() if "runjob-" in line], verify.stderr
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, sorted(out.glob("*.timer")))], capture_output=True, text=True
+    )
+    assert verify.returncode == 0 and not [line for line in verify.stderr.splitlines() if "runjob-" in line], (
+        verify.stderr
+    )
 
 
 def test_kubernetes_export_of_intervals_leaves_one_time_jobs_out(rj):

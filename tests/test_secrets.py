@@ -24,15 +24,21 @@ def job(rj, code: str, *args: str, extra: str = "") -> None:
 
 
 def escaped(secret: str, which: str) -> str:
-    return "".join(f"\\u{ord(c):04x}" if flag == "1" else c for c, flag in zip(secret, which))
+    return "".join(f"\\u{ord(c):04x}" if flag == "1" else c for c, flag in zip(secret, which, strict=True))
 
 
 def test_escaped_quoted_and_key_forms_of_the_secret_are_masked(rj):
     mix = escaped(SECRET, "1010011100101101")
-    code = ("import sys\nprint('plain ' + sys.argv[1])\nprint(sys.argv[2])\nprint(sys.argv[3])\n"
-            "print(sys.argv[4])\nprint('raw escaped ' + sys.argv[2])")  # fmt: skip
-    lines = [SECRET, f'{{{{"message": "using {mix}"}}}}', f'{{{{"{SECRET}": 1, "nested": ["{mix}"]}}}}',
-             f'{{{{"msg": "quoted \\"{SECRET}\\""}}}}']  # fmt: skip
+    code = (
+        "import sys\nprint('plain ' + sys.argv[1])\nprint(sys.argv[2])\nprint(sys.argv[3])\n"
+        "print(sys.argv[4])\nprint('raw escaped ' + sys.argv[2])"
+    )
+    lines = [
+        SECRET,
+        f'{{{{"message": "using {mix}"}}}}',
+        f'{{{{"{SECRET}": 1, "nested": ["{mix}"]}}}}',
+        f'{{{{"msg": "quoted \\"{SECRET}\\""}}}}',
+    ]
     job(rj, code, *lines)
     r = rj.run("s")
     assert not leaks(r.out) and not leaks(r.err)
@@ -45,8 +51,10 @@ def test_escaped_quoted_and_key_forms_of_the_secret_are_masked(rj):
 
 
 def test_a_secret_across_the_line_cut_and_the_tail_window_is_masked_whole(rj):
-    code = ("import sys\nprint('x' * (15360 - 6) + sys.argv[1] + 'y' * 100)\n"
-            "sys.stderr.write(sys.argv[1] + 'z' * 4090 + '\\n')")  # fmt: skip
+    code = (
+        "import sys\nprint('x' * (15360 - 6) + sys.argv[1] + 'y' * 100)\n"
+        "sys.stderr.write(sys.argv[1] + 'z' * 4090 + '\\n')"
+    )
     job(rj, code, SECRET)
     r = rj.run("s")
     assert not leaks(r.out)
@@ -89,15 +97,17 @@ def test_a_secret_default_and_show_json_are_masked(rj):
 
 def _spell(secret: str, flags: list[bool], upper: list[bool]) -> str:
     out = []
-    for ch, esc, up in zip(secret, flags, upper):
+    for ch, esc, up in zip(secret, flags, upper, strict=True):
         code = f"{ord(ch):04x}"
         out.append(("\\u" + (code.upper() if up else code)) if esc else ch)
     return "".join(out)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FF, blacklist_characters="\\"), min_size=3, max_size=20),
-       st.data())
+@given(
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FF, blacklist_characters="\\"), min_size=3, max_size=20),
+    st.data(),
+)
 def test_any_mix_of_escaped_and_plain_characters_is_masked(secret, data):
     flags = data.draw(st.lists(st.booleans(), min_size=len(secret), max_size=len(secret)))
     upper = data.draw(st.lists(st.booleans(), min_size=len(secret), max_size=len(secret)))
@@ -107,8 +117,10 @@ def test_any_mix_of_escaped_and_plain_characters_is_masked(secret, data):
 
 
 def test_config_errors_and_validate_never_quote_a_secret_value(rj):
-    rj.write(f'[jobs.s]\ncommand = ["echo", "{SECRET}{{"]\nenv = {{ TOKEN = "{SECRET}" }}\nsecrets = ["TOKEN"]\n'
-             f'timeout = "{SECRET}"\n')  # fmt: skip
+    rj.write(
+        f'[jobs.s]\ncommand = ["echo", "{SECRET}{{"]\nenv = {{ TOKEN = "{SECRET}" }}\nsecrets = ["TOKEN"]\n'
+        f'timeout = "{SECRET}"\n'
+    )
     run = rj.run("s")
     assert run.code == 78 and "***" in run.err and not leaks(run.out) and not leaks(run.err)
     for args in (["validate"], ["validate", "--json"]):
@@ -117,8 +129,10 @@ def test_config_errors_and_validate_never_quote_a_secret_value(rj):
 
 
 def test_a_secret_param_in_the_lock_key_and_argv_is_masked_in_every_record(rj):
-    rj.write(f'[jobs.s]\ncommand = {py("import sys; sys.exit(3)", "--token={t}")}\nlock_key = "s.{{t}}"\n'
-             f'env = {{ TOKEN = "{SECRET}" }}\nsecrets = ["TOKEN"]\n[jobs.s.params.t]\npattern = "[a-z0-9-]+"\n')  # fmt: skip
+    rj.write(
+        f'[jobs.s]\ncommand = {py("import sys; sys.exit(3)", "--token={t}")}\nlock_key = "s.{{t}}"\n'
+        f'env = {{ TOKEN = "{SECRET}" }}\nsecrets = ["TOKEN"]\n[jobs.s.params.t]\npattern = "[a-z0-9-]+"\n'
+    )
     r = rj.run("s", f"t={SECRET}")
     assert r.code == 3 and not leaks(r.out) and not leaks(r.err)
     start = r.one("run.start")

@@ -17,9 +17,11 @@ from conftest import PY, alive, py, q, wait_for
 
 # A worker that writes its pid to argv[1] + its instance number (whole: written aside, then
 # renamed), then waits for the release file argv[2].
-HOLD_INSTANCE = ("import os, sys, time\npath = sys.argv[1] + os.environ['RUNJOB_INSTANCE']\n"
-                 "open(path + '.tmp', 'w').write(str(os.getpid()))\nos.rename(path + '.tmp', path)\n"
-                 "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+HOLD_INSTANCE = (
+    "import os, sys, time\npath = sys.argv[1] + os.environ['RUNJOB_INSTANCE']\n"
+    "open(path + '.tmp', 'w').write(str(os.getpid()))\nos.rename(path + '.tmp', path)\n"
+    "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+)
 
 
 def worker(rj, body: str, owners: str = "") -> None:
@@ -30,9 +32,13 @@ def test_a_crash_loop_backs_off_then_gives_up_and_tells_the_owners(rj, tmp_path)
     told = tmp_path / "told"
     pager = py("import sys; open(sys.argv[1], 'w').write(sys.stdin.read())", str(told))
     owners = f"[owners.ops]\ncommand = {pager}\n"
-    worker(rj, f'command = {py("import sys; print(chr(99) + chr(114) + chr(97) + chr(115) + chr(104)); sys.exit(3)")}\n'
-               'restart = { delay = "10ms", max_delay = "30ms", burst = 3, within = "1h" }\n'
-               'owners = { responsible = "ops" }\n', owners)  # fmt: skip
+    worker(
+        rj,
+        f"command = {py('import sys; print(chr(99) + chr(114) + chr(97) + chr(115) + chr(104)); sys.exit(3)')}\n"
+        'restart = { delay = "10ms", max_delay = "30ms", burst = 3, within = "1h" }\n'
+        'owners = { responsible = "ops" }\n',
+        owners,
+    )
     r = rj.run("supervise", "w")
     assert r.code == 1, r.out + r.err
     starts, exits = r.events("worker.start"), r.events("worker.exit")
@@ -61,15 +67,20 @@ def test_policy_always_restarts_a_clean_exit_too(rj):
     assert r.code == 1 and len(r.events("worker.start")) == 2 and r.one("worker.restart")["restarts"] == 1
 
 
-LEAK = ("import os, sys, time\nif os.environ['RUNJOB_ATTEMPT'] == '1':\n    hog = b'x' * (200 << 20)\n"
-        "open(sys.argv[1] + os.environ['RUNJOB_ATTEMPT'], 'w').write('up')\n"
-        "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+LEAK = (
+    "import os, sys, time\nif os.environ['RUNJOB_ATTEMPT'] == '1':\n    hog = b'x' * (200 << 20)\n"
+    "open(sys.argv[1] + os.environ['RUNJOB_ATTEMPT'], 'w').write('up')\n"
+    "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+)
 
 
 def test_a_leak_past_memory_max_is_stopped_and_restarted(rj, tmp_path):
     release = tmp_path / "release"
-    worker(rj, f'command = {py(LEAK, str(tmp_path / "up"), str(release))}\nmemory_max = "100MiB"\n'
-               'stop_grace = "5s"\nrestart = { delay = "1ms" }\n')  # fmt: skip
+    worker(
+        rj,
+        f'command = {py(LEAK, str(tmp_path / "up"), str(release))}\nmemory_max = "100MiB"\n'
+        'stop_grace = "5s"\nrestart = { delay = "1ms" }\n',
+    )
     live = rj.live("supervise", "w")
     try:
         exit_ = live.wait_event("worker.exit")
@@ -86,8 +97,11 @@ def test_a_leak_past_memory_max_is_stopped_and_restarted(rj, tmp_path):
 
 def test_a_silent_worker_is_restarted_as_stale(rj, tmp_path):
     release = tmp_path / "release"
-    worker(rj, f'command = {py(HOLD_INSTANCE, str(tmp_path / "pid"), str(release))}\n'
-               'heartbeat_timeout = "200ms"\nstop_grace = "5s"\nrestart = { delay = "1ms" }\n')  # fmt: skip
+    worker(
+        rj,
+        f"command = {py(HOLD_INSTANCE, str(tmp_path / 'pid'), str(release))}\n"
+        'heartbeat_timeout = "200ms"\nstop_grace = "5s"\nrestart = { delay = "1ms" }\n',
+    )
     live = rj.live("supervise", "w")
     try:
         first = live.wait_event("worker.exit")
@@ -100,15 +114,17 @@ def test_a_silent_worker_is_restarted_as_stale(rj, tmp_path):
     assert r.code == 0
 
 
-TOUCHER = ("import os, sys, time\nhb = os.environ['RUNJOB_HEARTBEAT_FILE']\nend = time.time() + 60\n"
-           "while not os.path.exists(sys.argv[2]) and time.time() < end:\n"
-           "    if os.path.exists(sys.argv[1]):\n        os.utime(hb)\n        os.rename(sys.argv[1], sys.argv[1] + '.done')\n"
-           "    time.sleep(0.02)\n")
+TOUCHER = (
+    "import os, sys, time\nhb = os.environ['RUNJOB_HEARTBEAT_FILE']\nend = time.time() + 60\n"
+    "while not os.path.exists(sys.argv[2]) and time.time() < end:\n"
+    "    if os.path.exists(sys.argv[1]):\n        os.utime(hb)\n        os.rename(sys.argv[1], sys.argv[1] + '.done')\n"
+    "    time.sleep(0.02)\n"
+)
 
 
 def test_a_heartbeat_touch_is_progress_and_status_shows_the_instance(rj, tmp_path):
     ask, release = tmp_path / "touch", tmp_path / "release"
-    worker(rj, f'command = {py(TOUCHER, str(ask), str(release))}\ninstances = 2\n')
+    worker(rj, f"command = {py(TOUCHER, str(ask), str(release))}\ninstances = 2\n")
     live = rj.live("supervise", "w")
     try:
         starts = [live.wait_event("worker.start", n) for n in (1, 2)]
@@ -135,8 +151,11 @@ def test_a_heartbeat_touch_is_progress_and_status_shows_the_instance(rj, tmp_pat
 
 def test_max_lifetime_recycles_without_backoff(rj, tmp_path):
     release = tmp_path / "release"
-    worker(rj, f'command = {py(HOLD_INSTANCE, str(tmp_path / "pid"), str(release))}\nmax_lifetime = "100ms"\n'
-               'restart = { delay = "1h", max_delay = "1h", burst = 0 }\n')  # fmt: skip
+    worker(
+        rj,
+        f'command = {py(HOLD_INSTANCE, str(tmp_path / "pid"), str(release))}\nmax_lifetime = "100ms"\n'
+        'restart = { delay = "1h", max_delay = "1h", burst = 0 }\n',
+    )
     live = rj.live("supervise", "w")
     try:
         assert live.wait_event("worker.exit")["reason"] == "lifetime"
@@ -150,13 +169,15 @@ def test_max_lifetime_recycles_without_backoff(rj, tmp_path):
     assert r.code == 0 and r.events("worker.giveup") == []
 
 
-SLOW_STOP = ("import os, signal, sys, time\n"
-             "def stop(*_):\n    open(sys.argv[1] + os.environ['RUNJOB_INSTANCE'], 'w').write('term')\n"
-             "    end = time.time() + 60\n"
-             "    while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
-             "    print('drained', flush=True)\n    sys.exit(0)\n"
-             "signal.signal(signal.SIGTERM, stop)\nprint('ready', flush=True)\n"
-             "while True: time.sleep(1)\n")
+SLOW_STOP = (
+    "import os, signal, sys, time\n"
+    "def stop(*_):\n    open(sys.argv[1] + os.environ['RUNJOB_INSTANCE'], 'w').write('term')\n"
+    "    end = time.time() + 60\n"
+    "    while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+    "    print('drained', flush=True)\n    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, stop)\nprint('ready', flush=True)\n"
+    "while True: time.sleep(1)\n"
+)
 
 
 def test_sigterm_stops_every_instance_gracefully_and_exits_0(rj, tmp_path):
@@ -175,8 +196,10 @@ def test_sigterm_stops_every_instance_gracefully_and_exits_0(rj, tmp_path):
     assert r.events("worker.restart") == []
 
 
-IGNORE_TERM = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-               "print('ready', flush=True)\nend = time.time() + 60\nwhile time.time() < end: time.sleep(0.05)\n")
+IGNORE_TERM = (
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\nend = time.time() + 60\nwhile time.time() < end: time.sleep(0.05)\n"
+)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -191,7 +214,7 @@ def test_an_instance_ignoring_stop_signal_is_killed_after_stop_grace(rj, signum)
 
 def test_sigkill_of_runjob_leaves_no_instance_running(rj, tmp_path):
     release = tmp_path / "release"
-    worker(rj, f'command = {py(HOLD_INSTANCE, str(tmp_path / "pid"), str(release))}\ninstances = 2\n')
+    worker(rj, f"command = {py(HOLD_INSTANCE, str(tmp_path / 'pid'), str(release))}\ninstances = 2\n")
     live = rj.live("supervise", "w")
     try:
         assert wait_for(lambda: (tmp_path / "pid0").exists() and (tmp_path / "pid1").exists())
@@ -205,22 +228,29 @@ def test_sigkill_of_runjob_leaves_no_instance_running(rj, tmp_path):
 
 def test_heartbeat_file_is_private_and_output_is_masked(rj, tmp_path):
     code = "import os; print(os.environ['TOKEN']); print(oct(os.stat(os.environ['RUNJOB_HEARTBEAT_FILE']).st_mode & 0o777))"
-    worker(rj, f'command = {py(code)}\n'
-               'secrets = ["TOKEN"]\nrestart = { policy = "on-failure" }\n')  # fmt: skip
+    worker(rj, f'command = {py(code)}\nsecrets = ["TOKEN"]\nrestart = {{ policy = "on-failure" }}\n')
     r = rj.run("supervise", "w", env={"TOKEN": "hunter2-secret"})
     assert r.code == 0 and "hunter2-secret" not in r.out
     assert [o["line"] for o in r.events("run.output")][1] == "0o600"
 
 
-@pytest.mark.parametrize("body, problems", [
-    ('command = ["x"]\nmemory_max = "lots"\n', ["workers.w.memory_max: bad size"]),
-    ('command = ["x"]\nrestart = { policy = "never", burst = -1 }\n', ["workers.w.restart.policy", "workers.w.restart.burst"]),
-    ('command = ["x"]\ntimeout = "1m"\n', ["workers.w.timeout: unknown key"]),
-    ('command = ["x"]\nstop_signal = "STOP"\ninstances = 0\n', ["workers.w.stop_signal", "workers.w.instances"]),
-    ('command = ["x"]\nheartbeat_timeout = "soon"\nowners = { responsible = "nobody" }\n',
-     ["workers.w.heartbeat_timeout", "workers.w.owners.responsible"]),
-    ('instances = 1\n', ["workers.w.command: required"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, problems",
+    [
+        ('command = ["x"]\nmemory_max = "lots"\n', ["workers.w.memory_max: bad size"]),
+        (
+            'command = ["x"]\nrestart = { policy = "never", burst = -1 }\n',
+            ["workers.w.restart.policy", "workers.w.restart.burst"],
+        ),
+        ('command = ["x"]\ntimeout = "1m"\n', ["workers.w.timeout: unknown key"]),
+        ('command = ["x"]\nstop_signal = "STOP"\ninstances = 0\n', ["workers.w.stop_signal", "workers.w.instances"]),
+        (
+            'command = ["x"]\nheartbeat_timeout = "soon"\nowners = { responsible = "nobody" }\n',
+            ["workers.w.heartbeat_timeout", "workers.w.owners.responsible"],
+        ),
+        ("instances = 1\n", ["workers.w.command: required"]),
+    ],
+)
 def test_bad_worker_keys_are_config_errors_with_their_paths(rj, body, problems):
     worker(rj, body)
     r = rj.run("validate")
@@ -231,8 +261,10 @@ def test_bad_worker_keys_are_config_errors_with_their_paths(rj, body, problems):
 
 
 def test_defaults_do_not_apply_to_workers_and_unknown_worker_is_usage(rj, tmp_path):
-    rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\ntimeout = "1ms"\n'
-             f'[workers.w]\ncommand = {py("print(chr(108))")}\nrestart = {{ policy = "on-failure" }}\n')
+    rj.write(
+        f'[defaults]\nstate_dir = {q(str(rj.state))}\ntimeout = "1ms"\n'
+        f'[workers.w]\ncommand = {py("print(chr(108))")}\nrestart = {{ policy = "on-failure" }}\n'
+    )
     r = rj.run("supervise", "w")
     assert r.code == 0 and r.one("run.output")["line"] == "l" and r.one("worker.exit")["exit_code"] == 0
     r = rj.run("supervise", "nope")
@@ -245,8 +277,10 @@ def test_a_worker_may_not_share_a_job_name(rj):
     assert r.code == 78 and "workers.w:" in r.err
 
 
-WORKER = ('command = ["bin/consume", "async"]\ninstances = 3\nstop_grace = "30s"\nmemory_max = "512MiB"\n'
-          'restart = { policy = "on-failure", delay = "2s", burst = 4, within = "90s" }\n')
+WORKER = (
+    'command = ["bin/consume", "async"]\ninstances = 3\nstop_grace = "30s"\nmemory_max = "512MiB"\n'
+    'restart = { policy = "on-failure", delay = "2s", burst = 4, within = "90s" }\n'
+)
 
 
 def test_export_systemd_writes_a_verified_service(rj, tmp_path):
@@ -257,8 +291,14 @@ def test_export_systemd_writes_a_verified_service(rj, tmp_path):
     assert rj.run("export", "systemd", "--out", str(out)).code == 0
     unit = out / "runjob-worker-w.service"
     text = unit.read_text()
-    for line in ("Restart=on-failure", "RestartSec=2000ms", "StartLimitBurst=5", "StartLimitIntervalSec=90",
-                 f"MemoryMax={3 * 512 * 2**20 + 64 * 2**20}", "KillMode=mixed"):
+    for line in (
+        "Restart=on-failure",
+        "RestartSec=2000ms",
+        "StartLimitBurst=5",
+        "StartLimitIntervalSec=90",
+        f"MemoryMax={3 * 512 * 2**20 + 64 * 2**20}",
+        "KillMode=mixed",
+    ):
         assert line + "\n" in text, text
     assert " supervise w\n" in text
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
@@ -310,9 +350,11 @@ def test_a_json_line_is_kept_structured_and_a_huge_line_is_cut(rj):
     assert all(len(line.encode()) < 16 * 1024 for line in r.out.splitlines())  # the documented record size
 
 
-FLOOD = ("import os, sys, time\npath = sys.argv[1]\nopen(path + '.tmp', 'w').write(str(os.getpid()))\n"
-         "os.rename(path + '.tmp', path)\nend = time.time() + 60\n"
-         "while not os.path.exists(sys.argv[2]) and time.time() < end: print('x' * 1000, flush=True)\n")
+FLOOD = (
+    "import os, sys, time\npath = sys.argv[1]\nopen(path + '.tmp', 'w').write(str(os.getpid()))\n"
+    "os.rename(path + '.tmp', path)\nend = time.time() + 60\n"
+    "while not os.path.exists(sys.argv[2]) and time.time() < end: print('x' * 1000, flush=True)\n"
+)
 
 
 def test_a_stalled_reader_of_runjob_never_stops_the_limits(rj, tmp_path):
@@ -348,17 +390,21 @@ def test_a_missing_program_is_exit_127_and_gives_up(rj):
 
 # A worker whose leader starts a helper in its own process group: the helper writes its pid
 # to argv[1] and waits for the release file argv[2]; the leader waits too.
-FORKER = ("import os, subprocess, sys, time\n"
-          "subprocess.Popen([sys.executable, '-c', sys.argv[3], sys.argv[1], sys.argv[2]])\n"
-          "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
-HELPER = ("import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
-          "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 60\n"
-          "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n")
+FORKER = (
+    "import os, subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', sys.argv[3], sys.argv[1], sys.argv[2]])\n"
+    "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+)
+HELPER = (
+    "import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 60\n"
+    "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+)
 
 
 def test_the_next_supervise_kills_what_a_sigkilled_one_left_behind(rj, tmp_path):
     helper_pid, release = tmp_path / "helper", tmp_path / "release"
-    worker(rj, f'command = {json.dumps([PY, "-c", FORKER, str(helper_pid), str(release), HELPER])}\n')
+    worker(rj, f"command = {json.dumps([PY, '-c', FORKER, str(helper_pid), str(release), HELPER])}\n")
     first = rj.live("supervise", "w")
     try:
         assert wait_for(helper_pid.exists)

@@ -68,17 +68,16 @@ def test_a_value_that_passes_stays_one_component_under_its_directory(value):
 def test_find_exec_and_json_arguments_run_as_written(rj):
     echo = "import json, sys; print(json.dumps(sys.argv[1:]))"
     argv = ["{}", ";", '{"k": [1, 2]}', "{p}", "{ p }", "{{p}}"]
-    rj.write(f"[jobs.a]\ncommand = {py(echo)[:-1]}, {', '.join(json.dumps(a) for a in argv)}]\n"
-             '[jobs.a.params.p]\npattern = "[a-z]+"\n')  # fmt: skip
+    rj.write(
+        f"[jobs.a]\ncommand = {py(echo)[:-1]}, {', '.join(json.dumps(a) for a in argv)}]\n"
+        '[jobs.a.params.p]\npattern = "[a-z]+"\n'
+    )
     r = rj.run("a", "p=val")
     assert r.code == 0, r.err
     assert json.loads(r.one("run.output")["line"]) == ["{}", ";", '{"k": [1, 2]}', "val", "{ p }", "{p}"]
 
 
-SHELL_JOB = (
-    "[jobs.s]\ncommand = {command}\nshell = true\n"
-    '[jobs.s.params.v]\npattern = "(?s).*"\n'
-)
+SHELL_JOB = '[jobs.s]\ncommand = {command}\nshell = true\n[jobs.s.params.v]\npattern = "(?s).*"\n'
 
 
 @settings(max_examples=25, deadline=None)
@@ -91,18 +90,25 @@ def test_a_shell_job_gets_param_values_as_data_never_as_script(tmp_path_factory,
     rj.write(SHELL_JOB.format(command=json.dumps(script)))
     r = rj.run("run", "s", "--param", f"v={value}")
     assert r.code == 0, r.err
-    expected = subprocess.run(["sh", "-c", "printf '%s|' \"$1\" \"[$1]\" | od -An -c | tr -d ' \\n'", "x", value],
-                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+    expected = subprocess.run(
+        ["sh", "-c", "printf '%s|' \"$1\" \"[$1]\" | od -An -c | tr -d ' \\n'", "x", value],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert [o["line"] for o in r.events("run.output")] == [expected, "s"]
 
 
-@pytest.mark.parametrize("command, extra, error", [
-    ('"cat /var/log/app.log | gzip > /tmp/x.gz"', "", 'jobs.s.command: "|" only means something to a shell'),
-    ('"cd /srv && make"', "", 'jobs.s.command: "&&" only means something to a shell'),
-    ('"echo $(date)"', "", 'jobs.s.command: "$(" only means something to a shell'),
-    ('["sh", "-c", "echo a | b"]', "shell = true", "jobs.s.command: shell = true needs the command as one string"),
-    ('"echo {w}"', "shell = true", 'jobs.s.command: placeholder "{w}" has no param'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "command, extra, error",
+    [
+        ('"cat /var/log/app.log | gzip > /tmp/x.gz"', "", 'jobs.s.command: "|" only means something to a shell'),
+        ('"cd /srv && make"', "", 'jobs.s.command: "&&" only means something to a shell'),
+        ('"echo $(date)"', "", 'jobs.s.command: "$(" only means something to a shell'),
+        ('["sh", "-c", "echo a | b"]', "shell = true", "jobs.s.command: shell = true needs the command as one string"),
+        ('"echo {w}"', "shell = true", 'jobs.s.command: placeholder "{w}" has no param'),
+    ],
+)
 def test_shell_syntax_needs_shell_true(command, extra, error):
     with pytest.raises(ConfigError) as e:
         validate.parse_string(f'[jobs.s]\ncommand = {command}\n{extra}\n[jobs.s.params.v]\npattern = "[a-z]+"\n')
@@ -119,7 +125,7 @@ def test_a_placeholder_inside_single_quotes_stays_data(rj):
 
 
 def test_a_quoted_operator_is_no_shell_syntax():
-    reg = validate.parse_string('[jobs.s]\ncommand = "grep -E \'a|b\' file.txt"\n')
+    reg = validate.parse_string("[jobs.s]\ncommand = \"grep -E 'a|b' file.txt\"\n")
     assert reg.jobs["s"].command == ["grep", "-E", "a|b", "file.txt"]
 
 

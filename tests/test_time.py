@@ -7,7 +7,7 @@ Debian cron's rules (cron(8), "Daylight Saving Time and other time changes").
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from runjob.schedule import cron
 
-UTC = timezone.utc
+UTC = UTC
 
 # One zone per hemisphere: (zone, spring-forward night, fall-back night), each night as the UTC
 # quarter hours around its transition with the jobs the right rules start at each.
@@ -109,7 +109,10 @@ def test_status_the_evening_before_names_the_real_instant(rj):
     listed = {row["name"]: row["next"] for row in json.loads(r.out)}
     assert all(t.endswith(".000Z") for t in listed["quarter"] + listed["nightly"])
     assert list(map(local, listed["quarter"])) == [
-        "2026-10-25T02:00:00+01:00", "2026-10-25T02:15:00+01:00", "2026-10-25T02:30:00+01:00"]  # fmt: skip
+        "2026-10-25T02:00:00+01:00",
+        "2026-10-25T02:15:00+01:00",
+        "2026-10-25T02:30:00+01:00",
+    ]
     assert local(listed["nightly"][0]) == "2026-10-26T02:30:00+01:00"  # not 02:30 CET on the 25th: it ran at 02:30 CEST
 
 
@@ -151,8 +154,17 @@ SIX = '[jobs.weekly-sync]\ncommand = ["true"]\nschedule = "0 0 12 * * MON"\n[job
 
 
 @pytest.mark.parametrize(
-    "args", [("validate",), ("list",), ("show", "heartbeat"), ("status",), ("tick", "--at", "2026-12-07T12:00:00+00:00"),
-             ("export", "crontab"), ("export", "systemd"), ("export", "kubernetes")],  # fmt: skip
+    "args",
+    [
+        ("validate",),
+        ("list",),
+        ("show", "heartbeat"),
+        ("status",),
+        ("tick", "--at", "2026-12-07T12:00:00+00:00"),
+        ("export", "crontab"),
+        ("export", "systemd"),
+        ("export", "kubernetes"),
+    ],
 )
 def test_six_fields_are_refused_by_every_command(rj, args):
     rj.write(SIX)
@@ -174,8 +186,10 @@ def test_five_field_twins_keep_working(rj):
 
 def clock_registry(rj) -> None:
     # `0-59 0-23 * * *` fires every minute like `* * * * *`, but is a fixed time for Debian's rules.
-    rj.write('[jobs.wild]\ncommand = ["true"]\nschedule = "* * * * *"\n'
-             '[jobs.fixed]\ncommand = ["true"]\nschedule = "0-59 0-23 * * *"\n')  # fmt: skip
+    rj.write(
+        '[jobs.wild]\ncommand = ["true"]\nschedule = "* * * * *"\n'
+        '[jobs.fixed]\ncommand = ["true"]\nschedule = "0-59 0-23 * * *"\n'
+    )
 
 
 def real_tick(rj) -> tuple[str, set[str]]:
@@ -231,7 +245,9 @@ def test_two_ticks_in_one_minute_start_a_job_once(rj):
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         (record,) = [r for r in map(json.loads, out.decode().splitlines()) if r["event"] == "tick"]
-        minutes[record["minute"]] = minutes.get(record["minute"], 0) + sum(s["job"] == "wild" for s in record["started"])
+        minutes[record["minute"]] = minutes.get(record["minute"], 0) + sum(
+            s["job"] == "wild" for s in record["started"]
+        )
     assert all(count == 1 for count in minutes.values()), minutes  # whatever minutes they fell in: once each
 
 
@@ -264,16 +280,27 @@ def oracle(expr: str, zone: str, minute: datetime) -> bool:
     return False
 
 
-TRANSITIONS = [datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC),
-               datetime(2026, 4, 4, 16, tzinfo=UTC), datetime(2026, 10, 3, 16, tzinfo=UTC),
-               datetime(2026, 11, 1, 6, tzinfo=UTC), datetime(2026, 3, 8, 7, tzinfo=UTC),
-               datetime(2026, 4, 5, 3, tzinfo=UTC), datetime(2026, 9, 6, 4, tzinfo=UTC),
-               datetime(2026, 4, 4, 15, tzinfo=UTC), datetime(2026, 10, 3, 15, 30, tzinfo=UTC)]  # fmt: skip
+TRANSITIONS = [
+    datetime(2026, 3, 29, 1, tzinfo=UTC),
+    datetime(2026, 10, 25, 1, tzinfo=UTC),
+    datetime(2026, 4, 4, 16, tzinfo=UTC),
+    datetime(2026, 10, 3, 16, tzinfo=UTC),
+    datetime(2026, 11, 1, 6, tzinfo=UTC),
+    datetime(2026, 3, 8, 7, tzinfo=UTC),
+    datetime(2026, 4, 5, 3, tzinfo=UTC),
+    datetime(2026, 9, 6, 4, tzinfo=UTC),
+    datetime(2026, 4, 4, 15, tzinfo=UTC),
+    datetime(2026, 10, 3, 15, 30, tzinfo=UTC),
+]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(zone=st.sampled_from(ZONES), expr=st.sampled_from(EXPRS), near=st.sampled_from(TRANSITIONS),
-       minutes=st.integers(-240, 240))  # fmt: skip
+@given(
+    zone=st.sampled_from(ZONES),
+    expr=st.sampled_from(EXPRS),
+    near=st.sampled_from(TRANSITIONS),
+    minutes=st.integers(-240, 240),
+)
 def test_tick_decision_is_debian_rule_and_status_promise(zone, expr, near, minutes):
     minute = near + timedelta(minutes=minutes)
     assert cron.fires_at(expr, zone, minute) == oracle(expr, zone, minute)

@@ -33,8 +33,10 @@ def test_every_run_is_kept_private_and_logs_prints_it_as_written(rj: Env) -> Non
 
 
 def test_kept_runs_are_bounded_per_job_oldest_pruned(rj: Env) -> None:
-    rj.write(f"[defaults]\nstate_dir = {q(str(rj.state))}\nkeep_runs = 3\n\n"
-             f"[jobs.a]\ncommand = {py('pass')}\n[jobs.b]\ncommand = {py('pass')}\n")  # fmt: skip
+    rj.write(
+        f"[defaults]\nstate_dir = {q(str(rj.state))}\nkeep_runs = 3\n\n"
+        f"[jobs.a]\ncommand = {py('pass')}\n[jobs.b]\ncommand = {py('pass')}\n"
+    )
     ids = [rj.run("a").one("run.end")["run_id"] for _ in range(5)]
     b_id = rj.run("b").one("run.end")["run_id"]
     assert [p.stem for p in kept_files(rj, "a")] == sorted(ids[2:])
@@ -94,7 +96,7 @@ def test_quiet_on_success_prints_nothing_when_the_run_succeeds(rj: Env) -> None:
 
 
 def test_quiet_prints_every_record_of_a_failed_run_in_order(rj: Env) -> None:
-    rj.write(f'[jobs.q]\ncommand = {py(QUIET_JOB, "3")}\n')
+    rj.write(f"[jobs.q]\ncommand = {py(QUIET_JOB, '3')}\n")
     res = rj.run("q", "--quiet")
     assert res.code == 3
     assert [r["event"] for r in res.records] == ["run.start", "run.output", "run.attempt", "run.end"]
@@ -167,9 +169,11 @@ class Page(HTMLParser):
 
 def make_runs(rj: Env) -> dict[str, str]:
     """A few real runs of three jobs: run id -> status."""
-    rj.write(f"[jobs.ok]\ncommand = {py('print(1)')}\n[jobs.bad]\ncommand = {py(FAIL_JOB)}\n"
-             f"[jobs.mixed]\ncommand = {py('import sys; sys.exit(int(sys.argv[1]))', '{code}')}\n"
-             '[jobs.mixed.params.code]\npattern = "[0-9]"\n')  # fmt: skip
+    rj.write(
+        f"[jobs.ok]\ncommand = {py('print(1)')}\n[jobs.bad]\ncommand = {py(FAIL_JOB)}\n"
+        f"[jobs.mixed]\ncommand = {py('import sys; sys.exit(int(sys.argv[1]))', '{code}')}\n"
+        '[jobs.mixed.params.code]\npattern = "[0-9]"\n'
+    )
     runs = [rj.run("ok"), rj.run("ok"), rj.run("bad"), rj.run("mixed", "code=0"), rj.run("mixed", "code=3")]
     return {r.one("run.end")["run_id"]: r.one("run.end")["status"] for r in runs}
 
@@ -229,11 +233,25 @@ def add_history_rows(rj: Env, n: int) -> list[str]:
     for i in range(n):
         start = now - 86000 + i * 86000 / n
         status = statuses[i % len(statuses)]
-        rows.append((f"{i:08x}-0000-4000-8000-{i:012x}", f"job-{i % 12}", start, start + 3 + i % 40, status,
-                     0 if status == "success" else 1, 1, 3 + i % 40, "Traceback ...\nValueError: x" if status != "success" else ""))  # fmt: skip
+        rows.append(
+            (
+                f"{i:08x}-0000-4000-8000-{i:012x}",
+                f"job-{i % 12}",
+                start,
+                start + 3 + i % 40,
+                status,
+                0 if status == "success" else 1,
+                1,
+                3 + i % 40,
+                "Traceback ...\nValueError: x" if status != "success" else "",
+            )
+        )
     with db:
-        db.executemany("INSERT INTO runs (run_id, job, started, ended, status, exit_code, attempts, duration_s,"
-                       " stderr_tail, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '{}')", rows)  # fmt: skip
+        db.executemany(
+            "INSERT INTO runs (run_id, job, started, ended, status, exit_code, attempts, duration_s,"
+            " stderr_tail, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '{}')",
+            rows,
+        )
     db.close()
     return [r[0] for r in rows]
 
@@ -250,13 +268,24 @@ def test_report_of_ten_thousand_runs_has_every_bar_and_stays_small(rj: Env) -> N
 
 
 @settings(max_examples=60, deadline=None)
-@given(job=st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True), tail=st.text(max_size=200),
-       status=st.sampled_from(["success", "failure", "timeout", "killed", "running", "crashed"]))  # fmt: skip
+@given(
+    job=st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True),
+    tail=st.text(max_size=200),
+    status=st.sampled_from(["success", "failure", "timeout", "killed", "running", "crashed"]),
+)
 def test_report_template_escapes_whatever_the_history_holds(job: str, tail: str, status: str) -> None:
     from runjob.views import model, report
 
-    run = {"run_id": "0123abcd-0000-4000-8000-000000000000", "job": job, "started": 1.7e9, "ended": 1.7e9 + 5,
-           "status": status, "exit_code": 1, "duration_s": 5.0, "stderr_tail": tail}  # fmt: skip
+    run = {
+        "run_id": "0123abcd-0000-4000-8000-000000000000",
+        "job": job,
+        "started": 1.7e9,
+        "ended": 1.7e9 + 5,
+        "status": status,
+        "exit_code": 1,
+        "duration_s": 5.0,
+        "stderr_tail": tail,
+    }
     data = model.build([run], 1.7e9 + 10)
     data["job"] = None
     page = Page(report.render(data))
@@ -326,11 +355,13 @@ def test_serve_bad_bind_is_a_usage_error(rj: Env) -> None:
 def test_quiet_judges_by_the_outcome_a_busy_skip_is_quiet_a_busy_fail_is_not(rj: Env, tmp_path: Path) -> None:
     started, release = tmp_path / "started", tmp_path / "release"
     warn = 'import json; print(json.dumps({"level": "warning", "message": "slow disk"}))'
-    rj.write(f'[defaults]\nstate_dir = {q(str(rj.state))}\nquiet = "on-success"\n\n'
-             f'[jobs.hold]\ncommand = {py(HOLD, str(started), str(release))}\n'
-             f'[jobs.skip]\ncommand = {py("pass")}\nlock_key = "hold"\n'
-             f'[jobs.fail]\ncommand = {py("pass")}\nlock_key = "hold"\non_busy = "fail"\n'
-             f'[jobs.warn]\ncommand = {py(warn)}\n')  # fmt: skip
+    rj.write(
+        f'[defaults]\nstate_dir = {q(str(rj.state))}\nquiet = "on-success"\n\n'
+        f"[jobs.hold]\ncommand = {py(HOLD, str(started), str(release))}\n"
+        f'[jobs.skip]\ncommand = {py("pass")}\nlock_key = "hold"\n'
+        f'[jobs.fail]\ncommand = {py("pass")}\nlock_key = "hold"\non_busy = "fail"\n'
+        f"[jobs.warn]\ncommand = {py(warn)}\n"
+    )
     assert rj.run("warn").out == ""  # a warning in a run that succeeded: still quiet
     holder = rj.popen("hold")
     assert wait_for(started.exists)

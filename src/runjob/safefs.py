@@ -72,8 +72,10 @@ def dir_problem(path: str, st: os.stat_result) -> str | None:
     if st.st_uid not in (os.geteuid(), 0):
         return f"{path} is owned by uid {st.st_uid}, neither the running user nor root; runjob refuses it"
     if st.st_mode & 0o022:
-        return (f"{path} is writable by group or others (mode {st.st_mode & 0o7777:04o}); "
-                f"runjob refuses it (chmod go-w {path})")  # fmt: skip
+        return (
+            f"{path} is writable by group or others (mode {st.st_mode & 0o7777:04o}); "
+            f"runjob refuses it (chmod go-w {path})"
+        )
     return None
 
 
@@ -147,7 +149,7 @@ def replace(path: str, data: bytes, mode: int = FILE_MODE, durable: bool = False
         _keep_identity(fd, old if keep_mode else None, final)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         if durable:
             os.fsync(fd)
         os.close(fd)

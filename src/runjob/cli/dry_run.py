@@ -85,10 +85,34 @@ def show_stages(registry: Any, pipeline: Any, params: dict[str, str]) -> int:
             job_plan = plans.build(registry, name, plans.parse_params(words[1:]), None, False, None, None)
             described = describe(job_plan)
             code = code or int(described["executable_exit_code"])
-            shown.append({k: described[k] for k in ("job", "params", "argv", "lock_key", "lock_held", "timeout_s",
-                                                    "executable", "executable_problem")})  # fmt: skip
+            shown.append(
+                {
+                    k: described[k]
+                    for k in (
+                        "job",
+                        "params",
+                        "argv",
+                        "lock_key",
+                        "lock_held",
+                        "timeout_s",
+                        "executable",
+                        "executable_problem",
+                    )
+                }
+            )
         stages.append(shown)
-    print(encode({"dry_run": True, "pipeline": pipeline.name, "params": params, "lock_key": pipeline.lock_key,
-                  "timeout_s": pipeline.pipeline_timeout, "owners": pipeline.owners, "schedule": pipeline.schedule,
-                  "stages": stages}))  # fmt: skip
+    print(
+        encode(
+            {
+                "dry_run": True,
+                "pipeline": pipeline.name,
+                "params": params,
+                "lock_key": pipeline.lock_key,
+                "timeout_s": pipeline.pipeline_timeout,
+                "owners": pipeline.owners,
+                "schedule": pipeline.schedule,
+                "stages": stages,
+            }
+        )
+    )
     return code

@@ -38,20 +38,35 @@ def init(config_path: str | None, force: bool) -> int:
         raise UsageError(f"{path} exists; use --force to overwrite it")
     import tomli_w
 
-    body = tomli_w.dumps({
-        "defaults": {"timeout": "1h", "kill_grace": "10s", "on_busy": "skip", "state_dir": ".runjob-state"},
-        "owners": {"ops": {"command": ["logger", "-t", "runjob", "-p", "user.err"]}},
-        "jobs": {"hello": {"description": "Say hello", "command": ["echo", "hello from runjob"],
-                           "schedule": "*/5 * * * *", "owners": {"responsible": "ops"},
-                           "idempotency": "Safe to re-run: it only prints."}},
-    })  # fmt: skip
+    body = tomli_w.dumps(
+        {
+            "defaults": {"timeout": "1h", "kill_grace": "10s", "on_busy": "skip", "state_dir": ".runjob-state"},
+            "owners": {"ops": {"command": ["logger", "-t", "runjob", "-p", "user.err"]}},
+            "jobs": {
+                "hello": {
+                    "description": "Say hello",
+                    "command": ["echo", "hello from runjob"],
+                    "schedule": "*/5 * * * *",
+                    "owners": {"responsible": "ops"},
+                    "idempotency": "Safe to re-run: it only prints.",
+                }
+            },
+        }
+    )
     _write(path, STARTER + body)
     print(f"wrote {path}")
     return 0
 
 
-def add(config_path: str | None, name: str, command: str, schedule: str | None, timeout: str | None,
-        lock_key: str | None, description: str | None) -> int:  # fmt: skip
+def add(
+    config_path: str | None,
+    name: str,
+    command: str,
+    schedule: str | None,
+    timeout: str | None,
+    lock_key: str | None,
+    description: str | None,
+) -> int:
     import tomli_w
 
     path = loader.find_config(config_path) if config_path or os.path.exists("jobs.toml") else "jobs.toml"
@@ -64,8 +79,13 @@ def add(config_path: str | None, name: str, command: str, schedule: str | None, 
         argv = shlex.split(command)
     except ValueError as e:
         raise UsageError(f"--command: {e}") from None
-    table = {"command": argv, "description": description, "schedule": schedule, "timeout": timeout,
-             "lock_key": lock_key}  # fmt: skip
+    table = {
+        "command": argv,
+        "description": description,
+        "schedule": schedule,
+        "timeout": timeout,
+        "lock_key": lock_key,
+    }
     new = tomli_w.dumps({"jobs": {name: {k: v for k, v in table.items() if v is not None}}})
     text = (old.rstrip("\n") + "\n\n" if old else STARTER) + new
     try:
@@ -88,6 +108,8 @@ def _read(path: str) -> str:
 def _write(path: str, text: str) -> None:
     validate.parse_string(text, path)  # never write a registry that does not load
     if os.path.islink(path):
-        raise InternalError(f"{path} is a symlink (to {os.path.realpath(path)}); runjob does not replace or write "
-                            "through it: run `runjob --config REAL_FILE add ...`")  # fmt: skip
+        raise InternalError(
+            f"{path} is a symlink (to {os.path.realpath(path)}); runjob does not replace or write "
+            "through it: run `runjob --config REAL_FILE add ...`"
+        )
     safefs.replace(path, text.encode("utf-8"), mode=0o640, durable=True)

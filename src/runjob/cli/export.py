@@ -34,8 +34,11 @@ def export(config_path: str | None, fmt: str, out_dir: str | None, image: str, n
     if registry.workers and fmt != "crontab":
         from runjob.supervisor import export as workers
 
-        files |= (workers.systemd_units(registry, runjob) if fmt == "systemd"
-                  else workers.kubernetes_docs(registry, image, namespace))  # fmt: skip
+        files |= (
+            workers.systemd_units(registry, runjob)
+            if fmt == "systemd"
+            else workers.kubernetes_docs(registry, image, namespace)
+        )
     for note in notes:
         print(f"runjob: note: {note}", file=sys.stderr)
     if out_dir is None:

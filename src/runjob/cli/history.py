@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from runjob.cli.inspect import schedule_state
 from runjob.errors import UsageError
@@ -36,8 +36,9 @@ def _times(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def show_history(config_path: str | None, job: str | None, limit: int, status: str | None, since: str | None,
-                 as_json: bool) -> int:  # fmt: skip
+def show_history(
+    config_path: str | None, job: str | None, limit: int, status: str | None, since: str | None, as_json: bool
+) -> int:
     registry = loader.load(config_path, cached=True)
     if job is not None and job in registry.pipelines:
         return _pipeline_history(registry, job, limit, as_json)
@@ -75,7 +76,9 @@ def _pipeline_history(registry: config.Registry, name: str, limit: int, as_json:
     return 0
 
 
-def _rows(db: sqlite3.Connection, job: str | None, status: str | None, since: float | None, limit: int) -> list[dict[str, Any]]:
+def _rows(
+    db: sqlite3.Connection, job: str | None, status: str | None, since: float | None, limit: int
+) -> list[dict[str, Any]]:
     host = os.uname().nodename
     rows = [history.row_dict(r, host) for r in history.query(db, job, status, since, limit)]
     if status in ("running", "crashed"):
@@ -96,8 +99,11 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     db = _open(registry.state_dir)
     held = watchdog.held_locks(registry)
     now = time.time()
-    rows = [_job_status(registry, name, db, held, now, at, params, text)
-            for name, job in registry.jobs.items() for params, text in watchdog.instances(job, db)]  # fmt: skip
+    rows = [
+        _job_status(registry, name, db, held, now, at, params, text)
+        for name, job in registry.jobs.items()
+        for params, text in watchdog.instances(job, db)
+    ]
     if registry.pipelines:
         from runjob.store.pipeline_store import pipeline_status
 
@@ -118,8 +124,16 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     return 0
 
 
-def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | None, held: list[dict[str, Any]],
-                now: float, at: float | None, params: dict[str, str], text: str | None) -> dict[str, Any]:  # fmt: skip
+def _job_status(
+    registry: config.Registry,
+    name: str,
+    db: sqlite3.Connection | None,
+    held: list[dict[str, Any]],
+    now: float,
+    at: float | None,
+    params: dict[str, str],
+    text: str | None,
+) -> dict[str, Any]:
     """One row per job instance (see watchdog.instances): its own last run, success, stale flag and locks."""
     job = registry.jobs[name]
     host = os.uname().nodename
@@ -128,21 +142,25 @@ def _job_status(registry: config.Registry, name: str, db: sqlite3.Connection | N
     success_row = history.row_dict(success, host) if success else None
     from runjob.schedule.scheduled import next_times
 
-    seen_from = datetime.fromtimestamp(now if at is None else at, timezone.utc)  # --at: seen from then
+    seen_from = datetime.fromtimestamp(now if at is None else at, UTC)  # --at: seen from then
     due = next_times(job, seen_from, 1, registry.state_dir)
     stale = watchdog.staleness(job, success_row["ended"] if success_row else None, now)
-    return {
-        "job": name,
-        "params": params,
-        "last_run_at": timestamp(last_row["started"]) if last_row else None,
-        "status": last_row["status"] if last_row else None,
-        "exit_code": last_row["exit_code"] if last_row else None,
-        "duration_s": last_row["duration_s"] if last_row else None,
-        "last_success_at": timestamp(success_row["ended"]) if success_row else None,
-        "next_due": timestamp(due[0].timestamp()) if due else None,
-        "stale": None if job.max_age is None else stale is not None,
-        "locks": watchdog.held_by(job, held, params),
-    } | schedule_state(job, registry.state_dir) | _last_claim(job)
+    return (
+        {
+            "job": name,
+            "params": params,
+            "last_run_at": timestamp(last_row["started"]) if last_row else None,
+            "status": last_row["status"] if last_row else None,
+            "exit_code": last_row["exit_code"] if last_row else None,
+            "duration_s": last_row["duration_s"] if last_row else None,
+            "last_success_at": timestamp(success_row["ended"]) if success_row else None,
+            "next_due": timestamp(due[0].timestamp()) if due else None,
+            "stale": None if job.max_age is None else stale is not None,
+            "locks": watchdog.held_by(job, held, params),
+        }
+        | schedule_state(job, registry.state_dir)
+        | _last_claim(job)
+    )
 
 
 def _last_claim(job: config.Job) -> dict[str, Any]:
@@ -163,8 +181,9 @@ def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
         records = Records(sink, job.name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
         fields = why | {"last_success_at": timestamp(why["last_success_at"]) if why["last_success_at"] else None}
         which = " ".join([job.name, *(f"{k}={v}" for k, v in params.items())])
-        record = records.emit("job.stale", f"{which} is stale: {why['reason']}", level="error",
-                              owners=job.owners, params=params, **fields)  # fmt: skip
+        record = records.emit(
+            "job.stale", f"{which} is stale: {why['reason']}", level="error", owners=job.owners, params=params, **fields
+        )
         if notify:
             from runjob.ops import notify as notifier
 

@@ -126,15 +126,19 @@ def _job_line(number: int, line: str, env: dict[str, str], comment: str, out: Im
     name, job["command"], shell = _command(command)
     program = command.split()[0] if shell else job["command"][0]
     if "/" in program and not program.startswith(("/", "~")) and "HOME" not in env:
-        out.problems.append(f"line {number}: {program} is relative to the crontab owner's home under cron; "
-                            "runjob starts it in the registry's directory unless the job sets cwd")  # fmt: skip
+        out.problems.append(
+            f"line {number}: {program} is relative to the crontab owner's home under cron; "
+            "runjob starts it in the registry's directory unless the job sets cwd"
+        )
     elif "HOME" in env:
         job["cwd"] = env["HOME"]  # where cron starts the command
     if shell:
         job["shell"] = True
     if schedule == "@reboot":
-        out.problems.append(f'line {number}: @reboot has no runjob schedule: job "{_unique(name, out)}" is '
-                            "imported without one; start it from a systemd unit or `@reboot runjob NAME`")  # fmt: skip
+        out.problems.append(
+            f'line {number}: @reboot has no runjob schedule: job "{_unique(name, out)}" is '
+            "imported without one; start it from a systemd unit or `@reboot runjob NAME`"
+        )
     elif schedule.startswith("@") and schedule not in ALIASES:
         out.problems.append(f"line {number}: unknown schedule {schedule}: {line}")
         return
@@ -169,7 +173,9 @@ def _command(command: str) -> tuple[str, str | list[str], bool]:
     return name or _name_from(argv), [w.replace("{", "{{").replace("}", "}}") for w in argv], False
 
 
-INTERPRETERS = frozenset({"sh", "bash", "dash", "php", "python", "python3", "perl", "ruby", "node", "env", "nice", "ionice"})
+INTERPRETERS = frozenset(
+    {"sh", "bash", "dash", "php", "python", "python3", "perl", "ruby", "node", "env", "nice", "ionice"}
+)
 
 
 def _name_from(words: list[str]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from runjob.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from runjob.records import jsonout
@@ -47,7 +47,7 @@ def schedule_state(job: config.Job, state_dir: str | None) -> dict[str, Any]:
 
 def _now(at: float | None) -> datetime:
     """Now, or the `--at` instant the next due times are seen from."""
-    return datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
+    return datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
 
 
 def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
@@ -67,7 +67,9 @@ def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -
 def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
     registry = loader.load(config_path, check_schedules=True)
     job = registry.pipelines[name] if name in registry.pipelines else registry.job(name)
-    shown = job.as_dict() | {"next": [timestamp(t.timestamp()) for t in next_times(job, _now(at), 5, registry.state_dir)]}
+    shown = job.as_dict() | {
+        "next": [timestamp(t.timestamp()) for t in next_times(job, _now(at), 5, registry.state_dir)]
+    }
     shown["owners_detail"] = {role: registry.owners.get(o) for role, o in job.owners.items() if o}
     shown = Redactor(job_secrets(job.env, job.secrets)).value(shown)  # a secret's value, wherever it is
     shown["env"] = {k: MASK if k in job.secrets else v for k, v in shown["env"].items()}
@@ -100,8 +102,12 @@ def validate(config_path: str | None, as_json: bool) -> int:
     else:
         from runjob.cli.pretty import say
 
-        counts = [(len(registry.jobs), "job"), (len(registry.pipelines), "pipeline"), (len(registry.workers), "worker"),
-                  (len(registry.owners), "owner")]  # fmt: skip
+        counts = [
+            (len(registry.jobs), "job"),
+            (len(registry.pipelines), "pipeline"),
+            (len(registry.workers), "worker"),
+            (len(registry.owners), "owner"),
+        ]
         said = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts if n or word in ("job", "owner"))
         say(f"[green]OK[/green] {registry.path}: {said}")
     return EXIT_OK

@@ -37,8 +37,23 @@ def _when(value: str | None) -> str:
     return datetime.fromisoformat(value).astimezone(zone(None)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-DURATIONS = frozenset({"timeout", "kill_grace", "wait", "delay", "max_delay", "max_age", "catch_up", "lock_ttl", "min",
-                       "max", "timeout_s", "kill_grace_s", "wait_s"})  # fmt: skip
+DURATIONS = frozenset(
+    {
+        "timeout",
+        "kill_grace",
+        "wait",
+        "delay",
+        "max_delay",
+        "max_age",
+        "catch_up",
+        "lock_ttl",
+        "min",
+        "max",
+        "timeout_s",
+        "kill_grace_s",
+        "wait_s",
+    }
+)
 
 
 def plain(value: object, key: str = "") -> str:
@@ -59,8 +74,9 @@ def plain(value: object, key: str = "") -> str:
 
 
 def job_table(rows: list[dict[str, Any]]) -> None:
-    table = Table("job", "schedule", f"next ({zone_name()})", "lock key", "timeout", "owners", box=None,
-                  header_style="bold")  # fmt: skip
+    table = Table(
+        "job", "schedule", f"next ({zone_name()})", "lock key", "timeout", "owners", box=None, header_style="bold"
+    )
     for row in rows:
         owners = ", ".join(f"{k}={v}" for k, v in row["owners"].items() if v)
         nxt = _when(row["next"][0])[:16] if row["next"] else _never(row)
@@ -94,37 +110,79 @@ def _argv_text(argv: list[str]) -> str:
 
 
 def history_table(rows: list[dict[str, Any]]) -> None:
-    table = Table(f"started ({zone_name()})", "job", "status", "exit", "duration", "attempts", "params", "run id", box=None,
-                  header_style="bold")  # fmt: skip
+    table = Table(
+        f"started ({zone_name()})",
+        "job",
+        "status",
+        "exit",
+        "duration",
+        "attempts",
+        "params",
+        "run id",
+        box=None,
+        header_style="bold",
+    )
     for r in rows:
         style = STATUS_STYLE.get(r["status"], "yellow")
-        table.add_row(_when(r["started_at"]), r["job"], Text(r["status"], style=style),
-                      _str(r["exit_code"]), _secs_or(r["duration_s"]), _str(r["attempts"]),
-                      " ".join(f"{k}={v}" for k, v in r["params"].items()), r["run_id"][:8])  # fmt: skip
+        table.add_row(
+            _when(r["started_at"]),
+            r["job"],
+            Text(r["status"], style=style),
+            _str(r["exit_code"]),
+            _secs_or(r["duration_s"]),
+            _str(r["attempts"]),
+            " ".join(f"{k}={v}" for k, v in r["params"].items()),
+            r["run_id"][:8],
+        )
     console.print(table if rows else "no runs recorded")
 
 
 def status_table(rows: list[dict[str, Any]]) -> None:
     zone = zone_name()
-    table = Table("job", f"last run ({zone})", "status", "duration", f"last success ({zone})", f"next due ({zone})",
-                  "stale", "lock", box=None, header_style="bold")  # fmt: skip
+    table = Table(
+        "job",
+        f"last run ({zone})",
+        "status",
+        "duration",
+        f"last success ({zone})",
+        f"next due ({zone})",
+        "stale",
+        "lock",
+        box=None,
+        header_style="bold",
+    )
     for r in rows:
         status = r["status"] or "never run"
         stale = "-" if r["stale"] is None else Text("STALE", style="bold red") if r["stale"] else "ok"
         locks = ", ".join(f"{h['lock_key']} pid {h.get('pid')}" for h in r["locks"]) or "-"
         job = " ".join([r["job"], *(f"{k}={v}" for k, v in r.get("params", {}).items())])
-        table.add_row(job, _when(r["last_run_at"]), Text(status, style=STATUS_STYLE.get(status, "yellow")),
-                      _secs_or(r["duration_s"]), _when(r["last_success_at"]), _when(r["next_due"]) if r["next_due"]
-                      else _never(r), stale, locks)  # fmt: skip
+        table.add_row(
+            job,
+            _when(r["last_run_at"]),
+            Text(status, style=STATUS_STYLE.get(status, "yellow")),
+            _secs_or(r["duration_s"]),
+            _when(r["last_success_at"]),
+            _when(r["next_due"]) if r["next_due"] else _never(r),
+            stale,
+            locks,
+        )
     console.print(table)
 
 
 def locks_table(held: list[dict[str, Any]]) -> None:
-    table = Table("lock key", "job", "pid", "child pid", "run id", "host", f"since ({zone_name()})", box=None,
-                  header_style="bold")  # fmt: skip
+    table = Table(
+        "lock key", "job", "pid", "child pid", "run id", "host", f"since ({zone_name()})", box=None, header_style="bold"
+    )
     for h in held:
-        table.add_row(str(h["lock_key"]), _str(h.get("job")), _str(h.get("pid")), _str(h.get("child_pid")),
-                      _str(h.get("run_id")), _str(h.get("host")), _when(h.get("since")))  # fmt: skip
+        table.add_row(
+            str(h["lock_key"]),
+            _str(h.get("job")),
+            _str(h.get("pid")),
+            _str(h.get("child_pid")),
+            _str(h.get("run_id")),
+            _str(h.get("host")),
+            _when(h.get("since")),
+        )
     console.print(table if held else "no locks held")
 
 
@@ -160,8 +218,12 @@ class StatusLine:
 
     def __rich__(self) -> Text:
         elapsed = self.clock() - self.started
-        return Text.assemble(("● ", "cyan"), (self.job, "bold"), f"  run {self.run_id[:8]}  attempt {self.attempt}  ",
-                             (f"{elapsed:6.1f}s", "cyan"))  # fmt: skip
+        return Text.assemble(
+            ("● ", "cyan"),
+            (self.job, "bold"),
+            f"  run {self.run_id[:8]}  attempt {self.attempt}  ",
+            (f"{elapsed:6.1f}s", "cyan"),
+        )
 
 
 class PrettySink:

@@ -45,8 +45,10 @@ def run_job(
         from runjob.run.pipeline import run_pipeline
 
         if timeout is not None or no_retry or output is not None or log_file is not None:
-            raise UsageError(f"{name} is a pipeline: --timeout, --no-retry, --output and --log-file are for jobs "
-                             "(set them on its jobs, or `timeout` on the pipeline)")  # fmt: skip
+            raise UsageError(
+                f"{name} is a pipeline: --timeout, --no-retry, --output and --log-file are for jobs "
+                "(set them on its jobs, or `timeout` on the pipeline)"
+            )
         return run_pipeline(registry, name, list(words) + list(extra_params), dry_run)
     given = plan.parse_params(list(words) + list(extra_params))
     the_plan = plan.build(registry, name, given, _timeout(timeout), no_retry, output, log_file)
@@ -115,7 +117,9 @@ def _sink(the_plan: plan.Plan, pretty: bool, quiet: bool = False) -> Sink:
     quiet on success holds stdout's back until the run's outcome is known."""
     keep = (os.path.join(the_plan.state_dir, "runs"), getattr(the_plan.job, "keep_runs", 50))
     to_json = bool(the_plan.log_file) or not pretty
-    hold = "" if the_plan.log_file else "on-success" if quiet or getattr(the_plan.job, "quiet", "") == "on-success" else ""
+    hold = (
+        "" if the_plan.log_file else "on-success" if quiet or getattr(the_plan.job, "quiet", "") == "on-success" else ""
+    )
     json_sink = JsonSink(the_plan.log_file, nonblocking=True, keep=keep, hold=hold if to_json else "always")
     if not pretty:
         return json_sink

@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from runjob import safefs
 from runjob.errors import InternalError
@@ -50,8 +50,8 @@ def tick(config_path: str | None, now: float | None = None) -> int:
     registry = loader.load(config_path, check_schedules=True, cached=True)
     state_dir = registry.state_dir
     replay = now is not None
-    instant = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
-    minute = datetime.fromtimestamp(instant.timestamp() // 60 * 60, timezone.utc)
+    instant = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    minute = datetime.fromtimestamp(instant.timestamp() // 60 * 60, UTC)
     scheduled = entries(registry)
     plain = [e for e in scheduled if timers.kind(e.job.schedule) == timers.CRON]
     with _tick_lock(state_dir):
@@ -68,8 +68,11 @@ def tick(config_path: str | None, now: float | None = None) -> int:
     records = Records(JsonSink(), "tick", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
     claimed = _claimed(due, records)
     pipes: list[int] | None = [] if claimed and relay.needed() else None
-    started = [_start(registry.path, entry, reason, run_id, pipes) for entry, reason, run_id in claimed
-               if entry.job.dispatch != "queue"]  # fmt: skip
+    started = [
+        _start(registry.path, entry, reason, run_id, pipes)
+        for entry, reason, run_id in claimed
+        if entry.job.dispatch != "queue"
+    ]
     if any(entry.job.dispatch == "queue" for entry, _, _ in claimed):
         from runjob.queue.dispatch import enqueue_due
 
@@ -144,21 +147,32 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
         try:
             winner = claims.claim(entry, occurrence, me)
         except claims.Unavailable as e:
-            records.emit("tick.claim_unavailable", f"{entry.job.name}: cannot claim {occurrence:%Y-%m-%d %H:%M%z}: "
-                         f"{e}; starting it, its lock decides", level="warning", **fields, error=str(e))  # fmt: skip
+            records.emit(
+                "tick.claim_unavailable",
+                f"{entry.job.name}: cannot claim {occurrence:%Y-%m-%d %H:%M%z}: {e}; starting it, its lock decides",
+                level="warning",
+                **fields,
+                error=str(e),
+            )
             out.append((entry, reason, run_id))
             continue
         if winner is None:
             out.append((entry, reason, run_id))
         else:
-            records.emit("tick.claimed", f"{entry.job.name}: {occurrence:%Y-%m-%d %H:%M%z} was claimed by "
-                         f"{winner.get('host')} (run {winner.get('run_id')}); not starting it", **fields,
-                         winner_host=winner.get("host"), winner_run_id=winner.get("run_id"))  # fmt: skip
+            records.emit(
+                "tick.claimed",
+                f"{entry.job.name}: {occurrence:%Y-%m-%d %H:%M%z} was claimed by "
+                f"{winner.get('host')} (run {winner.get('run_id')}); not starting it",
+                **fields,
+                winner_host=winner.get("host"),
+                winner_run_id=winner.get("run_id"),
+            )
     return out
 
 
-def _start(registry_path: str, entry: Entry, reason: str, run_id: str | None,
-           pipes: list[int] | None) -> dict[str, Any]:  # fmt: skip
+def _start(
+    registry_path: str, entry: Entry, reason: str, run_id: str | None, pipes: list[int] | None
+) -> dict[str, Any]:
     """Start one run; with `pipes`, on a pipe of its own whose read end is appended there."""
     argv = [*runjob_argv(), "--config", os.path.abspath(registry_path), *entry.words]
     # The run takes the run id its claim names (see runner.execute), so the claim leads to its records.
@@ -190,8 +204,9 @@ def _spawn(argv: list[str], env: dict[str, str], stdout: int | None) -> int:
     actions: list[tuple[object, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
     if stdout is not None:
         actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
-    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True, setsigmask=(),
-                          setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))  # fmt: skip
+    return os.posix_spawn(
+        argv[0], argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=(signal.SIGPIPE, signal.SIGXFSZ)
+    )
 
 
 def runjob_argv() -> list[str]:

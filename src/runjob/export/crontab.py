@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAILTO_NOTE = [
     "# MAILTO mails whatever a job prints. Each line below prints its run's JSON records on",
-    "# stdout unless the job has a log_file, so cron mails every run: set MAILTO=\"\" (or a",
+    '# stdout unless the job has a log_file, so cron mails every run: set MAILTO="" (or a',
     "# log_file) to stop that, and let the owners in jobs.toml be told of failures; or, to",
     '# mail only failures, keep MAILTO=you@example.com and set quiet = "on-success" per job.',
 ]
@@ -50,8 +50,11 @@ def render(registry: Registry, runjob: str) -> tuple[str, list[str]]:
     zone, errors = "", []
     for entry in by_zone:
         if timers.kind(entry.job.schedule) == timers.AT:
-            lines += ["", f"# {entry.job.name}: one-time ({entry.job.schedule}), left out: cron has no year; "
-                      "`runjob tick` or the systemd export runs it"]  # fmt: skip
+            lines += [
+                "",
+                f"# {entry.job.name}: one-time ({entry.job.schedule}), left out: cron has no year; "
+                "`runjob tick` or the systemd export runs it",
+            ]
             continue
         try:
             line = _line(entry, program)
@@ -117,7 +120,9 @@ def _line(entry: Entry, program: str) -> str:
     """ValueError when Debian's cron cannot hold the entry as runjob means it."""
     for word in entry.words[1:]:
         if "\n" in word or "\r" in word:
-            raise ValueError(f'instances: `{word.split("=")[0]}=...` has a newline in its value; a crontab line cannot hold one')
+            raise ValueError(
+                f"instances: `{word.split('=')[0]}=...` has a newline in its value; a crontab line cannot hold one"
+            )
     try:
         schedule = dialects.crontab(entry.job.schedule or "")
     except dialects.Untranslatable as e:

@@ -22,8 +22,10 @@ DEBIAN_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@mid
 FIELDS = (Field.MINUTE, Field.HOUR, Field.DAY, Field.MONTH, Field.DOW)
 LIMITS = {Field.MINUTE: 59, Field.HOUR: 23, Field.DAY: 31, Field.MONTH: 12, Field.DOW: 7}
 # Marks of cronsim's extensions per day field (not W in day of week: WED has one).
-EXTENSIONS = (("day of month", (("L", "L (last)"), ("W", "W (weekday)"))),
-              ("day of week", (("L", "L (last)"), ("#", "# (nth weekday)"))))  # fmt: skip
+EXTENSIONS = (
+    ("day of month", (("L", "L (last)"), ("W", "W (weekday)"))),
+    ("day of week", (("L", "L (last)"), ("#", "# (nth weekday)"))),
+)
 
 
 class Untranslatable(ValueError):
@@ -42,7 +44,9 @@ def refuse_extensions(parts: list[str], target: str) -> None:
     for text, (name, marks) in zip(parts[2::2], EXTENSIONS, strict=True):
         for mark, what in marks:
             if mark in text.upper():
-                raise Untranslatable(f'the {name} "{text}" uses the extension {what}, which {target} has no equivalent for')
+                raise Untranslatable(
+                    f'the {name} "{text}" uses the extension {what}, which {target} has no equivalent for'
+                )
 
 
 def day_and(parts: list[str]) -> bool:
@@ -80,8 +84,10 @@ def every(expr: str) -> str:
         return "* * * * *" if minutes == 1 else f"*/{int(minutes)} * * * *"
     if hours == int(hours) and 24 % hours == 0:
         return "0 * * * *" if hours == 1 else f"0 */{int(hours)} * * *"
-    raise Untranslatable(f"the interval {expr.split()[1]} is not a whole number of minutes dividing the hour "
-                         "or of hours dividing the day, so no `*/N` means it; use `runjob tick` for this job")  # fmt: skip
+    raise Untranslatable(
+        f"the interval {expr.split()[1]} is not a whole number of minutes dividing the hour "
+        "or of hours dividing the day, so no `*/N` means it; use `runjob tick` for this job"
+    )
 
 
 def crontab(expr: str) -> str:

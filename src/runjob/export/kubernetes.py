@@ -5,7 +5,9 @@ lock, `activeDeadlineSeconds` the whole run's budget, `backoffLimit: 0` because 
 retries inside the pod. The container runs `runjob NAME k=v`, so records, retries and
 notifications are the same as on a host; the image must hold runjob. The registry comes
 from a ConfigMap (exported too) mounted where RUNJOB_CONFIG points, the state in a
-directory runjob creates (0700) inside a writable emptyDir (RUNJOB_STATE_DIR), and each name in a job's `secrets` from the Secret `runjob-secrets`. The schedule is written in robfig/cron's dialect (the API
+directory runjob creates (0700) inside a writable emptyDir (RUNJOB_STATE_DIR), and each
+name in a job's `secrets` from the Secret `runjob-secrets`. The schedule is written in
+robfig/cron's dialect (the API
 server's parser; dialects.kubernetes), and every `$` in the command as `$$`, since the
 kubelet expands `$(NAME)` and `$$` there.
 """
@@ -50,13 +52,19 @@ def cronjob_name(entry: Entry) -> str:
 def cronjob(entry: Entry, schedule: str, image: str, namespace: str | None) -> dict[str, Any]:
     job = entry.job
     name = cronjob_name(entry)
-    labels = {"app.kubernetes.io/name": "runjob", "app.kubernetes.io/managed-by": "runjob",
-              "runjob.dev/job": _label(job.name)}  # fmt: skip
+    labels = {
+        "app.kubernetes.io/name": "runjob",
+        "app.kubernetes.io/managed-by": "runjob",
+        "runjob.dev/job": _label(job.name),
+    }
     for role, owner in job.owners.items():
         if owner:
             labels[f"runjob.dev/owner-{role}"] = _label(owner)
-    annotations = {"runjob.dev/description": job.description, "runjob.dev/idempotency": job.idempotency,
-                   "runjob.dev/command": " ".join(["runjob", *entry.words])}  # fmt: skip
+    annotations = {
+        "runjob.dev/description": job.description,
+        "runjob.dev/idempotency": job.idempotency,
+        "runjob.dev/command": " ".join(["runjob", *entry.words]),
+    }
     metadata: dict[str, Any] = {"name": name, "labels": labels, "annotations": annotations}
     if namespace:
         metadata["namespace"] = namespace
@@ -74,7 +82,7 @@ def cronjob(entry: Entry, schedule: str, image: str, namespace: str | None) -> d
                 "template": {"metadata": {"labels": dict(labels)}, "spec": _pod(entry, image)},
             },
         },
-    }  # fmt: skip
+    }
     if job.timezone:
         spec["timeZone"] = job.timezone
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata, "spec": spec}
@@ -90,17 +98,21 @@ def _pod(entry: Entry, image: str) -> dict[str, Any]:
     env += [{"name": s, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": s}}} for s in entry.job.secrets]
     return {
         "restartPolicy": "Never",
-        "containers": [{
-            "name": "runjob",
-            "image": image,
-            # the kubelet expands $(NAME) and turns $$ into $ in command and args
-            "command": [w.replace("$", "$$") for w in ["runjob", *entry.words]],
-            "env": env,
-            "volumeMounts": [{"name": "registry", "mountPath": CONFIG_DIR, "readOnly": True},
-                             {"name": "state", "mountPath": STATE_VOLUME}],
-        }],
+        "containers": [
+            {
+                "name": "runjob",
+                "image": image,
+                # the kubelet expands $(NAME) and turns $$ into $ in command and args
+                "command": [w.replace("$", "$$") for w in ["runjob", *entry.words]],
+                "env": env,
+                "volumeMounts": [
+                    {"name": "registry", "mountPath": CONFIG_DIR, "readOnly": True},
+                    {"name": "state", "mountPath": STATE_VOLUME},
+                ],
+            }
+        ],
         "volumes": [{"name": "registry", "configMap": {"name": CONFIG_MAP}}, {"name": "state", "emptyDir": {}}],
-    }  # fmt: skip
+    }
 
 
 def config_map(registry: Registry, namespace: str | None) -> dict[str, Any]:
@@ -121,8 +133,10 @@ def render(registry: Registry, image: str, namespace: str | None) -> tuple[dict[
     notes = []
     for entry in entries(registry):
         if timers.kind(entry.job.schedule) == timers.AT:
-            notes.append(f"{entry.job.name}: one-time ({entry.job.schedule}) left out: a CronJob has no year; "
-                         "run it with `runjob tick` or create a Kubernetes Job for it")  # fmt: skip
+            notes.append(
+                f"{entry.job.name}: one-time ({entry.job.schedule}) left out: a CronJob has no year; "
+                "run it with `runjob tick` or create a Kubernetes Job for it"
+            )
             continue
         try:
             schedule = dialects.kubernetes(entry.job.schedule or "")

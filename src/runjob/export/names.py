@@ -45,7 +45,9 @@ def check_unique(named: list[tuple[str, Entry]], target: str, registry: Registry
     for name, entry in named:
         other = seen.setdefault(name, entry)
         if other is not entry:
-            errors.append(f'jobs.{entry.job.name}: the {target} name "{name}" of `{" ".join(entry.words)}` '
-                          f'is also the name of `{" ".join(other.words)}`; rename one of the jobs')  # fmt: skip
+            errors.append(
+                f'jobs.{entry.job.name}: the {target} name "{name}" of `{" ".join(entry.words)}` '
+                f"is also the name of `{' '.join(other.words)}`; rename one of the jobs"
+            )
     if errors:
         raise ConfigError(errors, registry.path)

@@ -187,7 +187,8 @@ def _units(entry: Entry, name: str, runjob_path: str, config: str, timing: str) 
     secrets = f"EnvironmentFile={SECRETS_FILE}\n" if job.secrets else ""  # refuse to start without it
     return {
         f"{name}.service": (
-            f"[Unit]\nDescription={_text('runjob ' + title)}\n\n[Service]\nType=oneshot\n{secrets}ExecStart={exec_start}\n"
+            f"[Unit]\nDescription={_text('runjob ' + title)}\n\n"
+            f"[Service]\nType=oneshot\n{secrets}ExecStart={exec_start}\n"
             f"TimeoutStartSec={outer_budget(job)}\n"
         ),
         f"{name}.timer": (
@@ -202,7 +203,9 @@ def _problem(entry: Entry) -> str | None:
     for word in entry.words[1:]:
         if "\n" in word or "\r" in word:
             key = word.split("=")[0]
-            return f"jobs.{entry.job.name}.instances: `{key}=...` has a newline in its value; a unit line cannot hold one"
+            return (
+                f"jobs.{entry.job.name}.instances: `{key}=...` has a newline in its value; a unit line cannot hold one"
+            )
     return None
 
 
@@ -216,7 +219,7 @@ def render(registry: Registry, runjob_path: str) -> tuple[dict[str, str], list[s
         try:
             calendar = timer_lines(job.schedule or "", job.timezone, job.catch_up)
         except Untranslatable as e:
-            errors.append(f"jobs.{job.name}.schedule: systemd cannot express \"{job.schedule}\": {e}")
+            errors.append(f'jobs.{job.name}.schedule: systemd cannot express "{job.schedule}": {e}')
             continue
         problem = _problem(entry)
         if problem:

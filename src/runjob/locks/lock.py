@@ -35,7 +35,8 @@ from runjob.records.logs import encode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     from runjob.proc.process import Watch
 
@@ -229,8 +230,10 @@ class exclusive:  # noqa: N801  (used like a function: `with exclusive(path):`)
         st = os.fstat(self.fd)
         pids = procid.holders_of((st.st_dev, st.st_ino))
         os.close(self.fd)
-        raise InternalError(f"{self.path} stayed locked for {self.wait_s:g}s (open in pid(s) "
-                            f"{', '.join(map(str, pids)) or 'unknown'}); giving up")  # fmt: skip
+        raise InternalError(
+            f"{self.path} stayed locked for {self.wait_s:g}s (open in pid(s) "
+            f"{', '.join(map(str, pids)) or 'unknown'}); giving up"
+        )
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)  # closing drops the flock

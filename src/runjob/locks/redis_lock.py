@@ -36,7 +36,8 @@ from runjob.records.logs import encode
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     import redis
 
@@ -77,9 +78,11 @@ def ttl_problem(ttl: float, kill_grace: float) -> str | None:
     """Why a lock TTL cannot protect a run: the child must be stopped before the key can expire."""
     least = RENEW_EVERY_S + COMMAND_BOUND_S + SAFETY_S + kill_grace
     if ttl < least:
-        return (f"{ttl:g}s is too short to stop the job before the key expires: at least {least:g}s "
-                f"(renewal every {RENEW_EVERY_S:g}s + one Redis exchange {COMMAND_BOUND_S:g}s + "
-                f"{SAFETY_S:g}s + kill_grace {kill_grace:g}s)")  # fmt: skip
+        return (
+            f"{ttl:g}s is too short to stop the job before the key expires: at least {least:g}s "
+            f"(renewal every {RENEW_EVERY_S:g}s + one Redis exchange {COMMAND_BOUND_S:g}s + "
+            f"{SAFETY_S:g}s + kill_grace {kill_grace:g}s)"
+        )
     return None
 
 
@@ -103,9 +106,14 @@ def client(url: str, password_env: str | None) -> redis.Redis:
         raise Unavailable(f"${password_env} (lock_password_env) is not set")
     # No retries inside redis-py (its default retries ten times with backoff): one exchange
     # must stay within COMMAND_BOUND_S for the lock-loss deadline to hold.
-    return redis.Redis.from_url(url, password=password, socket_timeout=CONNECT_TIMEOUT_S,
-                                socket_connect_timeout=CONNECT_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
-                                retry_on_timeout=False)  # fmt: skip
+    return redis.Redis.from_url(
+        url,
+        password=password,
+        socket_timeout=CONNECT_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+    )
 
 
 class RedisLock:
@@ -178,8 +186,9 @@ class RedisLock:
             self.local.release()
 
 
-def acquire(url: str, password_env: str | None, key: str, ttl: float, wait_s: float,
-            holder: dict[str, Any]) -> RedisLock | None:  # fmt: skip
+def acquire(
+    url: str, password_env: str | None, key: str, ttl: float, wait_s: float, holder: dict[str, Any]
+) -> RedisLock | None:
     """The lock (waiting up to `wait_s`), None if another holder keeps it; Unavailable if Redis is not there."""
     import redis
 

@@ -54,14 +54,20 @@ def _labels(job: str, params: str | None, extra: dict[str, str] | None = None) -
 def collect(db: sqlite3.Connection) -> dict[str, list[tuple[dict[str, str], float]]]:
     samples: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in FAMILIES}
     queries = {
-        "runjob_last_start_timestamp_seconds": "SELECT job, params, MAX(started) FROM runs WHERE status != 'skipped' GROUP BY job, params",
-        "runjob_last_success_timestamp_seconds": "SELECT job, params, MAX(ended) FROM runs WHERE status = 'success' GROUP BY job, params",
+        "runjob_last_start_timestamp_seconds": (
+            "SELECT job, params, MAX(started) FROM runs WHERE status != 'skipped' GROUP BY job, params"
+        ),
+        "runjob_last_success_timestamp_seconds": (
+            "SELECT job, params, MAX(ended) FROM runs WHERE status = 'success' GROUP BY job, params"
+        ),
     }
     for name, sql in queries.items():
         samples[name] = [(_labels(job, params), value) for job, params, value in db.execute(sql)]
     # SQLite's bare columns come from the row holding MAX(started): the last finished run.
-    last = ("SELECT job, params, MAX(started), duration_s, exit_code FROM runs WHERE ended IS NOT NULL "
-            "AND status != 'skipped' GROUP BY job, params")  # fmt: skip
+    last = (
+        "SELECT job, params, MAX(started), duration_s, exit_code FROM runs WHERE ended IS NOT NULL "
+        "AND status != 'skipped' GROUP BY job, params"
+    )
     for job, params, _, duration, code in db.execute(last):
         samples["runjob_last_duration_seconds"].append((_labels(job, params), duration or 0.0))
         samples["runjob_last_exit_code"].append((_labels(job, params), code if code is not None else -1))
@@ -115,5 +121,4 @@ class Metrics(Observer):
         try:
             write(self.path, self.state_dir)
         except (OSError, RunjobError) as e:  # RunjobError: a symlink, or the lock held too long
-            run.records.emit("metrics.error", f"cannot write metrics {self.path}: {e}", level="error",
-                             error=str(e))  # fmt: skip
+            run.records.emit("metrics.error", f"cannot write metrics {self.path}: {e}", level="error", error=str(e))

@@ -34,8 +34,17 @@ SLICE_S = 0.05
 class Delivery:
     """One message to one owner over one channel, sent by its own thread until `deadline`."""
 
-    def __init__(self, owner: str, role: str, channel: str, target: Any, payload: bytes, cwd: str,
-                 env: dict[str, str], limit: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        owner: str,
+        role: str,
+        channel: str,
+        target: Any,
+        payload: bytes,
+        cwd: str,
+        env: dict[str, str],
+        limit: float,
+    ) -> None:
         self.owner, self.role, self.channel = owner, role, channel
         self.target = target
         self.cwd = cwd
@@ -57,8 +66,13 @@ class Delivery:
             else:
                 from runjob.ops import web
 
-                web.send(self.target, self.payload, timeout=self.limit, deadline=self.deadline,
-                         cancelled=lambda: self.signalled)  # fmt: skip
+                web.send(
+                    self.target,
+                    self.payload,
+                    timeout=self.limit,
+                    deadline=self.deadline,
+                    cancelled=lambda: self.signalled,
+                )
             self.error = None
         except OSError as e:
             self.error = str(e)
@@ -72,8 +86,16 @@ def _command(d: Delivery) -> None:
 
     argv = d.target
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                process_group=0, cwd=d.cwd, env=d.env, close_fds=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            process_group=0,
+            cwd=d.cwd,
+            env=d.env,
+            close_fds=True,
+        )
     except OSError as e:
         raise OSError(f"cannot start {argv[0]}: {e.strerror}") from None
     try:
@@ -165,8 +187,18 @@ def start(registry: Registry, job: Job, kind: str, record: dict[str, Any]) -> li
         payload = json.dumps(_payload(job, kind, role, owner, record)).encode()
         for channel in ("command", "webhook"):
             if channels.get(channel):
-                deliveries.append(Delivery(owner, role, channel, channels[channel], payload, registry.base_dir,
-                                           env, registry.notify_timeout))  # fmt: skip
+                deliveries.append(
+                    Delivery(
+                        owner,
+                        role,
+                        channel,
+                        channels[channel],
+                        payload,
+                        registry.base_dir,
+                        env,
+                        registry.notify_timeout,
+                    )
+                )
     for d in deliveries:
         d.thread.start()
     return deliveries
@@ -194,14 +226,26 @@ def _report(d: Delivery, records: Records) -> None:
     if d.error is None:
         records.emit("notify.sent", f"told {d.owner} ({d.role}) by {d.channel}", **fields)
     else:
-        records.emit("notify.error", f"could not tell {d.owner} ({d.role}) by {d.channel}: {d.error}",
-                     level="error", **fields, error=d.error)  # fmt: skip
+        records.emit(
+            "notify.error",
+            f"could not tell {d.owner} ({d.role}) by {d.channel}: {d.error}",
+            level="error",
+            **fields,
+            error=d.error,
+        )
 
 
 def _payload(job: Job, kind: str, role: str, owner: str, record: dict[str, Any]) -> dict[str, Any]:
     notice = "page" if role == "responsible" else "domain notice"
-    return {"kind": kind, "role": role, "notice": notice, "owner": owner, "description": job.description,
-            "idempotency": job.idempotency, "record": record}  # fmt: skip
+    return {
+        "kind": kind,
+        "role": role,
+        "notice": notice,
+        "owner": owner,
+        "description": job.description,
+        "idempotency": job.idempotency,
+        "record": record,
+    }
 
 
 class Notifier(Observer):

@@ -34,16 +34,22 @@ class Pinger(Observer):
             return stop is not None and stop.signum != seen
 
         try:
-            web.send(f"{self.url}{suffix}?rid={run.run_id}", body, content_type="text/plain; charset=utf-8",
-                     timeout=self.timeout, cancelled=cancelled)  # fmt: skip
+            web.send(
+                f"{self.url}{suffix}?rid={run.run_id}",
+                body,
+                content_type="text/plain; charset=utf-8",
+                timeout=self.timeout,
+                cancelled=cancelled,
+            )
         except Exception as e:  # noqa: BLE001 - web.send says OSError; anything else is contained here all the same
             return str(e) if isinstance(e, OSError) else f"{type(e).__name__} while pinging {web.shown_url(self.url)}"
         return None
 
     def _report(self, run: Run, error: str | None) -> None:
         if error:
-            run.records.emit("ping.error", f"ping failed: {error}", level="warning", url=web.shown_url(self.url),
-                             error=error)  # fmt: skip
+            run.records.emit(
+                "ping.error", f"ping failed: {error}", level="warning", url=web.shown_url(self.url), error=error
+            )
 
     def start(self, run: Run) -> None:
         # Reported with the end: observers start before the run.start record is written.

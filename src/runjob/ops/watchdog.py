@@ -27,8 +27,12 @@ def staleness(job: Job, last_success_end: float | None, now: float) -> dict[str,
     age = now - last_success_end
     if age <= job.max_age:
         return None
-    return {"max_age_s": job.max_age, "last_success_at": last_success_end, "age_s": round(age, 3),
-            "reason": f"last success {age:.0f}s ago, max_age {job.max_age:g}s"}  # fmt: skip
+    return {
+        "max_age_s": job.max_age,
+        "last_success_at": last_success_end,
+        "age_s": round(age, 3),
+        "reason": f"last success {age:.0f}s ago, max_age {job.max_age:g}s",
+    }
 
 
 def instances(job: Job, db: sqlite3.Connection | None) -> list[tuple[dict[str, str], str | None]]:
@@ -50,7 +54,9 @@ def instances(job: Job, db: sqlite3.Connection | None) -> list[tuple[dict[str, s
     return [(params, by_value.get(tuple(sorted(params.items())), "")) for params in wanted]
 
 
-def stale_jobs(registry: Registry, db: sqlite3.Connection | None, now: float) -> list[tuple[Job, dict[str, str], dict[str, Any]]]:
+def stale_jobs(
+    registry: Registry, db: sqlite3.Connection | None, now: float
+) -> list[tuple[Job, dict[str, str], dict[str, Any]]]:
     """(job, instance params, why) for every instance with no success within the job's max_age."""
     out = []
     for job in registry.jobs.values():

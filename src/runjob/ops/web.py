@@ -39,8 +39,14 @@ def shown_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}" if parts.scheme else "(a URL without a scheme)"
 
 
-def send(url: str, body: bytes | None = None, content_type: str = "application/json", timeout: float = TIMEOUT_S,
-         deadline: float | None = None, cancelled: Callable[[], bool] | None = None) -> int:  # fmt: skip
+def send(
+    url: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+    timeout: float = TIMEOUT_S,
+    deadline: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> int:
     """POST `body` (GET when None) to `url`; the HTTP status, or OSError saying what failed.
 
     The whole exchange ends by `deadline` (monotonic; default: now + `timeout`)."""
@@ -63,8 +69,9 @@ def send(url: str, body: bytes | None = None, content_type: str = "application/j
     return outcome
 
 
-def _exchange(url: str, body: bytes | None, content_type: str, deadline: float,
-              result: list[int | BaseException]) -> None:  # fmt: skip
+def _exchange(
+    url: str, body: bytes | None, content_type: str, deadline: float, result: list[int | BaseException]
+) -> None:
     """The request itself, in its own thread: its status or the exception, into `result`."""
     import urllib.request
 

@@ -63,8 +63,9 @@ def _check_interpreter(program: str, path: str) -> None:
     line = head[2:].split(b"\n", 1)[0].lstrip(b" \t")
     interpreter = line.split(b" ", 1)[0].split(b"\t", 1)[0]  # the kernel splits on space and tab only
     if not interpreter:
-        raise Problem(EXIT_NOT_EXECUTABLE, f"cannot execute {one_line(program)}: its #! line names no interpreter",
-                      path)  # fmt: skip
+        raise Problem(
+            EXIT_NOT_EXECUTABLE, f"cannot execute {one_line(program)}: its #! line names no interpreter", path
+        )
     name = one_line(os.fsdecode(interpreter))
     where = f"named in the #! line of {one_line(program)}"
     if not os.path.exists(interpreter):

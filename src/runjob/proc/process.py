@@ -25,7 +25,8 @@ except ImportError:  # pragma: no cover
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     from runjob.records.output import StreamHandler
 
@@ -143,8 +144,7 @@ def run(
         reaper.killpg(pid, stop.signum)
     fds = {fd: handlers[0 if name == "stdout" else 1] for name, fd in streams.items()}
     try:
-        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None),
-                          handlers[0].sink)  # fmt: skip
+        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None), handlers[0].sink)
     except Exception as e:  # noqa: BLE001  (a bug or an output failure: the child must not outlive its supervision)
         reaper.killpg(pid, signal.SIGKILL)
         reaper.wait_gone(pid)
@@ -156,8 +156,9 @@ def run(
             os.close(fd)
 
 
-def spawn(program: str, argv: list[str], cwd: str, env: dict[str, str], output: str,
-          pass_fds: tuple[int, ...]) -> tuple[int, dict[str, int]]:  # fmt: skip
+def spawn(
+    program: str, argv: list[str], cwd: str, env: dict[str, str], output: str, pass_fds: tuple[int, ...]
+) -> tuple[int, dict[str, int]]:
     """Start argv in its own process group with stdin from /dev/null; (pid, read ends of its pipes).
 
     os.posix_spawn (vfork + exec) rather than subprocess: importing subprocess costs
@@ -183,8 +184,15 @@ def spawn(program: str, argv: list[str], cwd: str, env: dict[str, str], output: 
         for fd in pass_fds:
             os.set_inheritable(fd, True)
         os.chdir(cwd)
-        pid = os.posix_spawn(program, argv, env, file_actions=actions, setpgroup=0, setsigmask=(),
-                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *STOP_SIGNALS))  # fmt: skip
+        pid = os.posix_spawn(
+            program,
+            argv,
+            env,
+            file_actions=actions,
+            setpgroup=0,
+            setsigmask=(),
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *STOP_SIGNALS),
+        )
     except BaseException:
         for fd in pipes.values():
             os.close(fd)
@@ -254,8 +262,16 @@ class Outflow:
                     self.poller.register(fd, select.POLLIN)
 
 
-def _supervise(pid: int, streams: dict[int, StreamHandler], started: float, timeout: float, grace: float,
-               stop: Stop, watch: Watch, sink: Any = None) -> Result:  # fmt: skip
+def _supervise(
+    pid: int,
+    streams: dict[int, StreamHandler],
+    started: float,
+    timeout: float,
+    grace: float,
+    stop: Stop,
+    watch: Watch,
+    sink: Any = None,
+) -> Result:
     streams = dict(streams)
     poller, pidfd = _poller(pid, streams, stop)
     outflow = Outflow(sink, poller, streams)

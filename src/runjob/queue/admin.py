@@ -101,5 +101,7 @@ def _table(report: dict[str, Any]) -> None:
         print(f"{e['id']:<17} {e['job']:<20} {e['priority']:>5} {e['state']:<8} {extra}")
     h = report["health"]
     age = "-" if h["oldest_pending_age_s"] is None else f"{h['oldest_pending_age_s']}s"
-    print(f"pending {h['pending']}, running {h['running']}, dead {h['dead']}, oldest pending {age}, "
-          f"live workers {len(h['workers'])}" + (f", paused: {', '.join(h['paused'])}" if h["paused"] else ""))
+    print(
+        f"pending {h['pending']}, running {h['running']}, dead {h['dead']}, oldest pending {age}, "
+        f"live workers {len(h['workers'])}" + (f", paused: {', '.join(h['paused'])}" if h["paused"] else "")
+    )

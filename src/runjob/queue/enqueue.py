@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from runjob.queue.store import Store
 
 
-def enqueue(config_path: str | None, name: str, words: list[str], priority: int, delay: str | None,
-            at: float | None) -> int:  # fmt: skip
+def enqueue(
+    config_path: str | None, name: str, words: list[str], priority: int, delay: str | None, at: float | None
+) -> int:
     registry = loader.load(config_path, cached=True)
     not_before = _not_before(delay, at)
     if abs(priority) > MAX_PRIORITY:
@@ -27,8 +28,14 @@ def enqueue(config_path: str | None, name: str, words: list[str], priority: int,
     plan.build(registry, name, params)  # unknown job, bad or missing param, bad lock key: exit 2 now
     store = open_store(registry)
     try:
-        put(store, Records(JsonSink(), name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")),
-            name, params, priority, not_before)  # fmt: skip
+        put(
+            store,
+            Records(JsonSink(), name, new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID")),
+            name,
+            params,
+            priority,
+            not_before,
+        )
     finally:
         store.close()
     return 0
@@ -37,8 +44,14 @@ def enqueue(config_path: str | None, name: str, words: list[str], priority: int,
 def put(store: Store, records: Records, name: str, params: dict[str, str], priority: int, not_before: float) -> str:
     """Enqueue one run and say so in a `queue.enqueued` record (`tick` uses it too)."""
     entry_id = store.put(name, params, priority, not_before)
-    records.emit("queue.enqueued", f"{name}: queued as {entry_id}", queue_id=entry_id, params=params,
-                 priority=priority, not_before=timestamp(not_before) if not_before else None)  # fmt: skip
+    records.emit(
+        "queue.enqueued",
+        f"{name}: queued as {entry_id}",
+        queue_id=entry_id,
+        params=params,
+        priority=priority,
+        not_before=timestamp(not_before) if not_before else None,
+    )
     return entry_id
 
 

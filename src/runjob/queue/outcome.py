@@ -29,13 +29,22 @@ def settle(worker: Worker, entry: dict[str, Any], run_id: str, returncode: int) 
         worker.records.emit("queue.done", f"{entry['job']}: {entry['id']} done", **fields)
     elif worker.stopped_runs:
         worker.store.release(entry["id"], worker.id)
-        worker.records.emit("queue.released", f"{entry['job']}: {entry['id']} stopped at shutdown; pending again",
-                            level="warning", **fields)  # fmt: skip
+        worker.records.emit(
+            "queue.released",
+            f"{entry['job']}: {entry['id']} stopped at shutdown; pending again",
+            level="warning",
+            **fields,
+        )
     else:
         tail = stderr_tail(worker.registry.state_dir, run_id)
         worker.store.bury(entry["id"], worker.id, code, tail)
-        worker.records.emit("queue.dead", f"{entry['job']}: {entry['id']} failed (exit {code}); dead letter",
-                            level="error", **fields, stderr_tail=tail)  # fmt: skip
+        worker.records.emit(
+            "queue.dead",
+            f"{entry['job']}: {entry['id']} failed (exit {code}); dead letter",
+            level="error",
+            **fields,
+            stderr_tail=tail,
+        )
 
 
 def stderr_tail(state_dir: str, run_id: str) -> str:

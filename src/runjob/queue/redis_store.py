@@ -20,12 +20,27 @@ if TYPE_CHECKING:
     from typing import Any
 
 P = "runjob:queue:"
-FIELDS = ("id", "job", "params", "priority", "enqueued_at", "not_before", "state", "worker", "lease_until",
-          "takes", "exit_code", "stderr_tail")  # fmt: skip
+FIELDS = (
+    "id",
+    "job",
+    "params",
+    "priority",
+    "enqueued_at",
+    "not_before",
+    "state",
+    "worker",
+    "lease_until",
+    "takes",
+    "exit_code",
+    "stderr_tail",
+)
 NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1e6\n"
 # A pending entry's score: higher priority first (|priority| <= 1000), then the enqueue order.
 ORDER = "local function order(prio, seq) return -tonumber(prio) * 1e12 + tonumber(seq) end\n"
-PUT = NOW + ORDER + """
+PUT = (
+    NOW
+    + ORDER
+    + """
 local seq = redis.call('INCR', KEYS[1] .. 'seq')
 local nb = tonumber(ARGV[5])
 redis.call('HSET', KEYS[1] .. 'e:' .. ARGV[1], 'id', ARGV[1], 'job', ARGV[2], 'params', ARGV[3],
@@ -33,8 +48,12 @@ redis.call('HSET', KEYS[1] .. 'e:' .. ARGV[1], 'id', ARGV[1], 'job', ARGV[2], 'p
 if nb > now then redis.call('ZADD', KEYS[1] .. 'delayed', nb, ARGV[1])
 else redis.call('ZADD', KEYS[1] .. 'pending', order(ARGV[4], seq), ARGV[1]) end
 """
+)
 # Due delayed entries and lapsed leases back to pending, then the first pending of an unpaused job.
-CLAIM = NOW + ORDER + """
+CLAIM = (
+    NOW
+    + ORDER
+    + """
 local p = KEYS[1]
 local function back(id)
   local e = p .. 'e:' .. id
@@ -64,7 +83,10 @@ while true do
   start = start + 100
 end
 """
-RENEW = NOW + """
+)
+RENEW = (
+    NOW
+    + """
 for i = 3, #ARGV do
   local e = KEYS[1] .. 'e:' .. ARGV[i]
   if redis.call('HGET', e, 'worker') == ARGV[1] and redis.call('HGET', e, 'state') == 'running' then
@@ -73,8 +95,11 @@ for i = 3, #ARGV do
   end
 end
 """
+)
 # ARGV: id, worker, what (finish | bury | release), exit code, stderr tail
-END = ORDER + """
+END = (
+    ORDER
+    + """
 local p, id = KEYS[1], ARGV[1]
 local e = p .. 'e:' .. id
 if redis.call('HGET', e, 'worker') ~= ARGV[2] or redis.call('HGET', e, 'state') ~= 'running' then return 0 end
@@ -89,8 +114,11 @@ else
 end
 return 1
 """
+)
 # ARGV: id, what (retry | drop | priority), new priority
-ADMIN = ORDER + """
+ADMIN = (
+    ORDER
+    + """
 local p, id = KEYS[1], ARGV[1]
 local e = p .. 'e:' .. id
 local state = redis.call('HGET', e, 'state')
@@ -111,11 +139,15 @@ else
 end
 return 1
 """
-BEAT = NOW + """
+)
+BEAT = (
+    NOW
+    + """
 redis.call('ZADD', KEYS[1] .. 'workers', now + tonumber(ARGV[3]), ARGV[1])
 redis.call('SET', KEYS[1] .. 'w:' .. ARGV[1], ARGV[2], 'EX', math.ceil(tonumber(ARGV[3])))
 redis.call('ZREMRANGEBYSCORE', KEYS[1] .. 'workers', '-inf', '(' .. now)
 """
+)
 
 
 class RedisStore:
@@ -123,9 +155,17 @@ class RedisStore:
         from runjob.locks.redis_lock import client
 
         self.r = client(url, password_env)
-        self.scripts = {name: self.r.register_script(src) for name, src in
-                        (("put", PUT), ("claim", CLAIM), ("renew", RENEW), ("end", END), ("admin", ADMIN),
-                         ("beat", BEAT))}  # fmt: skip
+        self.scripts = {
+            name: self.r.register_script(src)
+            for name, src in (
+                ("put", PUT),
+                ("claim", CLAIM),
+                ("renew", RENEW),
+                ("end", END),
+                ("admin", ADMIN),
+                ("beat", BEAT),
+            )
+        }
 
     def _run(self, name: str, *args: Any) -> Any:
         import redis
@@ -158,8 +198,13 @@ class RedisStore:
         self._run("end", entry_id, worker, "release", "", "")
 
     def entries(self) -> list[dict[str, Any]]:
-        ids = [i.decode() for i in self.r.zrange(P + "pending", 0, -1) + self.r.zrange(P + "delayed", 0, -1)
-               + self.r.zrange(P + "running", 0, -1) + sorted(self.r.smembers(P + "dead"))]  # fmt: skip
+        ids = [
+            i.decode()
+            for i in self.r.zrange(P + "pending", 0, -1)
+            + self.r.zrange(P + "delayed", 0, -1)
+            + self.r.zrange(P + "running", 0, -1)
+            + sorted(self.r.smembers(P + "dead"))
+        ]
         found = [self._get(i) for i in ids]
         return sorted((e for e in found if e), key=lambda e: (-e["priority"], e["seq"]))
 
@@ -194,7 +239,7 @@ class RedisStore:
     def workers(self) -> list[dict[str, Any]]:
         ids = [i.decode() for i in self.r.zrange(P + "workers", 0, -1)]
         infos = self.r.mget([P + "w:" + i for i in ids]) if ids else []
-        return [{"id": i} | json.loads(info) for i, info in zip(ids, infos) if info]
+        return [{"id": i} | json.loads(info) for i, info in zip(ids, infos, strict=True) if info]
 
     def close(self) -> None:
         self.r.close()
@@ -209,8 +254,15 @@ def _entry(raw: dict[str, str]) -> dict[str, Any]:
         return kind(raw[key]) if raw.get(key) not in (None, "") else None
 
     entry: dict[str, Any] = {k: raw.get(k) or None for k in FIELDS}
-    entry |= {"params": json.loads(raw["params"]), "priority": num("priority", int), "takes": num("takes", int),
-              "enqueued_at": num("enqueued_at"), "not_before": num("not_before"), "lease_until": num("lease_until"),
-              "exit_code": num("exit_code", int), "seq": num("seq", int)}  # fmt: skip
+    entry |= {
+        "params": json.loads(raw["params"]),
+        "priority": num("priority", int),
+        "takes": num("takes", int),
+        "enqueued_at": num("enqueued_at"),
+        "not_before": num("not_before"),
+        "lease_until": num("lease_until"),
+        "exit_code": num("exit_code", int),
+        "seq": num("seq", int),
+    }
     entry["stderr_tail"] = raw.get("stderr_tail") or None
     return entry

@@ -33,8 +33,20 @@ CREATE INDEX IF NOT EXISTS entries_lease ON entries (state, lease_until);
 CREATE TABLE IF NOT EXISTS paused (job TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, expires REAL NOT NULL);
 """
-COLUMNS = ("id", "job", "params", "priority", "enqueued_at", "not_before", "state", "worker", "lease_until",
-           "takes", "exit_code", "stderr_tail")  # fmt: skip
+COLUMNS = (
+    "id",
+    "job",
+    "params",
+    "priority",
+    "enqueued_at",
+    "not_before",
+    "state",
+    "worker",
+    "lease_until",
+    "takes",
+    "exit_code",
+    "stderr_tail",
+)
 
 
 class SqliteStore:
@@ -55,44 +67,61 @@ class SqliteStore:
 
     def put(self, job: str, params: dict[str, str], priority: int, not_before: float) -> str:
         entry_id = new_id()
-        self.db.execute("INSERT INTO entries (id, job, params, priority, enqueued_at, not_before, state) "
-                        "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                        (entry_id, job, json.dumps(params), priority, time.time(), not_before))  # fmt: skip
+        self.db.execute(
+            "INSERT INTO entries (id, job, params, priority, enqueued_at, not_before, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            (entry_id, job, json.dumps(params), priority, time.time(), not_before),
+        )
         return entry_id
 
     def claim(self, worker: str, lease: float) -> dict[str, Any] | None:
         now = time.time()
         with self._tx():
-            self.db.execute("UPDATE entries SET state = 'pending', worker = NULL, lease_until = NULL "
-                            "WHERE state = 'running' AND lease_until < ?", (now,))  # fmt: skip
+            self.db.execute(
+                "UPDATE entries SET state = 'pending', worker = NULL, lease_until = NULL "
+                "WHERE state = 'running' AND lease_until < ?",
+                (now,),
+            )
             if self.db.execute("SELECT 1 FROM paused WHERE job = ?", (ALL,)).fetchone():
                 return None
             row = self.db.execute(
                 f"SELECT {', '.join(COLUMNS)} FROM entries WHERE state = 'pending' AND not_before <= ? "
-                "AND job NOT IN (SELECT job FROM paused) ORDER BY priority DESC, seq LIMIT 1", (now,)).fetchone()
+                "AND job NOT IN (SELECT job FROM paused) ORDER BY priority DESC, seq LIMIT 1",
+                (now,),
+            ).fetchone()
             if row is None:
                 return None
-            self.db.execute("UPDATE entries SET state = 'running', worker = ?, lease_until = ?, takes = takes + 1 "
-                            "WHERE id = ?", (worker, now + lease, row[0]))  # fmt: skip
+            self.db.execute(
+                "UPDATE entries SET state = 'running', worker = ?, lease_until = ?, takes = takes + 1 WHERE id = ?",
+                (worker, now + lease, row[0]),
+            )
         return _entry(row) | {"state": "running", "worker": worker, "lease_until": now + lease, "takes": row[9] + 1}
 
     def renew(self, ids: list[str], worker: str, lease: float) -> None:
         until = time.time() + lease
         with self._tx():
             for entry_id in ids:
-                self.db.execute("UPDATE entries SET lease_until = ? WHERE id = ? AND worker = ? AND state = 'running'",
-                                (until, entry_id, worker))  # fmt: skip
+                self.db.execute(
+                    "UPDATE entries SET lease_until = ? WHERE id = ? AND worker = ? AND state = 'running'",
+                    (until, entry_id, worker),
+                )
 
     def finish(self, entry_id: str, worker: str) -> None:
         self.db.execute("DELETE FROM entries WHERE id = ? AND worker = ?", (entry_id, worker))
 
     def bury(self, entry_id: str, worker: str, exit_code: int | None, stderr_tail: str) -> None:
-        self.db.execute("UPDATE entries SET state = 'dead', lease_until = NULL, exit_code = ?, stderr_tail = ? "
-                        "WHERE id = ? AND worker = ?", (exit_code, stderr_tail, entry_id, worker))  # fmt: skip
+        self.db.execute(
+            "UPDATE entries SET state = 'dead', lease_until = NULL, exit_code = ?, stderr_tail = ? "
+            "WHERE id = ? AND worker = ?",
+            (exit_code, stderr_tail, entry_id, worker),
+        )
 
     def release(self, entry_id: str, worker: str) -> None:
-        self.db.execute("UPDATE entries SET state = 'pending', worker = NULL, lease_until = NULL "
-                        "WHERE id = ? AND worker = ? AND state = 'running'", (entry_id, worker))  # fmt: skip
+        self.db.execute(
+            "UPDATE entries SET state = 'pending', worker = NULL, lease_until = NULL "
+            "WHERE id = ? AND worker = ? AND state = 'running'",
+            (entry_id, worker),
+        )
 
     def entries(self) -> list[dict[str, Any]]:
         rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM entries ORDER BY priority DESC, seq")
@@ -100,8 +129,11 @@ class SqliteStore:
         return [_shown(_entry(row), now) for row in rows]
 
     def retry(self, entry_id: str) -> bool:
-        return self._change("UPDATE entries SET state = 'pending', worker = NULL, exit_code = NULL, "
-                            "stderr_tail = NULL, not_before = 0 WHERE id = ? AND state = 'dead'", entry_id)  # fmt: skip
+        return self._change(
+            "UPDATE entries SET state = 'pending', worker = NULL, exit_code = NULL, "
+            "stderr_tail = NULL, not_before = 0 WHERE id = ? AND state = 'dead'",
+            entry_id,
+        )
 
     def drop(self, entry_id: str) -> bool:
         return self._change("DELETE FROM entries WHERE id = ? AND state != 'running'", entry_id)
@@ -113,15 +145,19 @@ class SqliteStore:
         self.db.execute("INSERT OR IGNORE INTO paused (job) VALUES (?)", (job,))
 
     def resume(self, job: str) -> None:
-        self.db.execute("DELETE FROM paused WHERE job = ?" + ("" if job == ALL else " OR job = ?"),
-                        (job,) if job == ALL else (job, ALL))  # fmt: skip
+        self.db.execute(
+            "DELETE FROM paused WHERE job = ?" + ("" if job == ALL else " OR job = ?"),
+            (job,) if job == ALL else (job, ALL),
+        )
 
     def paused(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT job FROM paused ORDER BY job")]
 
     def beat(self, worker: str, info: dict[str, Any], ttl: float) -> None:
-        self.db.execute("INSERT OR REPLACE INTO workers (id, info, expires) VALUES (?, ?, ?)",
-                        (worker, json.dumps(info), time.time() + ttl))  # fmt: skip
+        self.db.execute(
+            "INSERT OR REPLACE INTO workers (id, info, expires) VALUES (?, ?, ?)",
+            (worker, json.dumps(info), time.time() + ttl),
+        )
 
     def gone(self, worker: str) -> None:
         self.db.execute("DELETE FROM workers WHERE id = ?", (worker,))
@@ -154,7 +190,7 @@ class _Transaction:
 
 
 def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
-    entry = dict(zip(COLUMNS, row))
+    entry = dict(zip(COLUMNS, row, strict=True))
     entry["params"] = json.loads(entry["params"])
     return entry
 

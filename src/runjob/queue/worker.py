@@ -66,8 +66,15 @@ class Worker:
         env = dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id, RUNJOB_QUEUE_ID=entry["id"])
         proc = Forked(outcome.args(self.registry.path, entry), env, self.wake)
         self.running[entry["id"]] = (proc, run_id, entry)
-        self.records.emit("queue.taken", f"{entry['job']}: took {entry['id']} (run {run_id})", queue_id=entry["id"],
-                          params=entry["params"], priority=entry["priority"], run=run_id, worker=self.id)  # fmt: skip
+        self.records.emit(
+            "queue.taken",
+            f"{entry['job']}: took {entry['id']} (run {run_id})",
+            queue_id=entry["id"],
+            params=entry["params"],
+            priority=entry["priority"],
+            run=run_id,
+            worker=self.id,
+        )
         return True
 
     def reap(self) -> None:
@@ -120,8 +127,12 @@ def work(config_path: str | None, concurrency: int, burst: bool, max_jobs: int |
     finally:
         store.gone(worker.id)
         store.close()
-    worker.records.emit("worker.stopped", f"worker {worker.id} stopped after {worker.taken} run(s)",
-                        worker=worker.id, taken=worker.taken)  # fmt: skip
+    worker.records.emit(
+        "worker.stopped",
+        f"worker {worker.id} stopped after {worker.taken} run(s)",
+        worker=worker.id,
+        taken=worker.taken,
+    )
     return 0
 
 
@@ -136,8 +147,9 @@ def _loop(worker: Worker, stop_grace: float) -> None:
             worker.stop_at = time.monotonic() + stop_grace
 
     signal.signal(signal.SIGTERM, on_term)
-    worker.records.emit("worker.started", f"worker {worker.id} started", worker=worker.id,
-                        concurrency=worker.limits.concurrency)  # fmt: skip
+    worker.records.emit(
+        "worker.started", f"worker {worker.id} started", worker=worker.id, concurrency=worker.limits.concurrency
+    )
     while True:
         worker.beat()
         worker.reap()

@@ -19,11 +19,23 @@ MAX_DEPTH = 32
 MESSAGE_KEYS = ("message", "msg", "event")  # structlog puts the text under "event"
 LEVEL_KEYS = ("level", "levelname", "level_name", "severity")  # python-json-logger, Monolog, Google Cloud Logging
 LEVELS = {
-    "trace": "debug", "debug": "debug", "info": "info", "information": "info", "notice": "info",
-    "warn": "warning", "warning": "warning", "error": "error", "err": "error",
-    "critical": "critical", "crit": "critical", "fatal": "critical", "alert": "critical",
-    "emergency": "critical", "emerg": "critical", "panic": "critical",
-}  # fmt: skip
+    "trace": "debug",
+    "debug": "debug",
+    "info": "info",
+    "information": "info",
+    "notice": "info",
+    "warn": "warning",
+    "warning": "warning",
+    "error": "error",
+    "err": "error",
+    "critical": "critical",
+    "crit": "critical",
+    "fatal": "critical",
+    "alert": "critical",
+    "emergency": "critical",
+    "emerg": "critical",
+    "panic": "critical",
+}
 
 
 class _Refused(Exception):

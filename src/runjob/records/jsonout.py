@@ -37,8 +37,9 @@ def _write(value: Any, out: list[str], newline: str) -> None:
         out.append(_scalar(value))
 
 
-def _container(opening: str, closing: str, prefixes: list[str], values: list[Any], out: list[str],
-               newline: str) -> None:  # fmt: skip
+def _container(
+    opening: str, closing: str, prefixes: list[str], values: list[Any], out: list[str], newline: str
+) -> None:
     if not values:
         out.append(opening + closing)
         return

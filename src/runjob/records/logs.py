@@ -53,7 +53,7 @@ def _c_encoder() -> tuple[Any, Any]:
         def dumps(obj: object) -> str:
             return "".join(encoder(obj, 0))
 
-        if dumps({"a": [1, 1.5, None, True, "\u00e9\n\""]}) == '{"a": [1, 1.5, null, true, "\u00e9\\n\\""]}':
+        if dumps({"a": [1, 1.5, None, True, '\u00e9\n"']}) == '{"a": [1, 1.5, null, true, "\u00e9\\n\\""]}':
             return dumps, encode_basestring
     except (ImportError, TypeError, ValueError):
         pass
@@ -70,7 +70,7 @@ def timestamp(t: float | None = None) -> str:
     """RFC 3339, UTC, milliseconds: 2026-11-23T15:40:00.123Z."""
     t = time.time() if t is None else t
     ms = int(t * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % ms
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"
 
 
 def encode(fields: dict[str, Any]) -> str:
@@ -90,8 +90,9 @@ class Records:
     """Builds the records of one run: common fields, `seq` (filled in by the sink that
     writes the record, in write order), then the event's own."""
 
-    def __init__(self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None,
-                 secrets: list[str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, sink: Sink, job: str, run_id: str, correlation_id: str | None = None, secrets: list[str] | None = None
+    ) -> None:
         self.sink = sink
         self.redactor: Any = None
         if secrets:  # every record of the run is masked, whatever field a value reached
@@ -178,8 +179,9 @@ def _seq_parts(before: bytes, after: bytes, first: int, count: int) -> tuple[lis
     return heads, tails
 
 
-def plain_output_parts(pieces: tuple[str, str, str], lines: list[bytes], ts: str, seq: int,
-                       longest: int | None = None) -> list[bytes]:  # fmt: skip
+def plain_output_parts(
+    pieces: tuple[str, str, str], lines: list[bytes], ts: str, seq: int, longest: int | None = None
+) -> list[bytes]:
     """encode_output for lines known to need no JSON escaping (printable ASCII without
     quotes or backslashes; see output.is_plain), as the pieces to write: the same bytes,
     with no decode, escape, encode, or joining copy (they go out with writev). Six parts
@@ -208,8 +210,14 @@ def _digits(first: int, end: int) -> int:
     return total
 
 
-def writev_records(fd: int, parts: list[bytes], sizes: list[int], messages_are_lines: bool, seq: int,
-                   rest: Callable[[int, bytes], None] | None = None) -> None:  # fmt: skip
+def writev_records(
+    fd: int,
+    parts: list[bytes],
+    sizes: list[int],
+    messages_are_lines: bool,
+    seq: int,
+    rest: Callable[[int, bytes], None] | None = None,
+) -> None:
     """Write plain_output_parts(...) with writev, in batches of whole records. A record is
     fixed text, its message, its line and its seq, so a batch's length comes from the line
     lengths (summing every part's length would cost more than the writev). What a short
@@ -252,7 +260,6 @@ def record_max() -> int:
     return RECORD_MAX
 
 
-
 def _stdout_fd() -> tuple[int, bool]:
     """(fd for records on stdout, non-blocking?). A pipe is opened a second time, non-blocking
     (its own open file description, so the O_NONBLOCK is not shared with whoever else holds
@@ -286,8 +293,9 @@ class JsonSink:
     reading the child while `pending` is over PENDING_MAX), and at close for FINAL_FLUSH_S.
     """
 
-    def __init__(self, path: str = "", nonblocking: bool = False, keep: tuple[str, int] | None = None,
-                 hold: str = "") -> None:  # fmt: skip
+    def __init__(
+        self, path: str = "", nonblocking: bool = False, keep: tuple[str, int] | None = None, hold: str = ""
+    ) -> None:
         """`keep`: (state_dir/runs, keep_runs): every record also goes to the run's kept file.
         `hold`: "on-success" holds records back from `path`/stdout until run.end, then gives them
         all (from the kept file) unless the run succeeded; "always": never (the terminal view runs)."""

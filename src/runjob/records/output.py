@@ -166,8 +166,14 @@ class StreamHandler:
         if self.mode != "json":
             return
         if truncated:
-            self.records.emit("run.output", texts[0][:MESSAGE_PREFIX], stream=self.stream, line=texts[0],
-                              attempt=self.attempt, truncated=True)  # fmt: skip
+            self.records.emit(
+                "run.output",
+                texts[0][:MESSAGE_PREFIX],
+                stream=self.stream,
+                line=texts[0],
+                attempt=self.attempt,
+                truncated=True,
+            )
         else:
             self._emit(texts)
 
@@ -192,7 +198,13 @@ class StreamHandler:
                 batch = []
             if self.redactor:
                 data = self.redactor.value(data)
-            self.records.emit("run.output", child_json.message_of(data), child_json.level_of(data),
-                              stream=self.stream, data=data, attempt=self.attempt)  # fmt: skip
+            self.records.emit(
+                "run.output",
+                child_json.message_of(data),
+                child_json.level_of(data),
+                stream=self.stream,
+                data=data,
+                attempt=self.attempt,
+            )
         if batch:
             self.sink.output(self.records.common, self.stream, batch, self.attempt)

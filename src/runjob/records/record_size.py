@@ -11,7 +11,8 @@ import math
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     from runjob.records.logs import JsonSink
 
@@ -91,8 +92,12 @@ def output_one_by_one(sink: JsonSink, common: dict[str, Any], stream: str, lines
     from runjob.records.logs import MESSAGE_PREFIX, encode, encode_basestring, timestamp
 
     for line in lines:
-        fields: dict[str, Any] = {"timestamp": timestamp(), "level": "info", "event": "run.output",
-                                  "message": line[:MESSAGE_PREFIX]} | common  # fmt: skip
+        fields: dict[str, Any] = {
+            "timestamp": timestamp(),
+            "level": "info",
+            "event": "run.output",
+            "message": line[:MESSAGE_PREFIX],
+        } | common
         fields |= {"seq": None, "stream": stream, "line": line, "attempt": attempt}
         excess = len((encode(fields) + "\n").encode()) - sink.limit
         if excess > 0:  # 32: room for `"truncated": true`

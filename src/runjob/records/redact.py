@@ -45,8 +45,11 @@ def registry_secrets(raw: Any) -> list[str]:
 
     if not isinstance(raw, dict):
         return []
-    tables = [t for t in [raw.get("defaults"), *(raw.get("jobs") or {}).values()] if isinstance(t, dict)] \
-        if isinstance(raw.get("jobs") or {}, dict) else []  # fmt: skip
+    tables = (
+        [t for t in [raw.get("defaults"), *(raw.get("jobs") or {}).values()] if isinstance(t, dict)]
+        if isinstance(raw.get("jobs") or {}, dict)
+        else []
+    )
     names = {n for t in tables if isinstance(t.get("secrets"), list) for n in t["secrets"] if isinstance(n, str)}
     envs = [t["env"] for t in tables if isinstance(t.get("env"), dict)]
     values = [str(env[n]) for env in envs for n in names if n in env]
@@ -92,8 +95,16 @@ class Redactor:
         return self._escaped
 
 
-_SHORT = {'"': '\\\\"', "\\": "\\\\\\\\", "/": "\\\\/", "\b": "\\\\b", "\f": "\\\\f", "\n": "\\\\n",
-          "\r": "\\\\r", "\t": "\\\\t"}  # fmt: skip
+_SHORT = {
+    '"': '\\\\"',
+    "\\": "\\\\\\\\",
+    "/": "\\\\/",
+    "\b": "\\\\b",
+    "\f": "\\\\f",
+    "\n": "\\\\n",
+    "\r": "\\\\r",
+    "\t": "\\\\t",
+}
 
 
 def _spelled(value: str) -> str:

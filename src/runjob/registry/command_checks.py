@@ -24,7 +24,9 @@ def option_like_params(job: Job) -> list[str]:
     for name in sorted(whole & set(job.params)):
         pattern = job.params[name]["pattern"]
         if any(re.fullmatch(pattern, sample) for sample in _OPTION_SAMPLES):
-            out.append(f'jobs.{key(job.name)}.params.{key(name)}: the pattern {pattern} allows a value starting with "-", '
-                       f'and "{{{name}}}" is a whole argument, so the program may read it as an option '
-                       f'(forbid a leading "-" in the pattern, or write "--opt={{{name}}}")')
+            out.append(
+                f'jobs.{key(job.name)}.params.{key(name)}: the pattern {pattern} allows a value starting with "-", '
+                f'and "{{{name}}}" is a whole argument, so the program may read it as an option '
+                f'(forbid a leading "-" in the pattern, or write "--opt={{{name}}}")'
+            )
     return out

@@ -83,15 +83,24 @@ class Pipeline(Job):
 
     def as_dict(self) -> dict[str, Any]:
         keys = ("description", "schedule", "timezone", "enabled", "lock_key", "owners", "stages")
-        return {"name": self.name, "pipeline": True} | {k: getattr(self, k) for k in keys} | {
-            "params": self.pass_params, "timeout": self.pipeline_timeout}
+        return (
+            {"name": self.name, "pipeline": True}
+            | {k: getattr(self, k) for k in keys}
+            | {"params": self.pass_params, "timeout": self.pipeline_timeout}
+        )
 
 
 class Registry:
     """The whole file: settings from [defaults], owners, and jobs by name."""
 
-    def __init__(self, path: str, defaults: dict[str, Any], owners: dict[str, Any], jobs: dict[str, Job],
-                 pipelines: dict[str, Pipeline] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str,
+        defaults: dict[str, Any],
+        owners: dict[str, Any],
+        jobs: dict[str, Job],
+        pipelines: dict[str, Pipeline] | None = None,
+    ) -> None:
         self.path = path
         self.defaults = defaults  # as validated: what the registry cache stores
         self.owners = owners
@@ -168,8 +177,10 @@ def state_dir_warnings(registry: Registry) -> list[str]:
     real = os.path.realpath(registry.state_dir)
     for temp in TEMP_DIRS:
         if real == temp or real.startswith(temp + "/"):
-            return [f"state_dir {registry.state_dir} is under {temp}, where a tmp cleaner may delete lock files "
-                    "and history; put it under /var/lib or ~/.local/state"]  # fmt: skip
+            return [
+                f"state_dir {registry.state_dir} is under {temp}, where a tmp cleaner may delete lock files "
+                "and history; put it under /var/lib or ~/.local/state"
+            ]
     return []
 
 

@@ -141,8 +141,16 @@ def load(explicit: str | None = None, check_schedules: bool = False, cached: boo
 
     registry = parse_bytes(content, path, check_schedules)
     if cached:  # never --dry-run, validate, show or export: they parse every time
-        write(path, content, {"defaults": registry.defaults, "owners": registry.owners,
-                                    "jobs": {name: job.values for name, job in registry.jobs.items()},
-                                    "pipelines": {name: p.values for name, p in registry.pipelines.items()},
-                                    "workers": registry.workers, "schedules_checked": check_schedules})  # fmt: skip
+        write(
+            path,
+            content,
+            {
+                "defaults": registry.defaults,
+                "owners": registry.owners,
+                "jobs": {name: job.values for name, job in registry.jobs.items()},
+                "pipelines": {name: p.values for name, p in registry.pipelines.items()},
+                "workers": registry.workers,
+                "schedules_checked": check_schedules,
+            },
+        )
     return registry

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def pipelines(raw: Any, jobs: dict[str, Job], defaults: dict[str, Any], owners: dict[str, Any],
-              errors: list[str]) -> dict[str, Pipeline]:  # fmt: skip
+def pipelines(
+    raw: Any, jobs: dict[str, Job], defaults: dict[str, Any], owners: dict[str, Any], errors: list[str]
+) -> dict[str, Pipeline]:
     from runjob.registry.tables import _table, named_tables
 
     out = {}
@@ -38,8 +39,9 @@ def pipelines(raw: Any, jobs: dict[str, Job], defaults: dict[str, Any], owners: 
     return out
 
 
-def _check_stages(name: str, where: str, staged: list[list[str]], jobs: dict[str, Job], pipeline_names: set[str],
-                  errors: list[str]) -> None:  # fmt: skip
+def _check_stages(
+    name: str, where: str, staged: list[list[str]], jobs: dict[str, Job], pipeline_names: set[str], errors: list[str]
+) -> None:
     seen: dict[str, int] = {}
     for i, stage in enumerate(staged):
         for j, job in enumerate(stage):
@@ -51,7 +53,9 @@ def _check_stages(name: str, where: str, staged: list[list[str]], jobs: dict[str
             elif job not in jobs:
                 errors.append(f'{at}: unknown job "{job}" (not in [jobs])')
             elif job in seen:
-                errors.append(f'{at}: job "{job}" is in stage {seen[job] + 1} already; a job runs once per pipeline run')
+                errors.append(
+                    f'{at}: job "{job}" is in stage {seen[job] + 1} already; a job runs once per pipeline run'
+                )
             else:
                 seen[job] = i
 
@@ -71,11 +75,15 @@ def _check_params(where: str, values: dict[str, Any], jobs: dict[str, Job], erro
         for job in takers:
             pattern = job.params[param]["pattern"]
             if isinstance(pattern, str) and not re.fullmatch(pattern, value):
-                errors.append(f'{where}.params.{key(param)}: "{value}" does not match the pattern {pattern} of job {job.name}')
+                errors.append(
+                    f'{where}.params.{key(param)}: "{value}" does not match the pattern {pattern} of job {job.name}'
+                )
     for job in staged:
         for param, spec in job.params.items():
             if spec["default"] is None and param not in given:
-                errors.append(f'{where}.params: job "{job.name}" needs param "{param}" (it has no default); give it here')
+                errors.append(
+                    f'{where}.params: job "{job.name}" needs param "{param}" (it has no default); give it here'
+                )
 
 
 def _check_rest(where: str, values: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> None:
@@ -93,9 +101,15 @@ def _values(name: str, values: dict[str, Any], jobs: dict[str, Job], defaults: d
     staged = _staged_jobs(values, jobs)
     # Its longest run for an outer scheduler (systemd TimeoutStartSec=, activeDeadlineSeconds):
     # its own timeout, or its stages one after the other, each as long as its longest job.
-    longest = sum(max((budget.run_budget(jobs[n]) for n in stage if n in jobs), default=0.0) for stage in values["stages"])
+    longest = sum(
+        max((budget.run_budget(jobs[n]) for n in stage if n in jobs), default=0.0) for stage in values["stages"]
+    )
     out = {k: spec.default for k, spec in schema.JOB.items() if spec.kind != "table"}
-    out |= {k: {n: s.default for n, s in (spec.table or {}).items()} for k, spec in schema.JOB.items() if spec.kind == "table"}
+    out |= {
+        k: {n: s.default for n, s in (spec.table or {}).items()}
+        for k, spec in schema.JOB.items()
+        if spec.kind == "table"
+    }
     out |= {
         "description": values.get("description", ""),
         "command": ["runjob", name],

@@ -69,7 +69,9 @@ PARAM = {
     "pattern": Key("regex", r"[A-Za-z0-9][A-Za-z0-9._-]*", "every value must fully match"),
     "default": Key("str", None, "value when none is given; without it the param is required"),
     "description": Key("str", "", "what the param selects"),
-    "omit_empty": Key("bool", False, 'an empty value ("" or an empty default) leaves out every command element using it'),
+    "omit_empty": Key(
+        "bool", False, 'an empty value ("" or an empty default) leaves out every command element using it'
+    ),
 }
 
 OWNER = {
@@ -100,14 +102,16 @@ JOB = {
     "retry": Key("table", {}, "retry policy", table=RETRY),
     "transient": Key("table", {}, "failures that are not worth a page", table=TRANSIENT),
     "params": Key("params", {}, "named parameters, each with a pattern", table=PARAM),
-    "instances": Key("instances", [], "param sets to schedule, e.g. [{ supplier = \"acme\" }]"),
+    "instances": Key("instances", [], 'param sets to schedule, e.g. [{ supplier = "acme" }]'),
     "log_file": Key("str", "", 'where JSON records go; "" = stdout; may use {job} and {param}'),
     "output": Key("enum", "json", "the child's output", ("json", "passthrough", "discard")),
     "on_busy": Key("enum", "skip", "when the lock is held", ("skip", "fail", "wait")),
     "wait": Key("duration", 0.0, 'how long on_busy = "wait" waits'),
     "lock_backend": Key("str", "", '"" = file locks; "redis://host:6379/0" for many hosts'),
     "lock_password_env": Key("str", None, "environment variable holding the Redis password"),
-    "lock_ttl": Key("duration", None, "Redis lock TTL, renewed while the run lasts (default: timeout + kill_grace + 60s)"),
+    "lock_ttl": Key(
+        "duration", None, "Redis lock TTL, renewed while the run lasts (default: timeout + kill_grace + 60s)"
+    ),
     "on_lock_lost": Key("enum", "kill", "a Redis lock lost mid-run", ("kill", "continue")),
     "lock_unavailable": Key("enum", "fail", "Redis unreachable at start", ("fail", "skip", "local")),
     "keep_runs": Key("int", 50, "how many runs' records state_dir/runs keeps per job", minimum=1, maximum=100000),
@@ -153,8 +157,8 @@ JOB_NAME = r"[a-z0-9][a-z0-9._-]*"
 LOCK_KEY = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 PARAM_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 SUBCOMMANDS = frozenset(
-    "run list show validate status history stale locks export import tick init add schema help resume logs report serve "
-    "enqueue worker queue supervise".split()
+    "run list show validate status history stale locks export import tick init add schema help resume logs report "
+    "serve enqueue worker queue supervise".split()
 )
 
 _DURATION_SCHEMA = {
@@ -178,8 +182,11 @@ def _key_schema(key: Key) -> dict[str, Any]:
         "int_list": {"type": "array", "items": {"type": "integer"}},
         "str_map": {"type": "object", "additionalProperties": {"type": "string"}},
         "instances": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
-        "stages": {"type": "array", "minItems": 1,
-                   "items": {"type": "array", "minItems": 1, "items": {"type": "string"}}},  # fmt: skip
+        "stages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        },
     }
     if key.kind in simple:
         out = dict(simple[key.kind])
@@ -191,7 +198,13 @@ def _key_schema(key: Key) -> dict[str, Any]:
     elif key.kind == "table":
         out = _table_schema(key.table or {})
     else:  # "params", "owners", "jobs": a table of named tables
-        named = {"params": PARAM_NAME, "owners": JOB_NAME, "jobs": JOB_NAME, "pipelines": JOB_NAME, "workers": JOB_NAME}[key.kind]
+        named = {
+            "params": PARAM_NAME,
+            "owners": JOB_NAME,
+            "jobs": JOB_NAME,
+            "pipelines": JOB_NAME,
+            "workers": JOB_NAME,
+        }[key.kind]
         out = {
             "type": "object",
             "propertyNames": {"pattern": f"^{named}$"},

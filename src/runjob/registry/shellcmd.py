@@ -99,8 +99,10 @@ def check(name: str, raw: object, job: dict[str, Any], where: str, errors: list[
     if not job.get("shell"):
         op = operator(raw) if isinstance(raw, str) else None
         if op:
-            errors.append(f'{where}.command: "{op}" only means something to a shell, and the command is '
-                          "not run through one: set shell = true (or write the command as an argv list)")  # fmt: skip
+            errors.append(
+                f'{where}.command: "{op}" only means something to a shell, and the command is '
+                "not run through one: set shell = true (or write the command as an argv list)"
+            )
         return
     if not isinstance(raw, str):
         errors.append(f"{where}.command: shell = true needs the command as one string")

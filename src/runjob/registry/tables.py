@@ -195,5 +195,5 @@ def stages(value: Any) -> list[list[str]]:
         raise ValueError("expected a non-empty list of stages, each a list of job names")
     for i, stage in enumerate(value):
         if not isinstance(stage, list) or not stage or not all(isinstance(n, str) for n in stage):
-            raise ValueError(f"stage {i + 1}: expected a non-empty list of job names, e.g. [\"import-a\", \"import-b\"]")
+            raise ValueError(f'stage {i + 1}: expected a non-empty list of job names, e.g. ["import-a", "import-b"]')
     return [list(stage) for stage in value]

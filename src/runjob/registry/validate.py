@@ -77,7 +77,9 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
             jobs[name] = job
     from runjob.registry.pipeline_config import pipelines
 
-    registry = Registry(path, defaults, owners, jobs, pipelines(raw.get("pipelines", {}), jobs, defaults, owners, errors))
+    registry = Registry(
+        path, defaults, owners, jobs, pipelines(raw.get("pipelines", {}), jobs, defaults, owners, errors)
+    )
     if "workers" in raw:
         from runjob.supervisor.spec import parse_workers
 
@@ -86,8 +88,9 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
     return registry
 
 
-def _job(name: str, body: Any, where: str, valid: bool, defaults: dict[str, Any], owners: dict[str, Any],
-         errors: list[str]) -> Job | None:  # fmt: skip
+def _job(
+    name: str, body: Any, where: str, valid: bool, defaults: dict[str, Any], owners: dict[str, Any], errors: list[str]
+) -> Job | None:
     if valid and name in schema.SUBCOMMANDS:
         errors.append(f'{where}: "{name}" is a runjob subcommand and cannot name a job')
     values = _table(body, schema.JOB, where, errors)
@@ -160,7 +163,9 @@ def _check_instances(where: str, job: dict[str, Any], errors: list[str]) -> None
     if job["schedule"] and not job["instances"]:
         for name, spec in params.items():
             if spec["default"] is None:
-                errors.append(f'{where}.schedule: param "{name}" has no default; list instances = [{{ {name} = "..." }}]')
+                errors.append(
+                    f'{where}.schedule: param "{name}" has no default; list instances = [{{ {name} = "..." }}]'
+                )
 
 
 def _check_instance_lock_keys(name: str, where: str, job: dict[str, Any], errors: list[str]) -> None:
@@ -176,6 +181,7 @@ def _check_instance_lock_keys(name: str, where: str, job: dict[str, Any], errors
         problem = lock_key_problem(lock_key)
         if problem:
             errors.append(f"{where}.instances[{i}]: {problem}")
+
 
 def _check_lock_backend(where: str, job: dict[str, Any], errors: list[str]) -> None:
     """A Redis URL without a password in it, and a TTL that lets the child be stopped in time."""

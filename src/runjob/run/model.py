@@ -38,8 +38,16 @@ class Run:
 class Outcome:
     """How the run ended: the fields of the run.end record."""
 
-    def __init__(self, status: str, exit_code: int, attempts: int, started: float, stderr_tail: str,
-                 max_rss_kb: int, error: str = "") -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: str,
+        exit_code: int,
+        attempts: int,
+        started: float,
+        stderr_tail: str,
+        max_rss_kb: int,
+        error: str = "",
+    ) -> None:
         self.status = status
         self.exit_code = exit_code
         self.attempts = attempts

@@ -55,7 +55,9 @@ def resume(config_path: str | None, given_id: str) -> int:
     finally:
         store.close()
     if found["pipeline"] not in registry.pipelines:
-        raise UsageError(f'pipeline run {found["pipeline_run_id"]} is of "{found["pipeline"]}", which {registry.path} no longer has')
+        raise UsageError(
+            f'pipeline run {found["pipeline_run_id"]} is of "{found["pipeline"]}", which {registry.path} no longer has'
+        )
     pipeline = registry.pipelines[found["pipeline"]]
     return Execution(registry, pipeline, found["params"], found["pipeline_run_id"], done).run()
 
@@ -94,8 +96,13 @@ class Execution:
         previous = {s: signal.signal(s, self._signalled) for s in STOP_SIGNALS}
         store = Store(self.registry.state_dir)
         try:
-            store.begin(self.run_id, self.pipeline.name, self.params, self.records.common["correlation_id"],
-                        self.records.common["host"])  # fmt: skip
+            store.begin(
+                self.run_id,
+                self.pipeline.name,
+                self.params,
+                self.records.common["correlation_id"],
+                self.records.common["host"],
+            )
             return self._stages(store)
         finally:
             store.close()
@@ -111,32 +118,58 @@ class Execution:
         safefs.ensure_dir(self.registry.state_dir, top=True)
         safefs.ensure_dir(locks_dir)
         path = os.path.join(locks_dir, self.pipeline.lock_key + ".lock")
-        me = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": self.run_id,
-              "job": self.pipeline.name, "host": self.records.common["host"]}  # fmt: skip
+        me = {
+            "pid": os.getpid(),
+            "pid_start": procid.start_time(os.getpid()),
+            "run_id": self.run_id,
+            "job": self.pipeline.name,
+            "host": self.records.common["host"],
+        }
         held = lock.try_acquire(path, me)
         if held is None:
             holder = lock.read_holder(path)
-            self.records.emit("lock.busy", f"pipeline {self.pipeline.name} is running already; not starting it",
-                              lock_key=self.pipeline.lock_key, holder_pid=holder.get("pid"),
-                              holder_run_id=holder.get("run_id"), on_busy="skip")  # fmt: skip
+            self.records.emit(
+                "lock.busy",
+                f"pipeline {self.pipeline.name} is running already; not starting it",
+                lock_key=self.pipeline.lock_key,
+                holder_pid=holder.get("pid"),
+                holder_run_id=holder.get("run_id"),
+                on_busy="skip",
+            )
         return held
 
     def _stages(self, store: Store) -> int:
-        self.records.emit("pipeline.start", f"pipeline {self.pipeline.name} started" + (" (resumed)" if self.done else ""),
-                          stages=self.pipeline.stages, params=self.params, resumed=bool(self.done),
-                          already_succeeded=sorted(self.done))  # fmt: skip
+        self.records.emit(
+            "pipeline.start",
+            f"pipeline {self.pipeline.name} started" + (" (resumed)" if self.done else ""),
+            stages=self.pipeline.stages,
+            params=self.params,
+            resumed=bool(self.done),
+            already_succeeded=sorted(self.done),
+        )
         if not self.pipeline.enabled:  # asked for by name: run it, but say that it is switched off
-            self.records.emit("pipeline.disabled", f"pipeline {self.pipeline.name} has enabled = false: it is never "
-                              "due, run only because it was asked for by name", level="warning")  # fmt: skip
+            self.records.emit(
+                "pipeline.disabled",
+                f"pipeline {self.pipeline.name} has enabled = false: it is never "
+                "due, run only because it was asked for by name",
+                level="warning",
+            )
         failed: list[dict[str, Any]] = []
         for number, stage in enumerate(self.pipeline.stages, 1):
             todo = [job for job in stage if job not in self.done]
             results = self._stage(store, number, todo) if todo else []
             failed = [r for r in results if r["status"] != "success"]
             status = "failure" if failed else ("success" if todo else "done")
-            self.records.emit("pipeline.stage", f"stage {number} of {self.pipeline.name}: {status}",
-                              level="error" if failed else "info", stage=number, jobs=stage, ran=todo,
-                              status=status, runs=results)  # fmt: skip
+            self.records.emit(
+                "pipeline.stage",
+                f"stage {number} of {self.pipeline.name}: {status}",
+                level="error" if failed else "info",
+                stage=number,
+                jobs=stage,
+                ran=todo,
+                status=status,
+                runs=results,
+            )
             if failed or self.signum:
                 break
         return self._end(store, failed)
@@ -159,8 +192,12 @@ class Execution:
         from runjob.cli.tick import runjob_argv
 
         run_id = new_run_id()
-        argv = [*runjob_argv(), "--config", os.path.abspath(self.registry.path),
-                *plan.job_words(self.registry, job, self.params)]  # fmt: skip
+        argv = [
+            *runjob_argv(),
+            "--config",
+            os.path.abspath(self.registry.path),
+            *plan.job_words(self.registry, job, self.params),
+        ]
         env = dict(os.environ, RUNJOB_CORRELATION_ID=self.run_id, RUNJOB_CLAIM_RUN_ID=run_id)
         return job, run_id, subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
 
@@ -189,9 +226,15 @@ class Execution:
         store.end(self.run_id, status, code, names, self.registry.history_keep)
         hint = f"runjob resume {self.run_id}" if status != "success" else None
         what = f"failed in {', '.join(names)}" if names else {"success": "succeeded"}.get(status, status)
-        record = self.records.emit("pipeline.end", f"pipeline {self.pipeline.name} {what}" + (f"; {hint}" if hint else ""),
-                                   level="info" if status == "success" else "error", status=status, exit_code=code,
-                                   failed_jobs=names, resume=hint)  # fmt: skip
+        record = self.records.emit(
+            "pipeline.end",
+            f"pipeline {self.pipeline.name} {what}" + (f"; {hint}" if hint else ""),
+            level="info" if status == "success" else "error",
+            status=status,
+            exit_code=code,
+            failed_jobs=names,
+            resume=hint,
+        )
         if status != "success" and any(self.pipeline.owners.values()):
             from runjob.ops import notify
 

@@ -158,8 +158,10 @@ def _check_path_params(job: Job, params: dict[str, str]) -> None:
             problem = path_component_problem(params[name]) if name in params else None
             if problem:
                 shown = params[name].replace("\0", "\\0").replace("\n", "\\n")[:100]
-                raise UsageError(f'param {name}="{shown}" cannot go into {field}: {problem} '
-                                 "(a param in a path must stay one file name)")  # fmt: skip
+                raise UsageError(
+                    f'param {name}="{shown}" cannot go into {field}: {problem} '
+                    "(a param in a path must stay one file name)"
+                )
 
 
 def _secret_values(names: list[str], env: dict[str, str]) -> list[str]:

@@ -35,11 +35,18 @@ LEVELS = {"success": "info", "transient": "warning"}
 
 def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     """Run `plan` and return runjob's exit code."""
-    records = Records(sink, plan.name, _claimed_run_id() or new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"),
-                      plan.secret_values)  # fmt: skip
+    records = Records(
+        sink, plan.name, _claimed_run_id() or new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"), plan.secret_values
+    )
     run = Run(plan, records)
-    holder = {"pid": os.getpid(), "pid_start": procid.start_time(os.getpid()), "run_id": run.run_id,
-              "job": plan.name, "host": records.common["host"], "since": run.started_at}  # fmt: skip
+    holder = {
+        "pid": os.getpid(),
+        "pid_start": procid.start_time(os.getpid()),
+        "run_id": run.run_id,
+        "job": plan.name,
+        "host": records.common["host"],
+        "since": run.started_at,
+    }
     stop = process.Stop()
     run.stop = stop
     previous = _install_signals(stop)  # before the lock: a signal while waiting for it ends the run too
@@ -56,8 +63,13 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
         _restore_signals(stop, previous)
 
 
-def _locked(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop,
-            observers: list[Observer], holder: dict[str, Any]) -> int:  # fmt: skip
+def _locked(
+    run: Run,
+    held: locks.FileLock | redis_lock.RedisLock,
+    stop: process.Stop,
+    observers: list[Observer],
+    holder: dict[str, Any],
+) -> int:
     """The run once its lock is held: records, attempts, after-run steps; the lock released last."""
     try:
         held.set_holder(**holder)
@@ -152,10 +164,15 @@ def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) ->
     job = run.plan.job
     policy = job.lock_unavailable
     then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "running under this host's file lock only"}
-    run.records.emit("lock.unavailable", f"{run.plan.name}: {e}; {then[policy]}",
-                     level="error" if policy == "fail" else "warning", lock_key=run.plan.lock_key,
-                     backend=redis_lock.shown_url(job.lock_backend), lock_unavailable=policy,
-                     error=str(e))  # fmt: skip
+    run.records.emit(
+        "lock.unavailable",
+        f"{run.plan.name}: {e}; {then[policy]}",
+        level="error" if policy == "fail" else "warning",
+        lock_key=run.plan.lock_key,
+        backend=redis_lock.shown_url(job.lock_backend),
+        lock_unavailable=policy,
+        error=str(e),
+    )
     if policy == "local":
         return locks.acquire(run.plan.lock_file, wait, holder)
     return EXIT_BUSY if policy == "fail" else EXIT_OK
@@ -167,10 +184,16 @@ def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
 
     job = run.plan.job
     kill = job.on_lock_lost == "kill"
-    run.records.emit("lock.lost", f"{run.plan.name}: lock {run.plan.lock_key} lost: {reason}"
-                     + ("; stopping the job" if kill else "; the job goes on unprotected"),
-                     level="error", lock_key=run.plan.lock_key, backend=redis_lock.shown_url(job.lock_backend),
-                     on_lock_lost=job.on_lock_lost, error=reason)  # fmt: skip
+    run.records.emit(
+        "lock.lost",
+        f"{run.plan.name}: lock {run.plan.lock_key} lost: {reason}"
+        + ("; stopping the job" if kill else "; the job goes on unprotected"),
+        level="error",
+        lock_key=run.plan.lock_key,
+        backend=redis_lock.shown_url(job.lock_backend),
+        on_lock_lost=job.on_lock_lost,
+        error=reason,
+    )
     if kill:
         stop.stop(signal.SIGTERM, f"lock lost: {reason}")
 
@@ -182,8 +205,13 @@ def _lock_file_gone(run: Run, retaken: bool) -> None:
         message = f"{run.plan.name}: lock file of {key} was removed while held; re-created and re-taken"
     else:
         message = f"{run.plan.name}: lock file of {key} was removed while held and another process holds the new one"
-    run.records.emit("lock.restored" if retaken else "lock.lost", message, level="warning" if retaken else "error",
-                     lock_key=key, lock_file=run.plan.lock_file)  # fmt: skip
+    run.records.emit(
+        "lock.restored" if retaken else "lock.lost",
+        message,
+        level="warning" if retaken else "error",
+        lock_key=key,
+        lock_file=run.plan.lock_file,
+    )
 
 
 def _busy(run: Run, observers: list[Observer], holder: dict[str, Any] | None = None) -> int:
@@ -229,12 +257,16 @@ def _start_record(run: Run) -> None:
         schedule=plan.job.schedule,
     )
     if not plan.job.enabled:  # asked for by name: run it, but say that it is switched off
-        run.records.emit("run.disabled", f"{plan.name} has enabled = false: it is never due, run only because it "
-                         "was asked for by name", level="warning")  # fmt: skip
+        run.records.emit(
+            "run.disabled",
+            f"{plan.name} has enabled = false: it is never due, run only because it was asked for by name",
+            level="warning",
+        )
 
 
-def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop,
-              watch: process.Watch) -> Outcome:  # fmt: skip
+def _attempts(
+    run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop, watch: process.Watch
+) -> Outcome:
     plan = run.plan
     retry = RetryState(plan.retry)
     patterns = _compile(plan.job.transient["stderr_patterns"])
@@ -244,13 +276,21 @@ def _attempts(run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: proce
         attempt += 1
         env["RUNJOB_ATTEMPT"] = str(attempt)
         handlers = tuple(
-            StreamHandler(s, plan.output, run.records.sink, run.records, attempt, plan.secret_values,
-                          patterns if s == "stderr" else None)  # fmt: skip
+            StreamHandler(
+                s,
+                plan.output,
+                run.records.sink,
+                run.records,
+                attempt,
+                plan.secret_values,
+                patterns if s == "stderr" else None,
+            )
             for s in ("stdout", "stderr")
         )
         inherit = (held.fd,) if held.fd >= 0 else ()  # a file lock stays held while the child lives
-        result = process.run(plan.argv, plan.cwd, env, plan.output, inherit, plan.timeout, plan.kill_grace,
-                             handlers, stop, watch)  # type: ignore[arg-type]  # fmt: skip
+        result = process.run(
+            plan.argv, plan.cwd, env, plan.output, inherit, plan.timeout, plan.kill_grace, handlers, stop, watch
+        )  # type: ignore[arg-type]
         max_rss = max(max_rss, result.max_rss_kb)
         again = not result.error and not stop.signum and retry.should_retry(attempt, result.status, result.exit_code)
         delay = retry.next_delay(attempt) if again else None
@@ -353,8 +393,14 @@ def _sleep(seconds: float, stop: process.Stop, watch: process.Watch) -> bool:
 
 def _duration_record(run: Run, duration: float, message: str) -> dict[str, Any]:
     bounds = run.plan.job.expected_duration
-    return run.records.emit("run.duration", message, level="warning", duration_s=round(duration, 3),
-                            expected_min_s=bounds["min"], expected_max_s=bounds["max"])  # fmt: skip
+    return run.records.emit(
+        "run.duration",
+        message,
+        level="warning",
+        duration_s=round(duration, 3),
+        expected_min_s=bounds["min"],
+        expected_max_s=bounds["max"],
+    )
 
 
 def _duration_watch(run: Run, observers: list[Observer]) -> process.Watch:

@@ -15,6 +15,7 @@ each job is also kept under `runjob:claimed:JOB` (no TTL) for `status --json`.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 from runjob.locks import redis_lock
 from runjob.records.logs import encode, timestamp
@@ -46,10 +47,9 @@ def _client(url: str, password_env: str | None) -> Any:
 
 
 def key(entry: Entry, occurrence: datetime) -> str:
-    from datetime import timezone
 
     instance = ",".join(f"{k}={v}" for k, v in sorted(entry.params.items()))
-    return f"{PREFIX}{entry.job.name}:{instance}:{occurrence.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}"
+    return f"{PREFIX}{entry.job.name}:{instance}:{occurrence.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
 
 
 def ttl_s(entry: Entry, occurrence: datetime) -> int:

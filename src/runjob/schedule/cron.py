@@ -18,7 +18,7 @@ that look at schedules (validate, list, show, status, tick, export), never by a 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 _SECOND = timedelta(seconds=1)
 _DAY = timedelta(days=1)
@@ -115,10 +115,14 @@ def host_zone() -> tzinfo:
             if name.startswith("/"):
                 with open(name, "rb") as f:
                     return ZoneInfo.from_file(f, key=name)
-            return ZoneInfo(name) if name else timezone.utc
+            return ZoneInfo(name) if name else UTC
         except (ValueError, KeyError, OSError) as e:
-            raise ConfigError([f'TZ="{tz}": not a time zone runjob can read ({e}); '
-                               'use an IANA name such as TZ=Europe/Berlin, or set `timezone` per job']) from None
+            raise ConfigError(
+                [
+                    f'TZ="{tz}": not a time zone runjob can read ({e}); '
+                    "use an IANA name such as TZ=Europe/Berlin, or set `timezone` per job"
+                ]
+            ) from None
     try:
         target = os.path.realpath("/etc/localtime")
         if "/zoneinfo/" in target:
@@ -126,7 +130,7 @@ def host_zone() -> tzinfo:
         with open("/etc/localtime", "rb") as f:
             return ZoneInfo.from_file(f, key="localtime")
     except (ValueError, KeyError, OSError):
-        return timezone.utc
+        return UTC
 
 
 def timezone_problem(name: str) -> str | None:
@@ -173,7 +177,7 @@ def next_fire(expr: str, z: tzinfo, after: datetime, until: datetime | None = No
     walked in stretches of one UTC offset: within one, wall time = instant + offset.
     """
     text, fixed = expand(expr), is_fixed(expr)
-    start = after.astimezone(timezone.utc).replace(microsecond=0)  # whole seconds keep the bisection exact
+    start = after.astimezone(UTC).replace(microsecond=0)  # whole seconds keep the bisection exact
     offset = _offset(z, start)
     low = _wall(start, offset)  # candidates are wall times strictly after this
     while True:
@@ -190,15 +194,16 @@ def next_fire(expr: str, z: tzinfo, after: datetime, until: datetime | None = No
         start, offset, low = change, new, _wall(change, new) - _SECOND
 
 
-def _first_in_stretch(text: str, fixed: bool, z: tzinfo, low: datetime, offset: timedelta,
-                      start: datetime) -> datetime | None:  # fmt: skip
+def _first_in_stretch(
+    text: str, fixed: bool, z: tzinfo, low: datetime, offset: timedelta, start: datetime
+) -> datetime | None:
     """The instant of the first wall-time match after `low`, assuming `offset` holds from `start` on."""
     from cronsim import CronSim
 
     for wall in CronSim(text, low):
         # A fixed time whose first pass is already behind us is a second pass of a repeated hour: skip it.
-        if not fixed or wall.replace(tzinfo=z, fold=0).astimezone(timezone.utc) >= start:
-            return (wall - offset).replace(tzinfo=timezone.utc)
+        if not fixed or wall.replace(tzinfo=z, fold=0).astimezone(UTC) >= start:
+            return (wall - offset).replace(tzinfo=UTC)
     return None
 
 

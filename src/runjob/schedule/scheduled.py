@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from runjob.registry.config import Job, Registry
 
+
 def entries(registry: Registry) -> list[Entry]:
     """Every entry that can be due: enabled, with a schedule that is not `@manual`."""
     from runjob.schedule.timers import is_active

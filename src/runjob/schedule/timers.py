@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from runjob import safefs
 from runjob.registry.durations import parse_duration
@@ -61,7 +61,7 @@ def moment(expr: str) -> datetime:
         raise ValueError(f'"{expr}" is not a moment: {hint}') from None
     if when.tzinfo is None:
         raise ValueError(f'"{expr}" has no Z or offset: {hint}')
-    return when.astimezone(timezone.utc)
+    return when.astimezone(UTC)
 
 
 def problem(expr: str) -> str | None:
@@ -98,7 +98,9 @@ def starts(state_dir: str) -> dict[str, str]:
             data = json.load(f)
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    return (
+        {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    )
 
 
 def last_start(state_dir: str, entry: Entry, known: dict[str, str] | None = None) -> datetime | None:
@@ -137,8 +139,10 @@ def done(job: Job, state_dir: str) -> bool:
     table, column = ("pipeline_runs", "pipeline") if hasattr(job, "stages") else ("runs", "job")
     db = history.connect(state_dir)
     try:
-        row = db.execute(f"SELECT 1 FROM {table} WHERE {column} = ? AND status = 'success' AND started >= ? LIMIT 1",
-                         (job.name, moment(job.schedule or "").timestamp())).fetchall()  # fmt: skip
+        row = db.execute(
+            f"SELECT 1 FROM {table} WHERE {column} = ? AND status = 'success' AND started >= ? LIMIT 1",
+            (job.name, moment(job.schedule or "").timestamp()),
+        ).fetchall()
     finally:
         db.close()
     return bool(row)

@@ -115,8 +115,24 @@ MIGRATIONS = [
     );
     """,
 ]
-COLUMNS = ("run_id", "job", "params", "correlation_id", "host", "pid", "lock_key", "started", "ended", "status",
-           "exit_code", "attempts", "duration_s", "stderr_tail", "max_rss_kb", "pid_start")  # fmt: skip
+COLUMNS = (
+    "run_id",
+    "job",
+    "params",
+    "correlation_id",
+    "host",
+    "pid",
+    "lock_key",
+    "started",
+    "ended",
+    "status",
+    "exit_code",
+    "attempts",
+    "duration_s",
+    "stderr_tail",
+    "max_rss_kb",
+    "pid_start",
+)
 
 
 def path_in(state_dir: str) -> str:
@@ -220,7 +236,9 @@ class History(Observer):
     def _live_holder(self, db: sqlite3.Connection, run: Run) -> dict[str, Any] | None:
         rows = db.execute(
             "SELECT run_id, job, pid, pid_start, started FROM runs WHERE lock_key = ? AND status = 'running' "
-            "AND host = ?", (run.plan.redact(run.plan.lock_key), run.records.common["host"])).fetchall()  # fmt: skip
+            "AND host = ?",
+            (run.plan.redact(run.plan.lock_key), run.records.common["host"]),
+        ).fetchall()
         for run_id, job, pid, pid_start, started in rows:
             if pid != os.getpid() and procid.alive(pid, pid_start):
                 return {"pid": pid, "pid_start": pid_start, "run_id": run_id, "job": job, "since": timestamp(started)}
@@ -231,9 +249,15 @@ class History(Observer):
 
     def end(self, run: Run, outcome: Outcome) -> None:
         db = self._db()
-        ended = {"ended": outcome.ended, "status": outcome.status, "exit_code": outcome.exit_code,
-                 "attempts": outcome.attempts, "duration_s": round(outcome.duration, 3),
-                 "stderr_tail": outcome.stderr_tail, "max_rss_kb": outcome.max_rss_kb}  # fmt: skip
+        ended = {
+            "ended": outcome.ended,
+            "status": outcome.status,
+            "exit_code": outcome.exit_code,
+            "attempts": outcome.attempts,
+            "duration_s": round(outcome.duration, 3),
+            "stderr_tail": outcome.stderr_tail,
+            "max_rss_kb": outcome.max_rss_kb,
+        }
         try:
             updated = db.execute(
                 f"UPDATE runs SET {', '.join(f'{k}=?' for k in ended)} WHERE run_id=?", (*ended.values(), run.run_id)
@@ -243,8 +267,10 @@ class History(Observer):
         except (sqlite3.Error, InternalError) as e:
             # The run did end: keep its row for the next connection, never leave it `running`.
             history_pending.keep(self.state_dir, self._row(run) | ended)
-            raise InternalError(f"cannot write history {path_in(self.state_dir)}: {e}; the run's end is kept in "
-                                f"{history_pending.path_in(self.state_dir)} until the store takes it") from None
+            raise InternalError(
+                f"cannot write history {path_in(self.state_dir)}: {e}; the run's end is kept in "
+                f"{history_pending.path_in(self.state_dir)} until the store takes it"
+            ) from None
         try:
             self._purge(db)
         except sqlite3.Error:
@@ -252,10 +278,17 @@ class History(Observer):
 
     def _row(self, run: Run) -> dict[str, Any]:
         plan = run.plan
-        return {"run_id": run.run_id, "job": plan.name, "params": encode(plan.params),
-                "correlation_id": run.correlation_id, "host": run.records.common["host"], "pid": os.getpid(),
-                "pid_start": procid.start_time(os.getpid()), "lock_key": plan.redact(plan.lock_key),
-                "started": run.started}  # fmt: skip
+        return {
+            "run_id": run.run_id,
+            "job": plan.name,
+            "params": encode(plan.params),
+            "correlation_id": run.correlation_id,
+            "host": run.records.common["host"],
+            "pid": os.getpid(),
+            "pid_start": procid.start_time(os.getpid()),
+            "lock_key": plan.redact(plan.lock_key),
+            "started": run.started,
+        }
 
     def _insert(self, run: Run, **fields: Any) -> None:
         row = self._row(run) | fields
@@ -286,8 +319,13 @@ def row_dict(row: sqlite3.Row | tuple[Any, ...], host: str) -> dict[str, Any]:
     return out
 
 
-def query(db: sqlite3.Connection, job: str | None = None, status: str | None = None, since: float | None = None,
-          limit: int = 50) -> list[tuple[Any, ...]]:  # fmt: skip
+def query(
+    db: sqlite3.Connection,
+    job: str | None = None,
+    status: str | None = None,
+    since: float | None = None,
+    limit: int = 50,
+) -> list[tuple[Any, ...]]:
     where: list[str] = []
     args: list[Any] = []
     if job:
@@ -308,14 +346,18 @@ def query(db: sqlite3.Connection, job: str | None = None, status: str | None = N
     return db.execute(sql, (*args, limit)).fetchall()
 
 
-def last_runs(db: sqlite3.Connection, job: str, params: str | None = None) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+def last_runs(
+    db: sqlite3.Connection, job: str, params: str | None = None
+) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
     """(the newest run that was not skipped, the newest success) of `job`, or of one of its
     instances (`params` as stored: see param_sets); both index look-ups."""
     cols = ", ".join(COLUMNS)
     one = "" if params is None else " AND params = ?"
     args = (job,) if params is None else (job, params)
     found = [
-        db.execute(f"SELECT {cols} FROM runs WHERE job = ?{one} AND {where} ORDER BY started DESC LIMIT 1", args).fetchall()
+        db.execute(
+            f"SELECT {cols} FROM runs WHERE job = ?{one} AND {where} ORDER BY started DESC LIMIT 1", args
+        ).fetchall()
         for where in ("status != 'skipped'", "status = 'success'")
     ]  # fetchall: a finished statement holds no lock (see _scalar)
     return tuple(rows[0] if rows else None for rows in found)  # type: ignore[return-value]

@@ -79,8 +79,11 @@ def _upsert(db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             names = list(row)
             updates = ", ".join(f"{n}=excluded.{n}" for n in names if n != "run_id")
-            db.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-                       f"ON CONFLICT(run_id) DO UPDATE SET {updates}", tuple(row.values()))  # fmt: skip
+            db.execute(
+                f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT(run_id) DO UPDATE SET {updates}",
+                tuple(row.values()),
+            )
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

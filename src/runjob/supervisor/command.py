@@ -25,17 +25,24 @@ def supervise(config_path: str | None, name: str, instances: int | None = None) 
     worker = registry.workers[name] | ({"instances": instances} if instances else {})
     env = _environment(registry, worker)
     run_id = new_run_id()
-    records = Records(JsonSink("", nonblocking=True), name, run_id, os.environ.get("RUNJOB_CORRELATION_ID"),
-                      job_secrets(env, worker["secrets"]))  # fmt: skip
+    records = Records(
+        JsonSink("", nonblocking=True),
+        name,
+        run_id,
+        os.environ.get("RUNJOB_CORRELATION_ID"),
+        job_secrets(env, worker["secrets"]),
+    )
     state = StateFile(registry.state_dir, name)
     cwd = registry.resolve(worker["cwd"]) if worker["cwd"] else None
+
     def on_giveup(record: dict[str, Any]) -> None:
         from runjob.supervisor.owners import tell_owners
 
         tell_owners(registry, name, worker, record, records)
 
-    return Supervisor(name, worker | {"cwd": cwd}, env | {"RUNJOB_RUN_ID": run_id, "RUNJOB_JOB": name},
-                      records, state, on_giveup).run()  # fmt: skip
+    return Supervisor(
+        name, worker | {"cwd": cwd}, env | {"RUNJOB_RUN_ID": run_id, "RUNJOB_JOB": name}, records, state, on_giveup
+    ).run()
 
 
 def _environment(registry: config.Registry, worker: dict[str, Any]) -> dict[str, str]:

@@ -36,19 +36,33 @@ def _seconds(value: float) -> int:
 
 def systemd_units(registry: Registry, runjob_path: str) -> dict[str, str]:
     config = os.path.abspath(registry.path)
-    return {f"runjob-worker-{name}.service": _service(name, w, runjob_path, config) for name, w in registry.workers.items()}
+    return {
+        f"runjob-worker-{name}.service": _service(name, w, runjob_path, config) for name, w in registry.workers.items()
+    }
 
 
 def _service(name: str, w: dict[str, Any], runjob_path: str, config: str) -> str:
     r = w["restart"]
     title = f"runjob worker {name}" + (f": {w['description']}" if w["description"] else "")
     exec_start = " ".join(systemd._quote(word) for word in [runjob_path, "--config", config, "supervise", name])
-    lines = ["[Unit]", f"Description={systemd._text(title)}", f"StartLimitIntervalSec={_seconds(r['within'])}",
-             f"StartLimitBurst={r['burst'] + 1}", "", "[Service]", "Type=exec"]  # fmt: skip
+    lines = [
+        "[Unit]",
+        f"Description={systemd._text(title)}",
+        f"StartLimitIntervalSec={_seconds(r['within'])}",
+        f"StartLimitBurst={r['burst'] + 1}",
+        "",
+        "[Service]",
+        "Type=exec",
+    ]
     if w["secrets"]:
         lines.append(f"EnvironmentFile={systemd.SECRETS_FILE}")
-    lines += [f"ExecStart={exec_start}", f"Restart={r['policy']}", f"RestartSec={_ms(r['delay'])}",
-              "KillMode=mixed", f"TimeoutStopSec={_seconds(w['stop_grace']) + STOP_MARGIN_S}"]  # fmt: skip
+    lines += [
+        f"ExecStart={exec_start}",
+        f"Restart={r['policy']}",
+        f"RestartSec={_ms(r['delay'])}",
+        "KillMode=mixed",
+        f"TimeoutStopSec={_seconds(w['stop_grace']) + STOP_MARGIN_S}",
+    ]
     if w["memory_max"]:
         lines.append(f"MemoryMax={w['memory_max'] * w['instances'] + HEADROOM}")
     lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
@@ -71,15 +85,24 @@ def kubernetes_docs(registry: Registry, image: str, namespace: str | None) -> di
 
 def deployment(name: str, w: dict[str, Any], image: str, namespace: str | None) -> dict[str, Any]:
     object_name = f"runjob-worker-{name}".replace(".", "-").replace("_", "-")[: kubernetes.LABEL_LIMIT].rstrip("-")
-    labels = {"app.kubernetes.io/name": "runjob", "app.kubernetes.io/managed-by": "runjob",
-              "runjob.dev/worker": kubernetes._label(name)}  # fmt: skip
-    metadata: dict[str, Any] = {"name": object_name, "labels": labels,
-                                "annotations": {"runjob.dev/description": w["description"]}}  # fmt: skip
+    labels = {
+        "app.kubernetes.io/name": "runjob",
+        "app.kubernetes.io/managed-by": "runjob",
+        "runjob.dev/worker": kubernetes._label(name),
+    }
+    metadata: dict[str, Any] = {
+        "name": object_name,
+        "labels": labels,
+        "annotations": {"runjob.dev/description": w["description"]},
+    }
     if namespace:
         metadata["namespace"] = namespace
     pod = _pod(name, w, image)
-    spec = {"replicas": w["instances"], "selector": {"matchLabels": dict(labels)},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod}}  # fmt: skip
+    spec = {
+        "replicas": w["instances"],
+        "selector": {"matchLabels": dict(labels)},
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+    }
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
@@ -94,17 +117,22 @@ def _pod(name: str, w: dict[str, Any], image: str) -> dict[str, Any]:
         "image": image,
         "command": [word.replace("$", "$$") for word in ["runjob", "supervise", name, "--instances", "1"]],
         "env": env,
-        "volumeMounts": [{"name": "registry", "mountPath": kubernetes.CONFIG_DIR, "readOnly": True},
-                         {"name": "state", "mountPath": kubernetes.STATE_DIR}],
-    }  # fmt: skip
+        "volumeMounts": [
+            {"name": "registry", "mountPath": kubernetes.CONFIG_DIR, "readOnly": True},
+            {"name": "state", "mountPath": kubernetes.STATE_DIR},
+        ],
+    }
     if w["memory_max"]:
         limit = _quantity(w["memory_max"] + HEADROOM)
         container["resources"] = {"limits": {"memory": limit}, "requests": {"memory": limit}}
     return {
         "terminationGracePeriodSeconds": _seconds(w["stop_grace"]) + STOP_MARGIN_S,
         "containers": [container],
-        "volumes": [{"name": "registry", "configMap": {"name": kubernetes.CONFIG_MAP}}, {"name": "state", "emptyDir": {}}],
-    }  # fmt: skip
+        "volumes": [
+            {"name": "registry", "configMap": {"name": kubernetes.CONFIG_MAP}},
+            {"name": "state", "emptyDir": {}},
+        ],
+    }
 
 
 def _quantity(size: int) -> str:

@@ -16,7 +16,8 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 PR_SET_PDEATHSIG = 1
 LINE_MAX = 64 * 1024  # as for jobs: a longer line is cut and marked truncated
@@ -63,8 +64,16 @@ class Instance:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-                                    start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))  # fmt: skip
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
         except BaseException:
             os.close(out_r)
             os.close(err_r)

@@ -20,7 +20,8 @@ from runjob.supervisor.state import StateFile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     from runjob.records.logs import Records
 
@@ -30,8 +31,15 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Supervisor:
-    def __init__(self, name: str, worker: dict[str, Any], env: dict[str, str], records: Records,
-                 state: StateFile, on_giveup: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        worker: dict[str, Any],
+        env: dict[str, str],
+        records: Records,
+        state: StateFile,
+        on_giveup: Callable[[dict[str, Any]], None],
+    ) -> None:
         self.name, self.w, self.env, self.records, self.state = name, worker, env, records, state
         self.on_giveup = on_giveup  # tells the owners
         self.slots = [Instance(i) for i in range(worker["instances"])]
@@ -77,8 +85,12 @@ class Supervisor:
             except (ProcessLookupError, PermissionError):
                 pass  # nothing left in it
         if groups:
-            self.records.emit("worker.leftovers", f"killed what a killed supervisor left running: process groups "
-                              f"{', '.join(map(str, groups))}", level="warning", pgids=groups)  # fmt: skip
+            self.records.emit(
+                "worker.leftovers",
+                f"killed what a killed supervisor left running: process groups {', '.join(map(str, groups))}",
+                level="warning",
+                pgids=groups,
+            )
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.shutdown == "stop":
@@ -116,8 +128,11 @@ class Supervisor:
             out += [inst.kill_at, inst.restart_at]
             if inst.pid and not inst.stopping:
                 out.append(inst.started + self.w["max_lifetime"] if self.w["max_lifetime"] else None)
-                out.append(min(inst.progress + self.w["heartbeat_timeout"], time.monotonic() + 1.0)
-                           if self.w["heartbeat_timeout"] else None)  # fmt: skip  # the file is polled each second
+                out.append(
+                    min(inst.progress + self.w["heartbeat_timeout"], time.monotonic() + 1.0)
+                    if self.w["heartbeat_timeout"]
+                    else None
+                )  # the file is polled each second
         return out
 
     def _output(self, inst: Instance, stream: str, line: str, truncated: bool) -> None:
@@ -133,21 +148,39 @@ class Supervisor:
 
     def _start(self, inst: Instance) -> None:
         hb = self.state.heartbeat(inst.index)
-        env = self.env | {"RUNJOB_HEARTBEAT_FILE": hb, "RUNJOB_WORKER": self.name,
-                          "RUNJOB_INSTANCE": str(inst.index), "RUNJOB_ATTEMPT": str(inst.restarts + 1)}  # fmt: skip
+        env = self.env | {
+            "RUNJOB_HEARTBEAT_FILE": hb,
+            "RUNJOB_WORKER": self.name,
+            "RUNJOB_INSTANCE": str(inst.index),
+            "RUNJOB_ATTEMPT": str(inst.restarts + 1),
+        }
         try:
             inst.spawn(self.w["command"], self.w["cwd"], env)
         except OSError as e:
             code = 127 if isinstance(e, FileNotFoundError) else 126
-            self.records.emit("worker.exit", f"instance {inst.index} could not start: {e.strerror}", level="error",
-                              instance=inst.index, pid=0, supervisor_pid=os.getpid(), exit_code=code, reason="exit")  # fmt: skip
+            self.records.emit(
+                "worker.exit",
+                f"instance {inst.index} could not start: {e.strerror}",
+                level="error",
+                instance=inst.index,
+                pid=0,
+                supervisor_pid=os.getpid(),
+                exit_code=code,
+                reason="exit",
+            )
             self._after_exit(inst, code, "exit")
             return
         inst.heartbeat_mtime = _mtime(hb)  # StateFile.heartbeat created it: a touch changes this
         for fd in inst.pipes:
             self.outflow.add(fd)
-        self.records.emit("worker.start", f"instance {inst.index} started (pid {inst.pid})",
-                          instance=inst.index, pid=inst.pid, supervisor_pid=os.getpid(), restarts=inst.restarts)  # fmt: skip
+        self.records.emit(
+            "worker.start",
+            f"instance {inst.index} started (pid {inst.pid})",
+            instance=inst.index,
+            pid=inst.pid,
+            supervisor_pid=os.getpid(),
+            restarts=inst.restarts,
+        )
 
     def _reap(self) -> None:
         for inst in self.slots:
@@ -165,9 +198,16 @@ class Supervisor:
                     inst.close(fd)
             reason = inst.stopping or "exit"
             level = "info" if reason in ("stop", "lifetime") or (reason == "exit" and code == 0) else "warning"
-            self.records.emit("worker.exit", f"instance {inst.index} (pid {inst.pid}) ended: {reason}, exit code {code}",
-                              level=level, instance=inst.index, pid=inst.pid, supervisor_pid=os.getpid(),
-                              exit_code=code, reason=reason)  # fmt: skip
+            self.records.emit(
+                "worker.exit",
+                f"instance {inst.index} (pid {inst.pid}) ended: {reason}, exit code {code}",
+                level=level,
+                instance=inst.index,
+                pid=inst.pid,
+                supervisor_pid=os.getpid(),
+                exit_code=code,
+                reason=reason,
+            )
             inst.pid = 0
             self._after_exit(inst, code, reason)
 
@@ -187,15 +227,27 @@ class Supervisor:
         delay = 0.0 if reason == "lifetime" else min(policy["max_delay"], policy["delay"] * 2 ** (len(inst.recent) - 1))
         inst.restarts += 1
         inst.restart_at = now + delay
-        self.records.emit("worker.restart", f"instance {inst.index} restarts in {delay:g}s ({reason})",
-                          instance=inst.index, restarts=inst.restarts, delay_s=round(delay, 3), reason=reason)  # fmt: skip
+        self.records.emit(
+            "worker.restart",
+            f"instance {inst.index} restarts in {delay:g}s ({reason})",
+            instance=inst.index,
+            restarts=inst.restarts,
+            delay_s=round(delay, 3),
+            reason=reason,
+        )
 
     def _give_up(self, inst: Instance) -> None:
         policy = self.w["restart"]
         record = self.records.emit(
-            "worker.giveup", f"instance {inst.index} restarted more than {policy['burst']} times within "
-            f"{policy['within']:g}s: stopping the worker", level="error", instance=inst.index,
-            restarts=inst.restarts, burst=policy["burst"], within_s=policy["within"])  # fmt: skip
+            "worker.giveup",
+            f"instance {inst.index} restarted more than {policy['burst']} times within "
+            f"{policy['within']:g}s: stopping the worker",
+            level="error",
+            instance=inst.index,
+            restarts=inst.restarts,
+            burst=policy["burst"],
+            within_s=policy["within"],
+        )
         self._stop_all("giveup")
         self.on_giveup(record)
 
@@ -209,8 +261,7 @@ class Supervisor:
     def _check(self, now: float) -> None:
         if self.signalled and not self.shutdown:
             self._stop_all("stop")  # first: a second signal from here on hurries the stop
-            self.records.emit("worker.stop", f"signal {self.signalled}: stopping every instance",
-                              signal=self.signalled)  # fmt: skip
+            self.records.emit("worker.stop", f"signal {self.signalled}: stopping every instance", signal=self.signalled)
         if self.hurry:
             self.hurry = False
             self.records.emit("worker.stop", "a second signal: SIGKILL to every instance now", level="warning")

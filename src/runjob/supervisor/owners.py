@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from runjob.records.logs import Records
     from runjob.registry.config import Registry
 
+
 class _AsJob:
     """What notify.start reads of a job, for a worker."""
 
@@ -19,7 +20,9 @@ class _AsJob:
         self.owners = worker["owners"]
 
 
-def tell_owners(registry: Registry, name: str, worker: dict[str, Any], record: dict[str, Any], records: Records) -> None:
+def tell_owners(
+    registry: Registry, name: str, worker: dict[str, Any], record: dict[str, Any], records: Records
+) -> None:
     """Deliver `record` (worker.giveup) to the worker's owners; each outcome is a notify.* record."""
     from runjob.ops import notify
 

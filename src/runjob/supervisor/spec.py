@@ -16,8 +16,22 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_BYTES = 1 << 50  # 1 PiB: any larger memory_max is a typo
-_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2, "MIB": 1024**2,
-          "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4, "TB": 1000**4, "TIB": 1024**4}  # fmt: skip
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "KIB": 1024,
+    "M": 1000**2,
+    "MB": 1000**2,
+    "MIB": 1024**2,
+    "G": 1000**3,
+    "GB": 1000**3,
+    "GIB": 1024**3,
+    "T": 1000**4,
+    "TB": 1000**4,
+    "TIB": 1024**4,
+}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
 
 
@@ -28,7 +42,7 @@ def parse_size(value: object) -> int:
     m = _SIZE.fullmatch(str(value).strip())
     unit = m.group(2).upper() if m else "?"
     if m is None or unit not in _UNITS:
-        raise ValueError(f'bad size {value!r} (a number with B, K, KB, KiB, M, MB, MiB, G, GB, GiB, T, TB or TiB)')
+        raise ValueError(f"bad size {value!r} (a number with B, K, KB, KiB, M, MB, MiB, G, GB, GiB, T, TB or TiB)")
     size = int(float(m.group(1)) * _UNITS[unit])
     if not 0 < size <= MAX_BYTES:
         raise ValueError(f"size {value!r} out of range (more than 0, at most 1PiB)")

@@ -74,16 +74,27 @@ class StateFile:
         if key == self.last and now - self.written < WRITE_EVERY_S:
             return
         self.last, self.written = key, now
-        data = {"worker": self.name, "supervisor_pid": os.getpid(), "supervisor_started": self.started,
-                "running": running, "updated_at": timestamp(), "instances": [_instance(i) for i in slots]}  # fmt: skip
+        data = {
+            "worker": self.name,
+            "supervisor_pid": os.getpid(),
+            "supervisor_started": self.started,
+            "running": running,
+            "updated_at": timestamp(),
+            "instances": [_instance(i) for i in slots],
+        }
         safefs.replace(self.path, json.dumps(data).encode(), keep_mode=False)
 
 
 def _instance(inst: Instance) -> dict[str, Any]:
-    return {"instance": inst.index, "pid": inst.pid or None, "started_at": inst.started_at if inst.pid else None,
-            "leader_started": procid.start_time(inst.pid) if inst.pid else None,
-            "restarts": inst.restarts, "rss_bytes": inst.rss if inst.pid else None,
-            "last_progress_at": inst.progress_at if inst.pid else None}  # fmt: skip
+    return {
+        "instance": inst.index,
+        "pid": inst.pid or None,
+        "started_at": inst.started_at if inst.pid else None,
+        "leader_started": procid.start_time(inst.pid) if inst.pid else None,
+        "restarts": inst.restarts,
+        "rss_bytes": inst.rss if inst.pid else None,
+        "last_progress_at": inst.progress_at if inst.pid else None,
+    }
 
 
 def worker_rows(registry: Registry) -> list[dict[str, Any]]:
@@ -98,11 +109,23 @@ def _row(state_dir: str, name: str, wanted: int) -> dict[str, Any]:
     instances = []
     for inst in saved.get("instances", []) if running else []:
         started, progress = inst.get("started_at"), inst.get("last_progress_at")
-        instances.append({"instance": inst.get("instance"), "pid": inst.get("pid"), "restarts": inst.get("restarts"),
-                          "uptime_s": round(now - started, 1) if started else None, "rss_bytes": inst.get("rss_bytes"),
-                          "last_progress_at": timestamp(progress) if progress else None})  # fmt: skip
-    return {"worker": name, "running": running, "supervisor_pid": saved.get("supervisor_pid") if running else None,
-            "instances_wanted": wanted, "instances": instances}  # fmt: skip
+        instances.append(
+            {
+                "instance": inst.get("instance"),
+                "pid": inst.get("pid"),
+                "restarts": inst.get("restarts"),
+                "uptime_s": round(now - started, 1) if started else None,
+                "rss_bytes": inst.get("rss_bytes"),
+                "last_progress_at": timestamp(progress) if progress else None,
+            }
+        )
+    return {
+        "worker": name,
+        "running": running,
+        "supervisor_pid": saved.get("supervisor_pid") if running else None,
+        "instances_wanted": wanted,
+        "instances": instances,
+    }
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -140,5 +163,7 @@ def print_workers(rows: list[dict[str, Any]]) -> None:
                 print(f"  #{inst['instance']} waiting to restart (restarts {inst['restarts']})")
                 continue
             rss = f"{inst['rss_bytes'] / 1048576:.1f} MiB" if inst["rss_bytes"] is not None else "-"
-            print(f"  #{inst['instance']} pid {inst['pid']} up {inst['uptime_s'] or 0:g}s "
-                  f"restarts {inst['restarts']} rss {rss} last progress {inst['last_progress_at'] or '-'}")
+            print(
+                f"  #{inst['instance']} pid {inst['pid']} up {inst['uptime_s'] or 0:g}s "
+                f"restarts {inst['restarts']} rss {rss} last progress {inst['last_progress_at'] or '-'}"
+            )

@@ -31,8 +31,11 @@ def find(state_dir: str, given: str) -> str:
     found = []
     top = runs_dir(state_dir)
     for job in _listdir(top):
-        found += [os.path.join(top, job, n) for n in _listdir(os.path.join(top, job))
-                  if n.startswith(given) and n.endswith(".jsonl")]  # fmt: skip
+        found += [
+            os.path.join(top, job, n)
+            for n in _listdir(os.path.join(top, job))
+            if n.startswith(given) and n.endswith(".jsonl")
+        ]
     if not found:
         raise UsageError(f'no kept run with id "{given}" in {top} (see `runjob history`)')
     if len(found) > 1:

@@ -63,8 +63,15 @@ def build(runs: list[dict[str, Any]], now: float) -> dict[str, Any]:
         by_job.setdefault(run["job"], []).append(run)
     jobs = [_job(name, rows, lo, span, now) for name, rows in sorted(by_job.items())]
     ticks = [{"x": WIDTH * i / TICKS, "label": _tick(lo + span * i / TICKS, span)} for i in range(TICKS + 1)]
-    return {"jobs": jobs, "ticks": ticks, "width": WIDTH, "from": utc_text(lo), "to": utc_text(lo + span),
-            "runs": len(runs), "generated": utc_text(now)}  # fmt: skip
+    return {
+        "jobs": jobs,
+        "ticks": ticks,
+        "width": WIDTH,
+        "from": utc_text(lo),
+        "to": utc_text(lo + span),
+        "runs": len(runs),
+        "generated": utc_text(now),
+    }
 
 
 def _end(run: dict[str, Any], now: float) -> float:
@@ -95,7 +102,9 @@ def _bar(run: dict[str, Any], lo: float, span: float, now: float) -> dict[str, A
     start = float(run["started"])
     x = max(0.0, (start - lo) / span * WIDTH)
     width = max(MIN_BAR, (_end(run, now) - start) / span * WIDTH)
-    duration = run["duration_s"] if run["duration_s"] is not None else (now - start if run["status"] == "running" else None)
+    duration = (
+        run["duration_s"] if run["duration_s"] is not None else (now - start if run["status"] == "running" else None)
+    )
     exit_code = "-" if run["exit_code"] is None else str(run["exit_code"])
     return {
         "run_id": run["run_id"],
@@ -108,5 +117,10 @@ def _bar(run: dict[str, Any], lo: float, span: float, now: float) -> dict[str, A
 
 def _failure(run: dict[str, Any]) -> dict[str, Any]:
     tail = (run["stderr_tail"] or "").splitlines()[-TAIL_LINES:]
-    return {"run_id": run["run_id"], "status": run["status"], "exit_code": run["exit_code"],
-            "at": utc_text(float(run["started"])), "stderr_tail": "\n".join(tail)}  # fmt: skip
+    return {
+        "run_id": run["run_id"],
+        "status": run["status"],
+        "exit_code": run["exit_code"],
+        "at": utc_text(float(run["started"])),
+        "stderr_tail": "\n".join(tail),
+    }

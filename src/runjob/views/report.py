@@ -58,8 +58,12 @@ def page(registry: config.Registry, job: str | None, since: str | None, live: bo
 def render(data: dict[str, Any], live: bool = False) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(__file__)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # fmt: skip
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(os.path.dirname(__file__)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     template = env.get_template("report.html.j2")
     return template.render(m=data, live=live, statuses=STATUSES, refresh_ms=int(REFRESH_S * 1000))
 
