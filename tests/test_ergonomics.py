@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import PY, q
+from conftest import PY, RUNJOB, q, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,8 +59,9 @@ def test_shell_job_dry_run_shows_the_value_in_the_env_not_the_script(rj):
     assert shown["env"]["RUNJOB_PARAM_x"] == "abc"
 
 
-@pytest.mark.parametrize("command", ["cat a | sort", "echo hi > f", "sort < f", "true && false", "a; b", "echo $(date)",
-                                     'echo "$(date)"'])  # fmt: skip
+@pytest.mark.parametrize(
+    "command", ["cat a | sort", "echo hi > f", "sort < f", "true && false", "a; b", "echo $(date)", 'echo "$(date)"']
+)
 def test_string_command_needing_a_shell_is_a_config_error_naming_shell_true(rj, command):
     rj.write(f"[jobs.c]\ncommand = {q(command)}\n")
     r = rj.run("validate")
@@ -121,7 +122,7 @@ def test_kubernetes_pod_env_runs_against_a_world_writable_volume(rj, tmp_path):
     volume = tmp_path / "vol"
     volume.mkdir()
     volume.chmod(0o777)
-    local = str(volume) + env["RUNJOB_STATE_DIR"][len(mount):]
+    local = str(volume) + env["RUNJOB_STATE_DIR"][len(mount) :]
     r = rj.run(*container["command"][1:], env={"RUNJOB_STATE_DIR": local})
     assert r.code == 0, r.err
     assert stat.S_IMODE(os.stat(local).st_mode) == 0o700
@@ -171,8 +172,10 @@ omit_empty = true
 
 
 def test_omit_empty_is_off_by_default(rj):
-    rj.write(f'[jobs.o]\ncommand = ["{PY}", "-c", {q(ARGV_JSON)}, "--since={{since}}"]\n'
-             '[jobs.o.params.since]\npattern = ".*"\ndefault = ""\n')  # fmt: skip
+    rj.write(
+        f'[jobs.o]\ncommand = ["{PY}", "-c", {q(ARGV_JSON)}, "--since={{since}}"]\n'
+        '[jobs.o.params.since]\npattern = ".*"\ndefault = ""\n'
+    )
     assert json.loads(lines(rj.run("o"))[0]) == ["--since="]
 
 
@@ -182,18 +185,28 @@ def test_omit_empty_is_off_by_default(rj):
 def test_crontab_export_calls_runjob_by_path_and_gives_jobs_the_system_path(rj):
     """Run each exported line as cron does (`sh -c` with only the crontab's variables): runjob
     starts, and the job's PATH has no trace of runjob's own venv, so its python3 is the host's."""
-    rj.write('[jobs.which]\ncommand = ["/bin/sh", "-c", "echo $PATH; command -v python3 || echo none"]\n'
-             'schedule = "*/5 * * * *"\n')  # fmt: skip
+    rj.write(
+        '[jobs.which]\ncommand = ["/bin/sh", "-c", "echo $PATH; command -v python3 || echo none"]\n'
+        'schedule = "*/5 * * * *"\n'
+    )
     r = rj.run("export", "crontab")
     assert r.code == 0, r.err
     lines = r.out.splitlines()
     assert any("MAILTO mails whatever a job prints" in line for line in lines if line.startswith("#"))
-    cron_env = dict(line.split("=", 1) for line in lines if line and not line.startswith("#") and "=" in line.split()[0])
+    cron_env = dict(
+        line.split("=", 1) for line in lines if line and not line.startswith("#") and "=" in line.split()[0]
+    )
     (job_line,) = [line for line in lines if line.startswith("*/5 ")]
     venv_bin = os.path.dirname(PY)
     assert venv_bin not in cron_env["PATH"].split(":")
-    ran = subprocess.run(["/bin/sh", "-c", job_line.split(None, 5)[5]], capture_output=True, text=True,
-                         env=cron_env | {"HOME": str(rj.dir)}, cwd=rj.dir, check=False)  # fmt: skip
+    ran = subprocess.run(
+        ["/bin/sh", "-c", job_line.split(None, 5)[5]],
+        capture_output=True,
+        text=True,
+        env=cron_env | {"HOME": str(rj.dir)},
+        cwd=rj.dir,
+        check=False,
+    )
     assert ran.returncode == 0, ran.stderr
     path, python3 = [json.loads(rec)["line"] for rec in ran.stdout.splitlines() if '"run.output"' in rec]
     assert venv_bin not in path.split(":") and not python3.startswith(venv_bin)
@@ -208,7 +221,9 @@ def _other_pythons() -> list[str]:
     found |= set(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3")))
     out = []
     for path in sorted(p for p in found if p):
-        version = subprocess.run([path, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=False)
+        version = subprocess.run(
+            [path, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=False
+        )
         if version.returncode == 0 and version.stdout.strip() != str(tuple(sys.version_info[:2])):
             out.append(path)
     return out
@@ -224,8 +239,14 @@ def test_single_file_build_runs_on_other_python_versions(tmp_path):
         shutil.copytree(os.path.join(root, tree), checkout / tree, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(os.path.join(root, name), checkout / name)
-    build = subprocess.run([str(checkout / "tools" / "build-pyz")], capture_output=True, text=True,
-                           env=os.environ | {"PYTHON": PY}, timeout=600, check=False)  # fmt: skip
+    build = subprocess.run(
+        [str(checkout / "tools" / "build-pyz")],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHON": PY},
+        timeout=600,
+        check=False,
+    )
     assert build.returncode == 0, build.stderr
     pyz = str(checkout / "dist" / "runjob.pyz")
     (tmp_path / "jobs.toml").write_text('[defaults]\nstate_dir = "st"\n[jobs.hi]\ncommand = ["echo", "hi"]\n')
@@ -293,9 +314,30 @@ pattern = "[a-z]+"
 
 # --- 15.8: help, completion, pretty output, the child's level ------------------------------------
 
-COMMANDS = ["run", "list", "show", "validate", "history", "status", "stale", "locks", "export", "import", "tick",
-            "init", "add", "schema", "resume", "logs", "report", "serve", "enqueue", "worker", "supervise",
-            "queue"]  # fmt: skip
+COMMANDS = [
+    "run",
+    "list",
+    "show",
+    "validate",
+    "history",
+    "status",
+    "stale",
+    "locks",
+    "export",
+    "import",
+    "tick",
+    "init",
+    "add",
+    "schema",
+    "resume",
+    "logs",
+    "report",
+    "serve",
+    "enqueue",
+    "worker",
+    "supervise",
+    "queue",
+]
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=["runjob", *COMMANDS])
@@ -308,7 +350,9 @@ def test_help_shows_examples_and_no_escaped_markup(rj, command):
 
 
 def test_completion_installs_and_completes_commands_and_job_names(rj, tmp_path):
-    rj.write('[jobs.pull-orders]\ncommand = ["true"]\n[jobs.purge]\ncommand = ["true"]\n[jobs.reindex]\ncommand = ["true"]\n')
+    rj.write(
+        '[jobs.pull-orders]\ncommand = ["true"]\n[jobs.purge]\ncommand = ["true"]\n[jobs.reindex]\ncommand = ["true"]\n'
+    )
     home = tmp_path / "home"
     home.mkdir()
     r = rj.run("--install-completion", "bash", env={"HOME": str(home), "SHELL": "/bin/bash"})
@@ -327,8 +371,13 @@ def on_terminal(rj, *args: str, env: dict[str, str] | None = None) -> str:
     import re
 
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([shutil.which("runjob", path=os.path.dirname(PY)) or "runjob", *args], stdout=follower,
-                            stderr=subprocess.DEVNULL, env=rj.env({"COLUMNS": "250"} | (env or {})), cwd=rj.dir)  # fmt: skip
+    proc = subprocess.Popen(
+        [shutil.which("runjob", path=os.path.dirname(PY)) or "runjob", *args],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env=rj.env({"COLUMNS": "250"} | (env or {})),
+        cwd=rj.dir,
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -345,8 +394,10 @@ def on_terminal(rj, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 def test_show_and_dry_run_pretty_have_no_python_reprs_and_one_named_zone(rj):
-    rj.write('[jobs.p]\ncommand = ["echo", "a b"]\nschedule = "0 3 * * *"\ntimezone = "Asia/Tokyo"\n'
-             'env = { A = "1" }\nretry = { attempts = 2, delay = "90s" }\n[jobs.p.params.x]\ndefault = "v"\n')  # fmt: skip
+    rj.write(
+        '[jobs.p]\ncommand = ["echo", "a b"]\nschedule = "0 3 * * *"\ntimezone = "Asia/Tokyo"\n'
+        'env = { A = "1" }\nretry = { attempts = 2, delay = "90s" }\n[jobs.p.params.x]\ndefault = "v"\n'
+    )
     shown = on_terminal(rj, "show", "p", env={"TZ": "Europe/Berlin"})
     dry = rj.run("run", "p", "--dry-run", "--format", "pretty").out
     for text in (shown, dry):
@@ -358,8 +409,10 @@ def test_show_and_dry_run_pretty_have_no_python_reprs_and_one_named_zone(rj):
 
 
 def test_status_table_is_in_one_named_local_zone(rj):
-    rj.write('[jobs.tokyo]\ncommand = ["true"]\nschedule = "0 3 * * *"\ntimezone = "Asia/Tokyo"\n'
-             '[jobs.here]\ncommand = ["true"]\nschedule = "0 3 * * *"\n')  # fmt: skip
+    rj.write(
+        '[jobs.tokyo]\ncommand = ["true"]\nschedule = "0 3 * * *"\ntimezone = "Asia/Tokyo"\n'
+        '[jobs.here]\ncommand = ["true"]\nschedule = "0 3 * * *"\n'
+    )
     assert rj.run("here").code == 0
     text = on_terminal(rj, "status", env={"TZ": "America/New_York"})
     assert "last run (America/New_York)" in text and "next due (America/New_York)" in text
@@ -369,12 +422,41 @@ def test_status_table_is_in_one_named_local_zone(rj):
 
 
 def test_a_childs_json_level_becomes_the_records_level(rj):
-    lines = [{"level": "error", "message": "db down"}, {"level": "WARN", "msg": "slow"},
-             {"level_name": "CRITICAL", "message": "monolog"}, {"level": "verbose", "message": "odd"}, {"message": "x"}]
+    lines = [
+        {"level": "error", "message": "db down"},
+        {"level": "WARN", "msg": "slow"},
+        {"level_name": "CRITICAL", "message": "monolog"},
+        {"level": "verbose", "message": "odd"},
+        {"message": "x"},
+    ]
     code = "import json\n" + "".join(f"print(json.dumps({json.dumps(line)}))\n" for line in lines)
-    rj.write(f"[jobs.j]\ncommand = [{q(PY)}, \"-c\", {q(code.replace('{', '{{').replace('}', '}}'))}]\n")
+    rj.write(f'[jobs.j]\ncommand = [{q(PY)}, "-c", {q(code.replace("{", "{{").replace("}", "}}"))}]\n')
     r = rj.run("j")
     assert r.code == 0, r.err
     out = r.events("run.output")
     assert [rec["level"] for rec in out] == ["error", "warning", "critical", "info", "info"]
     assert [rec["data"] for rec in out] == lines  # the child's own level stays in data
+
+
+def test_completion_needs_no_shell_among_the_ancestors(rj, tmp_path):
+    """From cron or a detached session no shell is an ancestor: a named shell still installs,
+    and with neither a name nor a shell to find the error is one line, exit 2."""
+    home, out = tmp_path / "home", tmp_path / "out"
+    home.mkdir()
+    # Double fork: runjob's parent exits first, so its ancestors are init's alone.
+    orphan = (
+        "import os, sys\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        fd = os.open(sys.argv[1] + '.tmp', os.O_WRONLY | os.O_CREAT, 0o600)\n"
+        "        os.dup2(fd, 1); os.dup2(fd, 2)\n"
+        "        pid = os.fork()\n        if pid == 0: os.execv(sys.argv[2], sys.argv[2:])\n"
+        "        os.waitpid(pid, 0); os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n"
+        "    os._exit(0)\n"
+    )
+    env = rj.env({"HOME": str(home), "SHELL": "/bin/sh"})
+    subprocess.run([PY, "-c", orphan, str(out), RUNJOB, "--install-completion", "bash"], env=env, check=True)
+    assert wait_for(out.exists)
+    assert "bash completion installed" in out.read_text() and (home / ".bash_completions" / "runjob.sh").exists()
+    shown = rj.run("--show-completion", "zsh", env={"HOME": str(home)})
+    assert shown.code == 0 and "_RUNJOB_COMPLETE" in shown.out and "compdef" in shown.out, shown.err
+    bad = rj.run("--install-completion", "tcsh", env={"HOME": str(home)})
+    assert bad.code == 2 and "Traceback" not in bad.err and "tcsh" in bad.err and len(bad.err.splitlines()) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import typer.core
@@ -24,13 +24,11 @@ app = typer.Typer(
     "The crontab form `runjob NAME [key=value ...]` is `runjob run NAME [key=value ...]`.",
     epilog=epilog("root"),
 )
-state: dict[str, Optional[str]] = {"config": None}
+state: dict[str, str | None] = {"config": None}
 
-ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="registry file (default: search path)")]
+ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="registry file (default: search path)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of a table (always, off a terminal)")]
-AtOpt = Annotated[
-    Optional[str], typer.Option("--at", help="as seen at this time (RFC 3339 with Z or an offset)")
-]
+AtOpt = Annotated[str | None, typer.Option("--at", help="as seen at this time (RFC 3339 with Z or an offset)")]
 
 
 def _job_names(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -73,21 +71,24 @@ def _done(code: int) -> None:
 @app.command(context_settings={"ignore_unknown_options": False}, epilog=epilog("run"))
 def run(
     name: JobName,
-    params: Annotated[Optional[list[str]], typer.Argument(help="key=value params")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="key=value (repeatable)")] = None,
+    params: Annotated[list[str] | None, typer.Argument(help="key=value params")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeatable)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan; lock and run nothing")] = False,
-    timeout: Annotated[Optional[str], typer.Option(help="override the timeout, e.g. 90s")] = None,
+    timeout: Annotated[str | None, typer.Option(help="override the timeout, e.g. 90s")] = None,
     no_retry: Annotated[bool, typer.Option("--no-retry", help="one attempt only")] = False,
-    output: Annotated[Optional[str], typer.Option(help="json | passthrough | discard")] = None,
-    log_file: Annotated[Optional[str], typer.Option("--log-file", help='records to this file ("" = stdout)')] = None,
+    output: Annotated[str | None, typer.Option(help="json | passthrough | discard")] = None,
+    log_file: Annotated[str | None, typer.Option("--log-file", help='records to this file ("" = stdout)')] = None,
     fmt: Annotated[str, typer.Option("--format", help="auto | json | pretty")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="stdout: nothing if the run succeeds, all if not")] = False,
 ) -> None:
     """Run one job (the crontab form `runjob NAME` does the same)."""
     from runjob.cli.run import run_job
 
-    _done(run_job(state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt,
-                  quiet))  # fmt: skip
+    _done(
+        run_job(
+            state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt, quiet
+        )
+    )
 
 
 @app.command("list", epilog=epilog("list"))
@@ -118,10 +119,10 @@ def validate(as_json: JsonOpt = False) -> None:
 
 @app.command(epilog=epilog("history"))
 def history(
-    name: Annotated[Optional[str], typer.Argument(help="only this job")] = None,
+    name: Annotated[str | None, typer.Argument(help="only this job")] = None,
     limit: Annotated[int, typer.Option(help="at most this many runs, newest first")] = 50,
-    status: Annotated[Optional[str], typer.Option(help="only runs with this status (crashed: died mid-run)")] = None,
-    since: Annotated[Optional[str], typer.Option(help="only runs started within this duration, e.g. 1d")] = None,
+    status: Annotated[str | None, typer.Option(help="only runs with this status (crashed: died mid-run)")] = None,
+    since: Annotated[str | None, typer.Option(help="only runs started within this duration, e.g. 1d")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Past runs from the history store."""
@@ -161,9 +162,9 @@ def locks(as_json: JsonOpt = False) -> None:
 @app.command(epilog=epilog("export"))
 def export(
     fmt: Annotated[str, typer.Argument(metavar="crontab|systemd|kubernetes")],
-    out: Annotated[Optional[str], typer.Option("--out", help="write files into this directory")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="write files into this directory")] = None,
     image: Annotated[str, typer.Option(help="kubernetes: the container image")] = "runjob:latest",
-    namespace: Annotated[Optional[str], typer.Option(help="kubernetes: the namespace")] = None,
+    namespace: Annotated[str | None, typer.Option(help="kubernetes: the namespace")] = None,
 ) -> None:
     """The schedules as code: a crontab, systemd units, or Kubernetes CronJobs."""
     from runjob.cli.export import export as run_export
@@ -185,7 +186,7 @@ def import_(
 @app.command(epilog=epilog("tick"))
 def tick(
     at: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="evaluate the schedules at this time (RFC 3339 with Z or an offset); records no tick"),
     ] = None,
 ) -> None:
@@ -216,10 +217,10 @@ def init(force: Annotated[bool, typer.Option("--force", help="overwrite an exist
 def add(
     name: Annotated[str, typer.Argument(help="job name")],
     command: Annotated[str, typer.Option(help="the command, split like a shell would (no shell runs it)")],
-    schedule: Annotated[Optional[str], typer.Option(help="cron expression")] = None,
-    timeout: Annotated[Optional[str], typer.Option(help="e.g. 15m")] = None,
-    lock_key: Annotated[Optional[str], typer.Option("--lock-key", help="default: the job name")] = None,
-    description: Annotated[Optional[str], typer.Option(help="what the job does")] = None,
+    schedule: Annotated[str | None, typer.Option(help="cron expression")] = None,
+    timeout: Annotated[str | None, typer.Option(help="e.g. 15m")] = None,
+    lock_key: Annotated[str | None, typer.Option("--lock-key", help="default: the job name")] = None,
+    description: Annotated[str | None, typer.Option(help="what the job does")] = None,
 ) -> None:
     """Append a job to jobs.toml (validated first; the file is replaced atomically)."""
     from runjob.cli.edit import add as run_add
@@ -249,8 +250,10 @@ def logs(
 @app.command(epilog=epilog("report"))
 def report(
     html: Annotated[str, typer.Option("--html", help="write the report to this file")],
-    since: Annotated[str, typer.Option(help='runs started within this duration, e.g. 7d ("all": every kept row)')] = "1d",
-    job: Annotated[Optional[str], typer.Option("--job", help="only this job")] = None,
+    since: Annotated[
+        str, typer.Option(help='runs started within this duration, e.g. 7d ("all": every kept row)')
+    ] = "1d",
+    job: Annotated[str | None, typer.Option("--job", help="only this job")] = None,
 ) -> None:
     """A self-contained HTML timeline of the runs, with per-job statistics."""
     from runjob.views.report import write_report
@@ -260,7 +263,9 @@ def report(
 
 @app.command(epilog=epilog("serve"))
 def serve(
-    bind: Annotated[str, typer.Option(help="HOST:PORT to listen on (localhost unless told otherwise)")] = "127.0.0.1:8080",
+    bind: Annotated[
+        str, typer.Option(help="HOST:PORT to listen on (localhost unless told otherwise)")
+    ] = "127.0.0.1:8080",
 ) -> None:
     """The report, live, and /api/runs as JSON: read-only, on localhost by default."""
     from runjob.views.serve import serve as run_serve
@@ -271,10 +276,10 @@ def serve(
 @app.command(epilog=epilog("enqueue"), context_settings={"ignore_unknown_options": False})
 def enqueue(
     name: Annotated[str, typer.Argument(help="job name")],
-    params: Annotated[Optional[list[str]], typer.Argument(help="key=value params")] = None,
+    params: Annotated[list[str] | None, typer.Argument(help="key=value params")] = None,
     priority: Annotated[int, typer.Option(help="higher runs first (-1000..1000)")] = 0,
-    delay: Annotated[Optional[str], typer.Option(help="not before this long from now, e.g. 10m")] = None,
-    at: Annotated[Optional[str], typer.Option(help="not before this time (RFC 3339 with Z or an offset)")] = None,
+    delay: Annotated[str | None, typer.Option(help="not before this long from now, e.g. 10m")] = None,
+    at: Annotated[str | None, typer.Option(help="not before this time (RFC 3339 with Z or an offset)")] = None,
 ) -> None:
     """Put a run of a job on the queue (params are checked now); prints a queue.enqueued record."""
     from runjob.queue.enqueue import enqueue as run_enqueue
@@ -287,8 +292,8 @@ def enqueue(
 def worker(
     concurrency: Annotated[int, typer.Option(help="runs at once")] = 1,
     burst: Annotated[bool, typer.Option("--burst", help="exit when nothing is due")] = False,
-    max_jobs: Annotated[Optional[int], typer.Option("--max-jobs", help="exit after taking this many")] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="take nothing new after this long")] = None,
+    max_jobs: Annotated[int | None, typer.Option("--max-jobs", help="exit after taking this many")] = None,
+    max_time: Annotated[str | None, typer.Option("--max-time", help="take nothing new after this long")] = None,
 ) -> None:
     """Take queued runs and run each as a normal run; SIGTERM: finish the runs in hand, exit 0."""
     from runjob.queue.worker import work
@@ -296,7 +301,9 @@ def worker(
     _done(work(state["config"], concurrency, burst, max_jobs, max_time))
 
 
-queue_app = typer.Typer(help="The queue: entries and health; retry, drop, priority, pause, resume.", epilog=epilog("queue"))
+queue_app = typer.Typer(
+    help="The queue: entries and health; retry, drop, priority, pause, resume.", epilog=epilog("queue")
+)
 app.add_typer(queue_app, name="queue")
 
 
@@ -326,7 +333,9 @@ def queue_drop(entry_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
 
 
 @queue_app.command("priority")
-def queue_priority(entry_id: Annotated[str, typer.Argument(metavar="ID")], value: Annotated[int, typer.Argument(metavar="N")]) -> None:
+def queue_priority(
+    entry_id: Annotated[str, typer.Argument(metavar="ID")], value: Annotated[int, typer.Argument(metavar="N")]
+) -> None:
     """Give an entry a new priority."""
     from runjob.queue.admin import act
 
@@ -334,7 +343,7 @@ def queue_priority(entry_id: Annotated[str, typer.Argument(metavar="ID")], value
 
 
 @queue_app.command("pause")
-def queue_pause(job: Annotated[Optional[str], typer.Argument(metavar="[JOB]")] = None) -> None:
+def queue_pause(job: Annotated[str | None, typer.Argument(metavar="[JOB]")] = None) -> None:
     """Stop taking entries (of one job, or all)."""
     from runjob.queue.admin import act
 
@@ -342,7 +351,7 @@ def queue_pause(job: Annotated[Optional[str], typer.Argument(metavar="[JOB]")] =
 
 
 @queue_app.command("resume")
-def queue_resume(job: Annotated[Optional[str], typer.Argument(metavar="[JOB]")] = None) -> None:
+def queue_resume(job: Annotated[str | None, typer.Argument(metavar="[JOB]")] = None) -> None:
     """Take entries again (of one job, or all)."""
     from runjob.queue.admin import act
 
@@ -352,7 +361,7 @@ def queue_resume(job: Annotated[Optional[str], typer.Argument(metavar="[JOB]")] 
 @app.command(epilog=epilog("supervise"))
 def supervise(
     name: Annotated[str, typer.Argument(help="worker name ([workers.NAME])")],
-    instances: Annotated[Optional[int], typer.Option(min=1, help="run this many instead of `instances`")] = None,
+    instances: Annotated[int | None, typer.Option(min=1, help="run this many instead of `instances`")] = None,
 ) -> None:
     """Keep a long-running worker's instances up, in the foreground (SIGTERM/SIGINT: stop them all, exit 0)."""
     from runjob.supervisor.command import supervise as run_supervise
@@ -362,9 +371,12 @@ def supervise(
 
 def run_cli(args: list[str]) -> int:
     """Run the app; its usage errors exit 2, our RunjobErrors propagate to main()."""
+    from runjob.cli.completion import FLAGS, completion
+
+    if args[:1] and args[0] in FLAGS:
+        return completion(args)
     try:
         typer.main.get_command(app).main(args=args, prog_name="runjob", standalone_mode=True)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
-
