@@ -21,7 +21,7 @@ from runjob.errors import EXIT_BUSY, EXIT_TIMEOUT, UsageError
 from runjob.locks import lock
 from runjob.proc import procid
 from runjob.records.logs import JsonSink, Records, new_run_id
-from runjob.registry import loader
+from runjob.registry import loader, lock_keys
 from runjob.run import plan
 from runjob.store.pipeline_store import Store
 
@@ -117,7 +117,7 @@ class Execution:
         locks_dir = os.path.join(self.registry.state_dir, "locks")
         safefs.ensure_dir(self.registry.state_dir, top=True)
         safefs.ensure_dir(locks_dir)
-        path = os.path.join(locks_dir, self.pipeline.lock_key + ".lock")
+        path = lock_keys.lock_file(self.registry.state_dir, self.pipeline.lock_key)
         me = {
             "pid": os.getpid(),
             "pid_start": procid.start_time(os.getpid()),
