@@ -15,12 +15,13 @@ from runjob.errors import EXIT_INTERNAL, ConfigError, RunjobError, one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Callable
-
-try:  # the C module: `signal` wraps it only to add enums (see process.py)
-    import _signal as signal
-except ImportError:  # pragma: no cover
-    import signal  # type: ignore[no-redef]
+else:
+    try:  # the C module: `signal` wraps it only to add enums (see process.py)
+        import _signal as signal
+    except ImportError:  # pragma: no cover
+        import signal
 
 
 def prepare() -> None:

@@ -6,6 +6,7 @@ import os
 import time
 from datetime import UTC, datetime
 
+from runjob.cli import answer
 from runjob.cli.inspect import schedule_state
 from runjob.errors import UsageError
 from runjob.ops import watchdog
@@ -50,13 +51,7 @@ def show_history(
         raise UsageError("--limit must be at least 1")
     db = _open(registry.state_dir)
     rows = _rows(db, job, status, _since(since), limit) if db else []
-    if as_json:
-        print(jsonout.dumps(rows))
-    else:
-        from runjob.cli.pretty import history_table
-
-        history_table(rows)
-    return 0
+    return answer.show(rows, as_json, "history_table")
 
 
 def _pipeline_history(registry: config.Registry, name: str, limit: int, as_json: bool) -> int:
@@ -195,11 +190,4 @@ def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
 
 def show_locks(config_path: str | None, as_json: bool) -> int:
     registry = loader.load(config_path)
-    held = watchdog.held_locks(registry)
-    if as_json:
-        print(jsonout.dumps(held))
-    else:
-        from runjob.cli.pretty import locks_table
-
-        locks_table(held)
-    return 0
+    return answer.show(watchdog.held_locks(registry), as_json, "locks_table")

@@ -11,14 +11,16 @@ from __future__ import annotations
 from runjob.errors import EXIT_BUSY, EXIT_OK
 from runjob.locks import lock as locks
 from runjob.proc import process
-from runjob.proc.process import signal  # _signal: see process.py
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import Any
 
     from runjob.locks.protocol import Lock, Locker
     from runjob.run.model import Run
+else:
+    from runjob.proc.process import signal  # _signal, without the enums: see process.py
 
 
 class NotRun(Exception):

@@ -14,7 +14,6 @@ import time
 from runjob.errors import RunjobError
 from runjob.locks.lock import Busy
 from runjob.proc import process, procid
-from runjob.proc.process import signal  # _signal: see process.py
 from runjob.records.logs import Records, new_run_id, timestamp
 from runjob.records.output import StreamHandler
 from runjob.run import locking
@@ -23,12 +22,15 @@ from runjob.run.retry import RetryState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import Any
 
     from runjob.locks.protocol import Lock
     from runjob.records.logs import Sink
     from runjob.run.model import Observer, Status
     from runjob.run.plan import Plan
+else:
+    from runjob.proc.process import signal  # _signal, without the enums: see process.py
 
 
 LEVELS = {"success": "info", "transient": "warning"}
