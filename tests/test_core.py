@@ -145,3 +145,20 @@ def test_the_crontab_form_loads_no_typing_machinery(rj):
     modules = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
     assert not modules & {"typing", "dataclasses", "enum", "re", "inspect", "runjob.locks.protocol"}
     assert "runjob.run.plan" in modules  # the check looked at the run path
+
+
+def test_the_status_literal_and_the_accepted_statuses_agree(rj):
+    """`Status` exists for the type checker only; the tuple `history --status` checks against must say the same."""
+    from runjob.run import model
+
+    tree = ast.parse((SRC / "run" / "model.py").read_text())
+    literals = {
+        node.targets[0].id: [e.value for e in ast.walk(node.value) if isinstance(e, ast.Constant)]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and "Status" in node.targets[0].id
+    }
+    assert literals["Status"] == list(model.STATUSES)
+    assert set(literals["RowStatus"]) | set(model.STATUSES) == set(model.ROW_STATUSES)
+    rj.write('[jobs.t]\ncommand = ["true"]\n')
+    r = rj.run("history", "--status", "exploded")
+    assert r.code == 2 and ", ".join(model.ROW_STATUSES) in r.err

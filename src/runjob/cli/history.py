@@ -13,14 +13,13 @@ from runjob.ops import watchdog
 from runjob.records import jsonout
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.registry import config, loader
+from runjob.run.model import ROW_STATUSES
 from runjob.store import history
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
     from typing import Any
-
-STATUSES = ("running", "crashed", "success", "failure", "transient", "timeout", "killed", "skipped")
 
 
 def _open(state_dir: str) -> sqlite3.Connection | None:
@@ -45,8 +44,8 @@ def show_history(
         return _pipeline_history(registry, job, limit, as_json)
     if job is not None:
         registry.job(job)
-    if status is not None and status not in STATUSES:
-        raise UsageError(f'--status must be one of {", ".join(STATUSES)}, got "{status}"')
+    if status is not None and status not in ROW_STATUSES:
+        raise UsageError(f'--status must be one of {", ".join(ROW_STATUSES)}, got "{status}"')
     if limit < 1:
         raise UsageError("--limit must be at least 1")
     db = _open(registry.state_dir)

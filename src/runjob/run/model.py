@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     RowStatus = Literal[Status, "running", "crashed", "skipped"]
 
 
+# The values of Status and RowStatus below, for checking what a user typed (`history --status`).
+STATUSES = ("success", "failure", "transient", "timeout", "killed")
+ROW_STATUSES = ("running", "crashed", *STATUSES, "skipped")
+
+
 class Run:
     """What observers see of the run in progress."""
 
