@@ -143,7 +143,7 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
 
         run_id = new_run_id()
         me = {"host": records.common["host"], "run_id": run_id, "tick_pid": os.getpid(), "claimed_at": timestamp()}
-        fields = {"params": entry.params, "occurrence": timestamp(occurrence.timestamp())}
+        fields: dict[str, Any] = {"params": entry.params, "occurrence": timestamp(occurrence.timestamp())}
         try:
             winner = claims.claim(entry, occurrence, me)
         except claims.Unavailable as e:

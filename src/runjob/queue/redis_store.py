@@ -154,7 +154,8 @@ class RedisStore:
     def __init__(self, url: str, password_env: str | None) -> None:
         from runjob.locks.redis_lock import client
 
-        self.r = client(url, password_env)
+        # Any: redis-py types every reply as a union of sync and async shapes; ours are bytes.
+        self.r: Any = client(url, password_env)
         self.scripts = {
             name: self.r.register_script(src)
             for name, src in (
@@ -209,13 +210,13 @@ class RedisStore:
         return sorted((e for e in found if e), key=lambda e: (-e["priority"], e["seq"]))
 
     def retry(self, entry_id: str) -> bool:
-        return self._run("admin", entry_id, "retry", "") == 1
+        return bool(self._run("admin", entry_id, "retry", "") == 1)
 
     def drop(self, entry_id: str) -> bool:
-        return self._run("admin", entry_id, "drop", "") == 1
+        return bool(self._run("admin", entry_id, "drop", "") == 1)
 
     def set_priority(self, entry_id: str, priority: int) -> bool:
-        return self._run("admin", entry_id, "priority", priority) == 1
+        return bool(self._run("admin", entry_id, "priority", priority) == 1)
 
     def pause(self, job: str) -> None:
         self.r.sadd(P + "paused", job)
