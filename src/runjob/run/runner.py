@@ -17,6 +17,7 @@ from runjob.proc import process, procid
 from runjob.proc.process import signal  # _signal: see process.py
 from runjob.records.logs import Records, new_run_id, timestamp
 from runjob.records.output import StreamHandler
+from runjob.records.redact import shown_url
 from runjob.run.model import Outcome, Run
 from runjob.run.retry import RetryState
 
@@ -159,7 +160,6 @@ def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.
 
 def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) -> locks.FileLock | int | None:
     """Redis is down: this host's file lock only (`local`), or stop."""
-    from runjob.locks import redis_lock
 
     job = run.plan.job
     policy = job.lock_unavailable
@@ -169,7 +169,7 @@ def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) ->
         f"{run.plan.name}: {e}; {then[policy]}",
         level="error" if policy == "fail" else "warning",
         lock_key=run.plan.lock_key,
-        backend=redis_lock.shown_url(job.lock_backend),
+        backend=shown_url(job.lock_backend),
         lock_unavailable=policy,
         error=str(e),
     )
@@ -180,7 +180,6 @@ def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) ->
 
 def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
     """On the main thread: say the lock is lost, and stop the child if on_lock_lost says so."""
-    from runjob.locks import redis_lock
 
     job = run.plan.job
     kill = job.on_lock_lost == "kill"
@@ -190,7 +189,7 @@ def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
         + ("; stopping the job" if kill else "; the job goes on unprotected"),
         level="error",
         lock_key=run.plan.lock_key,
-        backend=redis_lock.shown_url(job.lock_backend),
+        backend=shown_url(job.lock_backend),
         on_lock_lost=job.on_lock_lost,
         error=reason,
     )
