@@ -13,27 +13,13 @@ from __future__ import annotations
 import json
 
 from runjob.errors import InternalError
-from runjob.queue.store import ALL, new_id
+from runjob.queue.store import ALL, FIELDS, new_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 P = "runjob:queue:"
-FIELDS = (
-    "id",
-    "job",
-    "params",
-    "priority",
-    "enqueued_at",
-    "not_before",
-    "state",
-    "worker",
-    "lease_until",
-    "takes",
-    "exit_code",
-    "stderr_tail",
-)
 NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1e6\n"
 # A pending entry's score: higher priority first (|priority| <= 1000), then the enqueue order.
 ORDER = "local function order(prio, seq) return -tonumber(prio) * 1e12 + tonumber(seq) end\n"
