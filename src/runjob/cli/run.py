@@ -68,14 +68,18 @@ def _load(config_path: str | None, name: str, dry_run: bool, pretty: bool) -> co
 
 
 def _pipeline(registry: config.Registry, name: str, words: list[str], flags: Flags) -> int:
-    from runjob.run.pipeline import run_pipeline
+    from runjob.pipeline.execution import pipeline_params, run_pipeline
 
     if flags.overrides.any():
         raise UsageError(
             f"{name} is a pipeline: --timeout, --no-retry, --output and --log-file are for jobs "
             "(set them on its jobs, or `timeout` on the pipeline)"
         )
-    return run_pipeline(registry, name, words, flags.dry_run)
+    if flags.dry_run:
+        from runjob.cli.dry_run import show_stages
+
+        return show_stages(registry, registry.pipelines[name], pipeline_params(registry, name, words))
+    return run_pipeline(registry, name, words)
 
 
 def observers(registry: config.Registry, the_plan: plan.Plan) -> list[Observer]:

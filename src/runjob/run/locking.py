@@ -11,6 +11,7 @@ from __future__ import annotations
 from runjob.errors import EXIT_BUSY, EXIT_OK
 from runjob.locks import lock as locks
 from runjob.proc import process
+from runjob.records.redact import shown_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,8 +80,6 @@ def _take(run: Run, holder: dict[str, Any]) -> Lock | None:
 
 def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) -> Lock | None:
     """Redis is down: this host's file lock only (`local`), or stop (NotRun)."""
-    from runjob.locks import redis_lock
-
     job = run.plan.job
     policy = job.lock_unavailable
     then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "running under this host's file lock only"}
@@ -89,7 +88,7 @@ def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) ->
         f"{run.plan.name}: {e}; {then[policy]}",
         level="error" if policy == "fail" else "warning",
         lock_key=run.plan.lock_key,
-        backend=redis_lock.shown_url(job.lock_backend),
+        backend=shown_url(job.lock_backend),
         lock_unavailable=policy,
         error=str(e),
     )
@@ -109,8 +108,6 @@ def keep(run: Run, held: Lock, stop: process.Stop, inner: process.Watch) -> proc
 
 def _lost(run: Run, stop: process.Stop, reason: str) -> None:
     """On the main thread: say the lock is lost, and stop the child if on_lock_lost says so."""
-    from runjob.locks import redis_lock
-
     job = run.plan.job
     kill = job.on_lock_lost == "kill"
     run.records.emit(
@@ -119,7 +116,7 @@ def _lost(run: Run, stop: process.Stop, reason: str) -> None:
         + ("; stopping the job" if kill else "; the job goes on unprotected"),
         level="error",
         lock_key=run.plan.lock_key,
-        backend=redis_lock.shown_url(job.lock_backend),
+        backend=shown_url(job.lock_backend),
         on_lock_lost=job.on_lock_lost,
         error=reason,
     )

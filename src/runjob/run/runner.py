@@ -315,7 +315,7 @@ def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int]:
     """Our handlers for SIGTERM/INT/HUP, and a wakeup pipe so poll() notices them at once."""
     stop.wake_read, stop.wake_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     old_wakeup = signal.set_wakeup_fd(stop.wake_fd, warn_on_full_buffer=False)
-    handlers = {s: signal.signal(s, stop.handle) for s in process.STOP_SIGNALS}
+    handlers: dict[int, Any] = {s: signal.signal(s, stop.handle) for s in process.STOP_SIGNALS}
     if stop.reaper:  # as PID 1: an orphan's exit wakes the supervise loop, which reaps it
         handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _wake_only)
     return handlers, old_wakeup
