@@ -91,10 +91,10 @@ def _since(text: str | None) -> float | None:
 def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:
     registry = loader.load(config_path, check_schedules=True, cached=True)
     db = _open(registry.state_dir)
-    held = watchdog.held_locks(registry)
     now = time.time()
+    seen = _Seen(registry, db, watchdog.held_locks(registry), now, at)
     rows = [
-        _job_status(registry, name, db, held, now, at, params, text)
+        _job_status(seen, name, params, text)
         for name, job in registry.jobs.items()
         for params, text in watchdog.instances(job, db)
     ]
@@ -118,17 +118,26 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     return 0
 
 
-def _job_status(
-    registry: config.Registry,
-    name: str,
-    db: sqlite3.Connection | None,
-    held: list[dict[str, Any]],
-    now: float,
-    at: float | None,
-    params: dict[str, str],
-    text: str | None,
-) -> dict[str, Any]:
+class _Seen:
+    """What every row of `status` is seen from: the registry, its history, the locks held now,
+    now, and `--at` (the instant next due times are seen from, if given)."""
+
+    __slots__ = ("registry", "db", "held", "now", "at")
+
+    def __init__(
+        self,
+        registry: config.Registry,
+        db: sqlite3.Connection | None,
+        held: list[dict[str, Any]],
+        now: float,
+        at: float | None,
+    ) -> None:
+        self.registry, self.db, self.held, self.now, self.at = registry, db, held, now, at
+
+
+def _job_status(seen: _Seen, name: str, params: dict[str, str], text: str | None) -> dict[str, Any]:
     """One row per job instance (see watchdog.instances): its own last run, success, stale flag and locks."""
+    registry, db, held, now, at = seen.registry, seen.db, seen.held, seen.now, seen.at
     job = registry.jobs[name]
     host = os.uname().nodename
     last, success = history.last_runs(db, name, text) if db and text != "" else (None, None)
