@@ -15,8 +15,8 @@ import time
 
 from runjob.errors import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
 from runjob.proc import executable, reaper
-from runjob.records.logs import PENDING_MAX
 from runjob.records.output import READ_SIZE
+from runjob.records.sink import PENDING_MAX
 
 try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
     import _signal as signal

@@ -10,7 +10,9 @@ lines as kept, and notes whether a transient stderr pattern matched a line.
 
 from __future__ import annotations
 
-from runjob.records.logs import MESSAGE_PREFIX, Records, record_max, write_all
+from runjob.records.encoding import MESSAGE_PREFIX, record_max
+from runjob.records.logs import Records
+from runjob.records.output_records import write_all
 from runjob.records.redact import Redactor
 
 TYPE_CHECKING = False
