@@ -22,7 +22,6 @@ from runjob.records.output_records import encode_output as encode_output
 from runjob.records.output_records import output_pieces as output_pieces
 from runjob.records.output_records import plain_output_parts as plain_output_parts
 from runjob.records.output_records import write_all as write_all
-from runjob.records.output_records import writev_records as writev_records
 from runjob.records.sink import PENDING_MAX as PENDING_MAX
 from runjob.records.sink import JsonSink as JsonSink
 

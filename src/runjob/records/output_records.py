@@ -14,7 +14,6 @@ from runjob.records.encoding import COMMON, MESSAGE_PREFIX, dumps, encode_basest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 
@@ -83,7 +82,7 @@ def plain_output_parts(
     pieces: tuple[str, str, str], lines: list[bytes], ts: str, seq: int, longest: int | None = None
 ) -> list[bytes]:
     """encode_output for lines known to need no JSON escaping (printable ASCII without
-    quotes or backslashes; see output.is_plain), as the pieces to write: the same bytes,
+    quotes or backslashes; see output.is_plain), as the pieces to join: the same bytes,
     with no decode, escape or encode. Six parts a record: head, message, text up to seq's
     last three digits, those and the text up to the line, line, tail."""
     head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
@@ -93,48 +92,6 @@ def plain_output_parts(
     parts[2::6], parts[3::6] = _seq_parts(before, after, seq, len(lines))
     parts[4::6] = lines
     return parts
-
-
-RECORDS_PER_WRITEV = 170  # 6 parts each: 1020 iovecs, under IOV_MAX (1024)
-PARTS = 6
-
-
-def _digits(first: int, end: int) -> int:
-    """How many decimal digits the numbers first..end-1 have together."""
-    total, n = 0, first
-    while n < end:
-        width = len(str(n))
-        upto = min(end, 10**width)
-        total, n = total + (upto - n) * width, upto
-    return total
-
-
-def writev_records(
-    fd: int,
-    parts: list[bytes],
-    sizes: list[int],
-    messages_are_lines: bool,
-    seq: int,
-    rest: Callable[[int, bytes], None] | None = None,
-) -> None:
-    """Write plain_output_parts(...) with writev, in batches of whole records. A record is
-    fixed text, its message, its line and its seq, so a batch's length comes from the line
-    lengths (summing every part's length would cost more than the writev). What a short
-    write (a signal on a pipe, a full non-blocking pipe) leaves goes to `rest` (default:
-    write_all), in order."""
-    fixed = sum(map(len, parts[:PARTS])) - sizes[0] - len(parts[1]) - _digits(seq, seq + 1) if parts else 0
-    for first in range(0, len(sizes), RECORDS_PER_WRITEV):
-        last = min(len(sizes), first + RECORDS_PER_WRITEV)
-        batch = parts[PARTS * first : PARTS * last]
-        try:
-            written = os.writev(fd, batch)
-        except BlockingIOError:
-            written = 0
-        lines = sum(sizes[first:last])
-        messages = lines if messages_are_lines else sum(map(len, batch[1::PARTS]))
-        if written < fixed * (last - first) + lines + messages + _digits(seq + first, seq + last):
-            (rest or write_all)(fd, b"".join(batch)[written:] + b"".join(parts[PARTS * last :]))
-            return
 
 
 def write_all(fd: int, data: bytes) -> None:
