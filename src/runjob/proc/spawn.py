@@ -6,14 +6,15 @@ import os
 
 from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 
-try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
-    import _signal as signal
-except ImportError:  # pragma: no cover
-    import signal  # type: ignore[no-redef]
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as signal  # the types of what _signal has
     from typing import Any
+else:
+    try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
+        import _signal as signal
+    except ImportError:  # pragma: no cover
+        import signal
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 

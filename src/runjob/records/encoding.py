@@ -28,7 +28,7 @@ def _no_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _c_encoder() -> tuple[Callable[[Any], str], Callable[[str], str]]:
+def _c_encoder() -> tuple[Callable[[object], str], Callable[[str], str]]:
     """json.dumps(ensure_ascii=False) built from the same C parts, checked; else json's own."""
     try:
         from _json import encode_basestring, make_encoder

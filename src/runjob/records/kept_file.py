@@ -99,8 +99,8 @@ class Expander:
 
     def feed(self, chunk: bytes) -> bytes:
         """The whole records `chunk` completes (a torn end waits for the next piece)."""
-        data, out = self.rest + chunk, []
-        start = 0
+        data, start = self.rest + chunk, 0
+        out: list[bytes] = []
         while start < len(data):
             if data[start : start + 1] == MARK:
                 end = self._plain(data, start, out)
