@@ -20,6 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from runjob.queue.store import Item
+
 FILENAME = "queue.sqlite3"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -37,7 +39,7 @@ CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, exp
 
 class SqliteStore:
     def __init__(self, state_dir: str) -> None:
-        path = os.path.join(state_dir, FILENAME)
+        self.path = path = os.path.join(state_dir, FILENAME)
         try:
             safefs.ensure_dir(state_dir, top=True)
             _create_private(path)
@@ -52,13 +54,22 @@ class SqliteStore:
             raise InternalError(f"cannot open queue store {path}: {e.strerror}") from None
 
     def put(self, job: str, params: dict[str, str], priority: int, not_before: float) -> str:
-        entry_id = new_id()
-        self.db.execute(
-            "INSERT INTO entries (id, job, params, priority, enqueued_at, not_before, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-            (entry_id, job, json.dumps(params), priority, time.time(), not_before),
-        )
-        return entry_id
+        return self.put_many([(job, params, priority, not_before)])[0]
+
+    def put_many(self, items: list[Item]) -> list[str]:
+        """Every item or none (one transaction: `tick` puts a minute's due runs at once)."""
+        now = time.time()
+        rows = [(new_id(), job, json.dumps(params), prio, now, nb) for job, params, prio, nb in items]
+        try:
+            with self._tx():
+                self.db.executemany(
+                    "INSERT INTO entries (id, job, params, priority, enqueued_at, not_before, state) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                    rows,
+                )
+        except sqlite3.Error as e:
+            raise InternalError(f"cannot enqueue in {self.path}: {e}") from None
+        return [row[0] for row in rows]
 
     def claim(self, worker: str, lease: float) -> dict[str, Any] | None:
         now = time.time()
