@@ -235,3 +235,49 @@ def test_a_worker_on_sqlite_loads_no_cli_framework_no_redis_no_templates(rj, wor
     modules = imported(rj, *words)
     assert not modules & {"typer", "click", "rich", "jinja2", "redis", "runjob.cli.app"}
     assert queued(rj) == []  # and it did run the entry
+
+
+WORKER_WORDS = st.sampled_from(
+    [
+        "--burst",
+        "--concurrency",
+        "--max-jobs",
+        "--max-time",
+        "2",
+        "8",
+        "-1",
+        "x",
+        "10m",
+        "",
+        "--concurrency=3",
+        "--max-jobs=",
+        "--max-time=1h",
+        "--burst=1",
+        "--",
+        "--help",
+        "-h",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(WORKER_WORDS, max_size=6))
+def test_what_the_worker_s_own_parser_takes_click_parses_the_same(words):
+    import click
+    import typer
+
+    from runjob.cli.app import app
+    from runjob.queue.fastcli import parse_worker
+
+    fast = parse_worker(words)
+    if fast is None:
+        return  # left to typer, which parses and reports it as it always has
+    command = typer.main.get_command(app).commands["worker"]
+    try:
+        params = command.make_context("worker", list(words), resilient_parsing=False).params
+    except (click.UsageError, click.exceptions.Exit) as e:
+        raise AssertionError(f"{words}: click refuses what the worker's parser took: {e}") from None
+    assert params["concurrency"] == int(str(fast.get("--concurrency", "1")))
+    assert params["burst"] == bool(fast.get("--burst"))
+    assert params["max_jobs"] == (None if "--max-jobs" not in fast else int(str(fast["--max-jobs"])))
+    assert params["max_time"] == fast.get("--max-time")

@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None, fast: bool = True) -> int:
             code = enqueue_args(args)
             if code is not None:
                 return code
+        if fast and "worker" in args[:3]:  # and `runjob worker`, whose every run is a fork of it
+            from runjob.queue.fastcli import worker_args
+
+            code = worker_args(args)
+            if code is not None:
+                return code
         crontab, args = crontab_form(args)
         if crontab is not None:
             from runjob.cli.run import run_job
