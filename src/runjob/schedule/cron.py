@@ -102,28 +102,43 @@ def is_fixed(expr: str) -> bool:
 
 
 class _Compiled:
-    """One distinct expression: its 5-field text, whether it is a fixed time, its parsed fields."""
+    """One distinct expression: its 5-field text, whether it is a fixed time, and its fields
+    as cronsim parses them. Each distinct field is parsed once (`_part`): 10,000 daily jobs
+    spread over the day share 60 minute fields, 24 hour fields and one day part."""
 
-    __slots__ = ("text", "fixed", "fields")
+    __slots__ = ("text", "fixed", "minutes", "hours", "days")
 
     def __init__(self, expr: str) -> None:
-        from cronsim import CronSim
-
         self.text = expand(expr)
         self.fixed = is_fixed(expr)
-        self.fields: CronSim = CronSim(self.text, datetime(2000, 1, 1))  # naive: no DST handling of its own
+        minute, hour, dom, month, dow = self.text.split()
+        self.minutes: set[int] = _part(f"{minute} * * * *").minutes
+        self.hours: set[int] = _part(f"0 {hour} * * *").hours
+        self.days: CronSim = _part(f"0 0 {dom} {month} {dow}")  # months, and the day-of-month/week rule
 
     def matches(self, wall: datetime) -> bool:
         """Does this wall time match? cronsim's `advance()` stops at once on such a time."""
-        f = self.fields
         return (
             wall.second == 0
             and wall.microsecond == 0
-            and wall.minute in f.minutes
-            and wall.hour in f.hours
-            and wall.month in f.months
-            and f.match_day(wall.date())
+            and wall.minute in self.minutes
+            and wall.hour in self.hours
+            and wall.month in self.days.months
+            and self.days.match_day(wall.date())
         )
+
+
+_parts: dict[str, CronSim] = {}
+
+
+def _part(text: str) -> CronSim:
+    """cronsim's parse of `text` (naive: no DST handling of its own), once per distinct text."""
+    found = _parts.get(text)
+    if found is None:
+        from cronsim import CronSim
+
+        found = _parts[text] = CronSim(text, datetime(2000, 1, 1))
+    return found
 
 
 _compiled_cache: dict[str, _Compiled] = {}
