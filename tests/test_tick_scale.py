@@ -164,6 +164,7 @@ def test_a_tick_that_cannot_enqueue_every_due_run_enqueues_none(rj):
     assert len(r.err.strip().splitlines()) == 1
     assert r.events("queue.enqueued") == []
     assert db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 0
+    assert (rj.state / "queue.sqlite3.lock").stat().st_mode & 0o777 == 0o600  # the writers' gate
     db.execute("DROP TRIGGER full")
     db.commit()
     db.close()
@@ -281,3 +282,35 @@ def test_what_the_worker_s_own_parser_takes_click_parses_the_same(words):
     assert params["burst"] == bool(fast.get("--burst"))
     assert params["max_jobs"] == (None if "--max-jobs" not in fast else int(str(fast["--max-jobs"])))
     assert params["max_time"] == fast.get("--max-time")
+
+
+def test_queue_writers_wait_on_the_gate_and_go_the_moment_it_is_free(rj):
+    """Writers to queue.sqlite3 queue on an flock, not in SQLite's sleeping busy handler: an
+    enqueue finding the gate held is a blocked waiter in /proc/locks (woken on release)."""
+    import fcntl
+    import os
+    from pathlib import Path
+
+    from conftest import finish, wait_for
+
+    rj.write('[jobs.t]\ncommand = ["true"]\n')
+    assert rj.run("enqueue", "t").code == 0
+    gate = rj.state / "queue.sqlite3.lock"
+    inode = os.stat(gate).st_ino
+    fd = os.open(gate, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        proc = rj.popen("enqueue", "t")
+
+        def waiting() -> bool:
+            lines = Path("/proc/locks").read_text().splitlines()
+            return any("->" in line and f":{inode} " in line and f" {proc.pid} " in line for line in lines)
+
+        assert wait_for(waiting), "the enqueue never waited on the gate"
+        assert proc.poll() is None
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    r = finish(proc)
+    assert r.code == 0, r.err
+    assert queued(rj) == ["t", "t"]
