@@ -109,6 +109,19 @@ def drain(runjob: str, path: str, env: dict[str, str], count: int, concurrency: 
     return Drained(count, took, float(out[1]), worker_kb, fork_kb, int(out[0]))
 
 
+def drain_many(runjob: str, path: str, env: dict[str, str], count: int, workers: int) -> float:
+    """Runs per second of `workers` worker processes (concurrency 1 each) draining `count` entries."""
+    store = store_of(path)
+    store.put_many([("t", {"n": str(n)}, 0, 0.0) for n in range(count)])
+    store.close()
+    argv = [runjob, "--config", path, "worker", "--burst"]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL) for _ in range(workers)]
+    for proc in procs:
+        proc.wait()
+    return count / (time.perf_counter() - start)
+
+
 def report_drain(got: Drained, name: str, conc: int, count: int, base: float, row: Callable[..., None]) -> None:
     import os
 

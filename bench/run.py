@@ -364,6 +364,10 @@ def queue(work: Path, env: dict[str, str], rounds: int, anchor: str, quick: bool
             row(f"{name}: enqueue to child start, idle worker", f"{lat * 1000:.0f} ms", "<= 100 ms", lat <= 0.1)
             for conc in (1, 4, 8):
                 qb.report_drain(qb.drain(RUNJOB, path, env, count, conc), name, conc, count, base, row)
+            rate = qb.drain_many(RUNJOB, path, env, count, 8)
+            row(
+                f"{name}: 8 worker processes, {count} runs of true", f"{rate:.1f} runs/s ({rate / base:.1f}x)", "", None
+            )
             for size, put_ms, take_ms in qb.flat(path, [100, 10_000] if quick else [100, 100_000]):
                 row(
                     f"{name}: {size:,} pending: enqueue / claim+finish",
