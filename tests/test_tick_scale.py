@@ -314,3 +314,25 @@ def test_queue_writers_wait_on_the_gate_and_go_the_moment_it_is_free(rj):
     r = finish(proc)
     assert r.code == 0, r.err
     assert queued(rj) == ["t", "t"]
+
+
+def test_a_forked_run_imports_nothing_the_worker_has_not_imported_already(rj):
+    """Every module a run needs is imported once, by the worker, before it forks: a module that
+    each forked run imports for itself would show up once per run under -X importtime."""
+    rj.write('[jobs.t]\ncommand = ["true"]\nlock_key = "t-{n}"\nparams = { n = { pattern = "[0-9]+" } }\n')
+    for n in range(3):
+        assert rj.run("enqueue", "t", f"n={n}").code == 0
+    proc = subprocess.run(
+        [PY, "-X", "importtime", RUNJOB, "worker", "--burst"],
+        capture_output=True,
+        env=rj.env(),
+        cwd=rj.dir,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    names = [
+        line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines() if line.startswith("import time:")
+    ]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    assert queued(rj) == []

@@ -177,6 +177,7 @@ def _preload() -> None:
     import warnings  # noqa: F401
 
     import runjob.cli.run  # noqa: F401
+    import runjob.records.kept_file  # noqa: F401  (each run keeps its records: imported on first write)
     import runjob.run.runner  # noqa: F401
     import runjob.store.history  # noqa: F401
 
