@@ -21,14 +21,25 @@ def main(argv: list[str] | None = None, fast: bool = True) -> int:
     return startup.contained(lambda: _dispatch(args, fast))
 
 
-def _dispatch(args: list[str], fast: bool) -> int:
-    """The crontab form and `enqueue` without typer; off a terminal, the fast path; else typer."""
-    if fast and "enqueue" in args[:3]:  # `runjob enqueue` is scripted in loops: it skips typer too
+def _queue_command(args: list[str]) -> int | None:
+    """`runjob enqueue` (scripted in loops) and `runjob worker` (every run of it is a fork of it)
+    skip typer too; None when the words are not theirs to parse."""
+    if "enqueue" in args[:3]:
         from runjob.queue.fastcli import enqueue_args
 
-        code = enqueue_args(args)
-        if code is not None:
-            return code
+        return enqueue_args(args)
+    if "worker" in args[:3]:
+        from runjob.queue.fastcli import worker_args
+
+        return worker_args(args)
+    return None
+
+
+def _dispatch(args: list[str], fast: bool) -> int:
+    """The crontab form, enqueue and worker without typer; off a terminal, the fast path; else typer."""
+    code = _queue_command(args) if fast else None
+    if code is not None:
+        return code
     crontab, args = crontab_form(args)
     if crontab is not None:
         from runjob.cli.run import run_job

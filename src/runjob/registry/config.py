@@ -61,8 +61,7 @@ class Job:
     def __init__(self, name: str, values: dict[str, Any]) -> None:
         self.name = name
         self.values = values  # as validated: what the registry cache stores
-        for key, value in values.items():
-            setattr(self, key, value)
+        self.__dict__.update(values)  # one call, not a setattr per key: tick builds 10,000 of these
         if self.lock_key is None:
             self.lock_key = name
 
