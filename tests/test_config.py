@@ -9,9 +9,9 @@ from conftest import q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runjob.durations import format_duration, parse_duration
 from runjob.errors import ConfigError
 from runjob.registry import config, loader, validate
-from runjob.registry.durations import format_duration, parse_duration
 from runjob.registry.schema import JOB
 
 GOOD = """

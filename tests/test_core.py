@@ -126,6 +126,28 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def package_graph() -> dict[str, set[str]]:
+    """The modules' imports drawn between packages (cli, run, ...; a top-level module is its own)."""
+
+    def package(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    graph: dict[str, set[str]] = {}
+    for module, imported in module_graph().items():
+        graph.setdefault(package(module), set()).update(package(i) for i in imported if package(i) != package(module))
+    return graph
+
+
+def test_no_module_is_on_an_import_cycle():
+    """Counting imports inside functions and under TYPE_CHECKING: a type-only import is an arrow too."""
+    assert cycles(module_graph()) == []
+
+
+def test_the_packages_import_each_other_one_way_only():
+    """cli/ above queue/ above pipeline/ above run/ ... above records/: no arrow runs back up."""
+    assert cycles(package_graph()) == []
+
+
 def test_the_entry_point_is_on_no_import_cycle():
     """A forked queued run used to import main.py (main -> cli/app -> queue/worker -> queue/forked -> main)."""
     found = cycles(module_graph())

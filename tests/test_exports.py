@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from runjob.export import dialects
 from runjob.registry import budget, validate
-from runjob.schedule import cron
+from runjob.triggers import cron
 
 ROBFIG_SRC = "/usr/share/gocode/src/github.com/robfig/cron"
 ARGV = "import json, sys; print('ARGV ' + json.dumps(sys.argv[1:]))"

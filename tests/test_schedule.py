@@ -21,7 +21,7 @@ from test_exports import systemd_times
 
 from runjob.export.systemd import Untranslatable, on_calendar
 from runjob.registry import validate
-from runjob.schedule import cron
+from runjob.triggers import cron
 
 ROOT = Path(__file__).parent.parent
 

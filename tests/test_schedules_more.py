@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_exports import need, systemd_times
 
-from runjob.schedule import timers
+from runjob.triggers import timers
 
 UTC = UTC
 FLAG_OK = "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 1)"

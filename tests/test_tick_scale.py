@@ -204,7 +204,7 @@ DAYS = [(3, 8), (3, 29), (4, 5), (9, 6), (9, 27), (10, 4), (10, 25), (11, 1), (1
 def test_does_it_fire_this_minute_agrees_with_the_walk_of_the_time_line(fields, zone, day, minutes):
     """tick's "does it fire at this minute" (a lookup of the wall time in the parsed fields) says
     what the full walk says (the next fire time after the second before), DST nights included."""
-    from runjob.schedule import cron
+    from runjob.triggers import cron
 
     expr = " ".join(fields)
     if cron.problem(expr):

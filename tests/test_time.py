@@ -16,7 +16,7 @@ from cronsim import CronSim
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from runjob.schedule import cron
+from runjob.triggers import cron
 
 UTC = UTC
 

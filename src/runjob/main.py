@@ -29,9 +29,11 @@ def _queue_command(args: list[str]) -> int | None:
 
         return enqueue_args(args)
     if "worker" in args[:3]:
+        from runjob.cli.run import preload, run_words
         from runjob.queue.fastcli import worker_args
+        from runjob.queue.forked import RunPath
 
-        return worker_args(args)
+        return worker_args(args, RunPath(run_words, preload))
     return None
 
 

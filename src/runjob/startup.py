@@ -1,9 +1,7 @@
 """What every runjob process does first, and how its errors end it.
 
-Shared by the entry point (main.py) and a queued run forked from its worker
-(queue/forked.py), which is a whole `runjob NAME` without a new interpreter: the forked
-child must not import main.py (main -> cli/app -> queue/worker -> queue/forked would be a
-cycle), so what both need lives here.
+Shared by the entry point (main.py) and a queued run forked from its worker (which runs
+cli/run.py's `run_words` through queue/forked.py's `RunPath`, never main.py).
 """
 
 from __future__ import annotations
@@ -61,21 +59,6 @@ def config_option(args: list[str]) -> tuple[str | None, list[str]]:
     if args and args[0].startswith("--config="):
         return args[0].partition("=")[2], args[1:]
     return None, args
-
-
-def run_words(args: list[str]) -> int:
-    """A run given as `[--config F] [run] NAME k=v ...` (a queued run, in a copy of its worker
-    forked for it): what `runjob NAME k=v ...` does, with no command-line dispatch."""
-    prepare()
-
-    def run() -> int:
-        from runjob.cli.run import run_job
-
-        config, rest = config_option(args)
-        rest = rest[1:] if rest[:1] == ["run"] else rest  # a job named like a subcommand
-        return run_job(config, rest[0], rest[1:])
-
-    return contained(run)
 
 
 def keep_inherited_descriptors() -> None:

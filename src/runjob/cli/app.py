@@ -83,7 +83,7 @@ def run(
 ) -> None:
     """Run one job (the crontab form `runjob NAME` does the same)."""
     from runjob.cli.run import Flags, run_job
-    from runjob.registry.durations import flag
+    from runjob.durations import flag
     from runjob.run.plan import Overrides
 
     overrides = Overrides(flag(timeout, "--timeout"), no_retry, output, log_file)
@@ -94,7 +94,7 @@ def run(
 def list_(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """Jobs with schedule, next run, lock key, timeout and owners."""
     from runjob.cli.inspect import list_jobs
-    from runjob.schedule.cron import parse_at
+    from runjob.triggers.cron import parse_at
 
     _done(list_jobs(state["config"], _json(as_json), parse_at(at)))
 
@@ -103,7 +103,7 @@ def list_(as_json: JsonOpt = False, at: AtOpt = None) -> None:
 def show(name: JobName, as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """One job, fully resolved ([defaults] merged in)."""
     from runjob.cli.inspect import show_job
-    from runjob.schedule.cron import parse_at
+    from runjob.triggers.cron import parse_at
 
     _done(show_job(state["config"], name, _json(as_json), parse_at(at)))
 
@@ -134,7 +134,7 @@ def history(
 def status(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """Per job: last run, status, duration, last success, next due time, stale flag, locks held."""
     from runjob.cli.history import show_status
-    from runjob.schedule.cron import parse_at
+    from runjob.triggers.cron import parse_at
 
     _done(show_status(state["config"], _json(as_json), parse_at(at)))
 
@@ -191,7 +191,7 @@ def tick(
 ) -> None:
     """Start every job due this minute, each as its own detached `runjob NAME` (for `* * * * * runjob tick`)."""
     from runjob.cli.tick import tick as run_tick
-    from runjob.schedule.cron import parse_at
+    from runjob.triggers.cron import parse_at
 
     _done(run_tick(state["config"], parse_at(at)))
 
@@ -282,7 +282,7 @@ def enqueue(
 ) -> None:
     """Put a run of a job on the queue (params are checked now); prints a queue.enqueued record."""
     from runjob.queue.enqueue import enqueue as run_enqueue
-    from runjob.schedule.cron import parse_at
+    from runjob.triggers.cron import parse_at
 
     _done(run_enqueue(state["config"], name, params or [], priority, delay, parse_at(at)))
 
@@ -295,9 +295,12 @@ def worker(
     max_time: Annotated[str | None, typer.Option("--max-time", help="take nothing new after this long")] = None,
 ) -> None:
     """Take queued runs and run each as a normal run; SIGTERM: finish the runs in hand, exit 0."""
-    from runjob.queue.worker import work
+    from runjob.cli.run import preload, run_words
+    from runjob.queue.forked import RunPath
+    from runjob.queue.worker import WorkerFlags, work
 
-    _done(work(state["config"], concurrency, burst, max_jobs, max_time))
+    flags = WorkerFlags(concurrency, burst, max_jobs, max_time)
+    _done(work(state["config"], flags, RunPath(run_words, preload)))
 
 
 queue_app = typer.Typer(

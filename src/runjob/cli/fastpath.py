@@ -89,7 +89,7 @@ def _run(command: str, config: str | None, values: dict[str, Any], positional: l
         name = positional[0] if positional else None
         limit = int(values.get("--limit", "50"))
         return show_history(config, name, limit, values.get("--status"), values.get("--since"), True)
-    from runjob.schedule.cron import parse_at
+    from runjob.triggers.cron import parse_at
 
     at = parse_at(values.get("--at"))
     if command == "tick":

@@ -83,7 +83,7 @@ def _rows(
 def _since(text: str | None) -> float | None:
     if text is None:  # durations (and its `re`) stay unloaded
         return None
-    from runjob.registry.durations import flag
+    from runjob.durations import flag
 
     return time.time() - (flag(text, "--since") or 0.0)
 

@@ -20,7 +20,7 @@ def say(markup: str) -> None:
 
 def zone_name() -> str:
     """The host zone's name, for a table's header: every time in a table is in this one zone."""
-    from runjob.schedule.cron import zone
+    from runjob.triggers.cron import zone
 
     tz = zone(None)
     return str(getattr(tz, "key", None) or tz)
@@ -32,7 +32,7 @@ def _when(value: str | None) -> str:
         return "-"
     from datetime import datetime
 
-    from runjob.schedule.cron import zone
+    from runjob.triggers.cron import zone
 
     return datetime.fromisoformat(value).astimezone(zone(None)).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -200,7 +200,7 @@ def _secs_or(value: float | None) -> str:
 
 
 def _secs(seconds: float) -> str:
-    from runjob.registry.durations import format_duration
+    from runjob.durations import format_duration
 
     return format_duration(seconds)
 

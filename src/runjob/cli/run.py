@@ -148,3 +148,30 @@ def _config_error_record(name: str, e: ConfigError) -> None:
         )
     finally:
         sink.close()
+
+
+def run_words(args: list[str]) -> int:
+    """A run given as `[--config F] [run] NAME k=v ...` (a queued run, in a copy of its worker
+    forked for it): what `runjob NAME k=v ...` does, with no command-line dispatch."""
+    from runjob import startup
+
+    startup.prepare()
+
+    def run() -> int:
+        config, rest = startup.config_option(args)
+        rest = rest[1:] if rest[:1] == ["run"] else rest  # a job named like a subcommand
+        return run_job(config, rest[0], rest[1:])
+
+    return startup.contained(run)
+
+
+def preload() -> None:
+    """Import the run path once, in a queue worker: every run forked from it starts with it loaded (`resource`
+    and `warnings` are what os.wait4 and os.get_exec_path import on first use)."""
+    import resource  # noqa: F401
+    import warnings  # noqa: F401
+
+    import runjob.cli.run  # noqa: F401
+    import runjob.records.kept_file  # noqa: F401  (each run keeps its records: imported on first write)
+    import runjob.run.runner  # noqa: F401
+    import runjob.store.history  # noqa: F401

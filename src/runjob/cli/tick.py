@@ -13,7 +13,7 @@ wildcard jobs, since fixed-time ones already ran; a bigger step back forgets "hi
 `tick --at T` evaluates the schedules at T and neither reads nor writes that state, beyond
 using the last real tick for catch-up: it is a replay, and can never poison later ticks.
 
-The once-a-minute rule is cron's only (timers.py): an `@every` job is due whenever its
+The once-a-minute rule is cron's only (schedule/due.py): an `@every` job is due whenever its
 interval has passed since a tick last started it (the start is recorded, under the same
 lock, before it is started; `--at` reads those starts and records none), an `@at` job at
 every tick from its moment until one of its runs has succeeded.
@@ -33,9 +33,10 @@ from runjob.proc.executable import runjob_argv
 from runjob.records import relay
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.registry import loader
-from runjob.schedule import cron, timers
+from runjob.schedule import due as timed
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import entries
+from runjob.triggers import cron, timers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,17 +150,17 @@ def _due(scheduled: list[Entry], minute: datetime, since: datetime | None, repea
 
 def _due_timers(scheduled: list[Entry], instant: datetime, state_dir: str, replay: bool) -> Due:
     """The @every and @at entries due at `instant`; a real tick records the @every starts."""
-    known = timers.starts(state_dir)
+    known = timed.starts(state_dir)
     due: Due = []
     for entry in scheduled:
         if timers.kind(entry.job.schedule) == timers.EVERY:
-            if timers.every_due(entry, instant, timers.last_start(state_dir, entry, known)):
+            if timed.every_due(entry, instant, timed.last_start(state_dir, entry, known)):
                 due.append((entry, "interval", instant))
-        elif instant >= timers.moment(entry.job.schedule or "") and not timers.done(entry.job, state_dir):
+        elif instant >= timers.moment(entry.job.schedule or "") and not timed.done(entry.job, state_dir):
             due.append((entry, "one-time", instant))
     if not replay:
         try:
-            timers.record_starts(state_dir, [e for e, reason, _ in due if reason == "interval"], instant)
+            timed.record_starts(state_dir, [e for e, reason, _ in due if reason == "interval"], instant)
         except OSError as e:
             raise InternalError(f"cannot record the interval starts in {state_dir}: {e.strerror}") from None
     return due

@@ -12,9 +12,9 @@ import shlex
 
 from runjob.errors import ConfigError
 from runjob.export import dialects
-from runjob.schedule import timers
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import disabled, entries
+from runjob.triggers import timers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from cronsim.cronsim import Field
 
-from runjob.schedule.cron import ALIASES, expand
+from runjob.triggers.cron import ALIASES, expand
 
 DEBIAN_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 FIELDS = (Field.MINUTE, Field.HOUR, Field.DAY, Field.MONTH, Field.DOW)
@@ -66,7 +66,7 @@ def _range_steps(text: str, field: Field) -> str:
 
 
 def _is_interval(expr: str) -> bool:
-    from runjob.schedule.timers import EVERY, kind
+    from runjob.triggers.timers import EVERY, kind
 
     return kind(expr) == EVERY
 
@@ -76,7 +76,7 @@ def every(expr: str) -> str:
 
     Cron's `*/N` counts from the top of the hour (or midnight), not from the last start:
     the same rhythm, but not tick's "since the last start". Other intervals: Untranslatable."""
-    from runjob.schedule.timers import interval
+    from runjob.triggers.timers import interval
 
     seconds = interval(expr)
     minutes, hours = seconds / 60, seconds / 3600

@@ -18,9 +18,9 @@ from runjob.errors import ConfigError
 from runjob.export import dialects, names
 from runjob.registry import lock_keys
 from runjob.registry.budget import outer_budget
-from runjob.schedule import timers
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import entries
+from runjob.triggers import timers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

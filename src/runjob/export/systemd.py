@@ -17,9 +17,9 @@ import os
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
 from runjob.registry.budget import outer_budget
-from runjob.schedule import cron
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import entries
+from runjob.triggers import cron
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def _quote(word: str) -> str:
 def timer_lines(expr: str, timezone: str | None, catch_up: float | None) -> str:
     """The [Timer] lines that say when: OnCalendar= for cron and one-time schedules,
     OnUnitActiveSec= for an interval (OnActiveSec=0 starts it once first, as tick does)."""
-    from runjob.schedule import timers
+    from runjob.triggers import timers
 
     what = timers.kind(expr)
     if what == timers.EVERY:

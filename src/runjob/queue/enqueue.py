@@ -66,7 +66,7 @@ def _not_before(delay: str | None, at: float | None) -> float:
     if delay is not None and at is not None:
         raise UsageError("--delay and --at cannot both be given")
     if delay is not None:
-        from runjob.registry.durations import flag
+        from runjob.durations import flag
 
         return time.time() + (flag(delay, "--delay") or 0.0)
     return at or 0.0

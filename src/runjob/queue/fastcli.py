@@ -10,6 +10,10 @@ is left to the typer app, which gives the usual usage error; None says so.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runjob.queue.forked import RunPath
+
 FLAGS = ("--priority", "--delay", "--at")
 WORKER_OPTIONS = ("--concurrency", "--max-jobs", "--max-time")
 
@@ -47,7 +51,7 @@ def enqueue_args(args: list[str]) -> int | None:
 
     at = None
     if flags["--at"] is not None:
-        from runjob.schedule.cron import parse_at
+        from runjob.triggers.cron import parse_at
 
         at = parse_at(flags["--at"])
     return enqueue(config, name, words, priority, flags["--delay"], at)
@@ -72,21 +76,21 @@ def parse_worker(words: list[str]) -> dict[str, str | bool] | None:
     return values
 
 
-def worker_args(args: list[str]) -> int | None:
+def worker_args(args: list[str], path: RunPath) -> int | None:
     config, rest = _config(args)
     if rest[:1] != ["worker"]:
         return None
     values = parse_worker(rest[1:])
     if values is None:
         return None
-    from runjob.queue.worker import work
+    from runjob.queue.worker import WorkerFlags, work
 
     max_jobs = values.get("--max-jobs")
     max_time = values.get("--max-time")
-    return work(
-        config,
+    flags = WorkerFlags(
         int(str(values.get("--concurrency", "1"))),
         bool(values.get("--burst")),
         None if max_jobs is None else int(str(max_jobs)),
         None if max_time is None else str(max_time),
     )
+    return work(config, flags, path)

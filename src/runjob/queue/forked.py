@@ -13,17 +13,32 @@ import os
 import signal
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class RunPath:
+    """What a forked copy of the worker runs, handed down by the command line (queue/ sits
+    below it): `run(words)` is `runjob NAME k=v ...` without the command-line dispatch, and
+    `preload()` imports that path once, in the worker, before the first fork."""
+
+    __slots__ = ("preload", "run")
+
+    def __init__(self, run: Callable[[list[str]], int], preload: Callable[[], None]) -> None:
+        self.run, self.preload = run, preload
+
 
 class Forked:
     """The parts of a Popen the worker uses: pid, poll(), returncode, send_signal()."""
 
-    def __init__(self, args: list[str], env: dict[str, str], close: tuple[int, ...]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], close: tuple[int, ...], path: RunPath) -> None:
         sys.stdout.flush()  # nothing buffered may be written twice
         sys.stderr.flush()
         self.returncode: int | None = None
         self.pid = os.fork()
         if self.pid == 0:
-            _child(args, env, close)
+            _child(args, env, close, path)
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -37,7 +52,7 @@ class Forked:
             os.kill(self.pid, signum)
 
 
-def _child(args: list[str], env: dict[str, str], close: tuple[int, ...]) -> None:
+def _child(args: list[str], env: dict[str, str], close: tuple[int, ...], path: RunPath) -> None:
     code = 125
     try:
         signal.set_wakeup_fd(-1)
@@ -51,11 +66,10 @@ def _child(args: list[str], env: dict[str, str], close: tuple[int, ...]) -> None
         os.dup2(devnull, 0)
         os.close(devnull)
         from runjob import safefs
-        from runjob.startup import run_words
 
         safefs._trusted.clear()  # the run checks its directories itself, as a fresh `runjob NAME` would
 
-        code = run_words(args)
+        code = path.run(args)
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:  # noqa: BLE001 - a forked child must never return into the worker's loop

@@ -16,7 +16,7 @@ import time
 
 from runjob.queue import outcome
 from runjob.queue.backends import open_store
-from runjob.queue.forked import Forked
+from runjob.queue.forked import Forked, RunPath
 from runjob.queue.store import lease_of, new_id, stop_grace_of
 from runjob.records.logs import JsonSink, Records, new_run_id
 from runjob.registry import loader
@@ -31,15 +31,25 @@ if TYPE_CHECKING:
 IDLE_POLL = 0.05  # an idle worker looks for due entries this often: enqueue-to-start stays well under 100 ms
 
 
+class WorkerFlags:
+    """`runjob worker --concurrency N --burst --max-jobs N --max-time D`, as given."""
+
+    __slots__ = ("burst", "concurrency", "max_jobs", "max_time")
+
+    def __init__(self, concurrency: int, burst: bool, max_jobs: int | None, max_time: str | None) -> None:
+        self.concurrency, self.burst, self.max_jobs, self.max_time = concurrency, burst, max_jobs, max_time
+
+
 class Limits:
-    def __init__(self, concurrency: int, burst: bool, max_jobs: int | None, max_time: float | None) -> None:
-        self.concurrency, self.burst, self.max_jobs = concurrency, burst, max_jobs
+    def __init__(self, flags: WorkerFlags) -> None:
+        self.concurrency, self.burst, self.max_jobs = flags.concurrency, flags.burst, flags.max_jobs
+        max_time = _seconds(flags.max_time)
         self.until = None if max_time is None else time.monotonic() + max_time
 
 
 class Worker:
-    def __init__(self, registry: Registry, store: Store, limits: Limits) -> None:
-        self.registry, self.store, self.limits = registry, store, limits
+    def __init__(self, registry: Registry, store: Store, limits: Limits, path: RunPath) -> None:
+        self.registry, self.store, self.limits, self.path = registry, store, limits, path
         self.id = f"{os.uname().nodename}-{os.getpid()}-{new_id()[:6]}"
         self.records = Records(JsonSink(), "worker", new_run_id(), os.environ.get("RUNJOB_CORRELATION_ID"))
         self.lease = lease_of(registry)
@@ -64,7 +74,7 @@ class Worker:
         self.taken += 1
         run_id = new_run_id()
         env = dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id, RUNJOB_QUEUE_ID=entry["id"])
-        proc = Forked(outcome.args(self.registry.path, entry), env, self.wake)
+        proc = Forked(outcome.args(self.registry.path, entry), env, self.wake, self.path)
         self.running[entry["id"]] = (proc, run_id, entry)
         self.records.emit(
             "queue.taken",
@@ -77,13 +87,39 @@ class Worker:
         )
         return True
 
+    def settle(self, entry: dict[str, Any], run_id: str, returncode: int) -> None:
+        """Success: the entry is done. Stopped by our SIGTERM: pending again. Else: dead letter."""
+        code = 128 - returncode if returncode < 0 else returncode
+        fields = {"queue_id": entry["id"], "params": entry["params"], "run": run_id, "exit_code": code}
+        if code == 0:
+            self.store.finish(entry["id"], self.id)
+            self.records.emit("queue.done", f"{entry['job']}: {entry['id']} done", **fields)
+        elif self.stopped_runs:
+            self.store.release(entry["id"], self.id)
+            self.records.emit(
+                "queue.released",
+                f"{entry['job']}: {entry['id']} stopped at shutdown; pending again",
+                level="warning",
+                **fields,
+            )
+        else:
+            tail = outcome.stderr_tail(self.registry.state_dir, run_id)
+            self.store.bury(entry["id"], self.id, code, tail)
+            self.records.emit(
+                "queue.dead",
+                f"{entry['job']}: {entry['id']} failed (exit {code}); dead letter",
+                level="error",
+                **fields,
+                stderr_tail=tail,
+            )
+
     def reap(self) -> None:
         for entry_id, (proc, run_id, entry) in list(self.running.items()):
             code = proc.poll()
             if code is None:
                 continue
             del self.running[entry_id]
-            outcome.settle(self, entry, run_id, code)
+            self.settle(entry, run_id, code)
 
     def beat(self) -> None:
         if time.monotonic() < self.next_beat:
@@ -113,16 +149,16 @@ class Worker:
                 proc.send_signal(signal.SIGTERM)
 
 
-def work(config_path: str | None, concurrency: int, burst: bool, max_jobs: int | None, max_time: str | None) -> int:
+def work(config_path: str | None, limits: WorkerFlags, path: RunPath) -> int:
+    """`runjob worker`: take due entries and run each in a forked copy of this process."""
     from runjob.errors import UsageError
 
-    if concurrency < 1:
-        raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
-    limits = Limits(concurrency, burst, max_jobs, _seconds(max_time))
-    _preload()
+    if limits.concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, got {limits.concurrency}")
+    path.preload()
     registry = loader.load(config_path, cached=True)
     store = open_store(registry)
-    worker = Worker(registry, store, limits)
+    worker = Worker(registry, store, Limits(limits), path)
     _freeze()
     try:
         _loop(worker, stop_grace_of(registry))
@@ -170,18 +206,6 @@ def _loop(worker: Worker, stop_grace: float) -> None:
                     break
 
 
-def _preload() -> None:
-    """Import the run path once, here: every forked run then starts with it loaded (`resource`
-    and `warnings` are what os.wait4 and os.get_exec_path import on first use)."""
-    import resource  # noqa: F401
-    import warnings  # noqa: F401
-
-    import runjob.cli.run  # noqa: F401
-    import runjob.records.kept_file  # noqa: F401  (each run keeps its records: imported on first write)
-    import runjob.run.runner  # noqa: F401
-    import runjob.store.history  # noqa: F401
-
-
 def _freeze() -> None:
     """Move everything the worker holds out of the cyclic GC's reach before the first fork: a
     collection in a forked run would otherwise write to every object's header and so copy
@@ -193,6 +217,6 @@ def _freeze() -> None:
 
 
 def _seconds(text: str | None) -> float | None:
-    from runjob.registry.durations import flag
+    from runjob.durations import flag
 
     return flag(text, "--max-time")

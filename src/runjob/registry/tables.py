@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
+from runjob.durations import parse_duration
 from runjob.registry import schema
 from runjob.registry.config import key
-from runjob.registry.durations import parse_duration
 from runjob.registry.schema import REQUIRED, Key
 
 TYPE_CHECKING = False

@@ -217,7 +217,7 @@ def _owners(raw: Any, errors: list[str]) -> dict[str, Any]:
 
 
 def _check_schedules(registry: Registry, errors: list[str]) -> None:
-    from runjob.schedule import cron, timers
+    from runjob.triggers import cron, timers
 
     tables = [("jobs", job) for job in registry.jobs.values()] + [("pipelines", p) for p in registry.pipelines.values()]
     for table, job in tables:

@@ -54,7 +54,7 @@ def key(entry: Entry, occurrence: datetime) -> str:
 
 def ttl_s(entry: Entry, occurrence: datetime) -> int:
     """Long enough that no later tick can take this occurrence again: the interval to the next one, or catch_up."""
-    from runjob.schedule import cron
+    from runjob.triggers import cron
 
     job = entry.job
     following = cron.next_times(job.schedule or "", job.timezone, occurrence, 1)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def entries(registry: Registry) -> list[Entry]:
     """Every entry that can be due: enabled, with a schedule that is not `@manual`."""
-    from runjob.schedule.timers import is_active
+    from runjob.schedule.due import is_active
 
     out = []
     for job in [*registry.jobs.values(), *registry.pipelines.values()]:
@@ -30,7 +30,7 @@ def entries(registry: Registry) -> list[Entry]:
 
 def disabled(registry: Registry) -> list[Entry]:
     """The entries `enabled = false` keeps from being due (crontab shows them as comments)."""
-    from runjob.schedule.timers import MANUAL, kind
+    from runjob.triggers.timers import MANUAL, kind
 
     out = []
     for job in [*registry.jobs.values(), *registry.pipelines.values()]:
@@ -41,24 +41,26 @@ def disabled(registry: Registry) -> list[Entry]:
 
 def next_times(job: Job, now: datetime, count: int, state_dir: str | None = None) -> list[datetime]:
     """The job's next `count` due times after `now` (none when it is never due)."""
-    from runjob.schedule import cron, timers
+    from runjob.schedule import due
+    from runjob.triggers import cron, timers
 
     what = timers.kind(job.schedule)
     if what is None or not job.enabled or what == timers.MANUAL:
         return []
     if what != timers.CRON:
-        return timers.next_times(job, now, count, state_dir)
+        return due.next_times(job, now, count, state_dir)
     return cron.next_times(job.schedule or "", job.timezone, now, count)
 
 
 def schedule_state(job: Job, state_dir: str | None) -> dict[str, Any]:
     """`enabled`, and for a one-time job `done` (a run at or after its moment succeeded)."""
     from runjob.registry.config import Pipeline
-    from runjob.schedule import timers
+    from runjob.schedule import due
+    from runjob.triggers import timers
 
     out: dict[str, Any] = {"enabled": job.enabled}
     if timers.kind(job.schedule) == timers.AT:
-        out["done"] = state_dir is not None and timers.done(job, state_dir)
+        out["done"] = state_dir is not None and due.done(job, state_dir)
     if isinstance(job, Pipeline):
         out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
     return out

@@ -26,7 +26,7 @@ def since_seconds(text: str | None) -> float | None:
     """--since as seconds; "" or "all" means the whole history."""
     if text in (None, "", "all"):
         return None
-    from runjob.registry.durations import flag
+    from runjob.durations import flag
 
     return flag(text, "--since")
 
