@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import time
 
-from conftest import HOLD, Env, finish, py, wait_for
+from conftest import HOLD, PY, RUNJOB, Env, finish, py, wait_for
 
 from runjob.store import history, history_schema
 
@@ -225,3 +225,96 @@ def test_a_status_reader_never_blocks_or_breaks_the_runs_writing_beside_it(rj: E
     db = sqlite3.connect(rj.state / "history.sqlite3")
     assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 13
     assert latest(db) == expected_latest(db) and len(latest(db)) == 3
+
+
+# --- next due times kept between calls (store/due_times.py) ---------------------------------
+
+SCHEDULES = """
+[jobs.five]
+command = ["true"]
+schedule = "*/5 * * * *"
+max_age = "1h"
+
+[jobs.berlin]
+command = ["true"]
+schedule = "30 2 * * *"
+timezone = "Europe/Berlin"
+
+[jobs.host]
+command = ["true"]
+schedule = "0 3 * * 1-5"
+
+[jobs.hourly]
+command = ["true"]
+schedule = "@hourly"
+
+[jobs.leap]
+command = ["true"]
+schedule = "0 0 29 2 *"
+
+[jobs.every]
+command = ["true"]
+schedule = "@every 90s"
+
+[jobs.off]
+command = ["true"]
+schedule = "*/5 * * * *"
+enabled = false
+"""
+
+
+def imported(rj: Env, *args: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
+    """(the modules runjob imports for `args`, its stdout), from python -X importtime (no timing)."""
+    proc = subprocess.run(
+        [PY, "-X", "importtime", RUNJOB, *args], capture_output=True, env=rj.env(env), cwd=rj.dir, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    lines = [line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines() if "import time:" in line]
+    return set(lines), proc.stdout.decode()
+
+
+def test_status_and_list_with_kept_due_times_load_no_schedule_code(rj: Env):
+    rj.write(SCHEDULES.replace('"@every 90s"', '"@manual"'))
+    assert rj.run("five").code == 0  # the store exists
+    for args in (["status", "--json"], ["list", "--json"]):
+        assert rj.run(*args).code == 0  # the first call works the times out and keeps them
+        modules, out = imported(rj, *args)
+        assert not modules & {"cronsim", "zoneinfo", "datetime", "json", "re", "enum", "typing"}, args
+        assert [row["next_due"] if "next_due" in row else row["next"] for row in json.loads(out)]
+    assert os.stat(rj.state / "next-due.cache").st_mode & 0o777 == 0o600
+
+
+def at(instant: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(instant))
+
+
+def test_kept_due_times_are_the_ones_worked_out_afresh(rj: Env):
+    """`list --at T` reads the kept times (T within a day of when they were kept, many fire
+    times later for `*/5`); `show --at T` always works them out. They must agree, in every
+    zone, across the kept list's end, and when TZ changes between calls (New York's first
+    call must not take Berlin's times for the host's zone)."""
+    rj.write(SCHEDULES)
+    assert rj.run("five").code == 0
+    now = time.time()
+    for tz in ("Europe/Berlin", "America/New_York"):
+        assert rj.run("list", "--json", env={"TZ": tz}).code == 0  # keeps the times seen from now
+        for later in (0, 4 * 3600 + 17, 20 * 3600):  # 20 h: past the 16 kept for */5
+            listed = {
+                j["name"]: j["next"]
+                for j in json.loads(rj.run("list", "--json", "--at", at(now + later), env={"TZ": tz}).out)
+            }
+            for name, times in listed.items():
+                shown = json.loads(rj.run("show", name, "--json", "--at", at(now + later), env={"TZ": tz}).out)
+                assert times == shown["next"][:3], (tz, later, name)
+
+
+def test_a_symlink_where_the_due_times_are_kept_is_never_followed(rj: Env):
+    rj.write(SCHEDULES)
+    assert rj.run("five").code == 0
+    victim = rj.dir / "victim"
+    victim.write_text("keep me")
+    (rj.state / "next-due.cache").symlink_to(victim)
+    for args in (["status", "--json"], ["list", "--json"]):
+        r = rj.run(*args)
+        assert r.code == 0 and "Traceback" not in r.err, r.err
+    assert victim.read_text() == "keep me" and (rj.state / "next-due.cache").is_symlink()

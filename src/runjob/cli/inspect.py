@@ -1,30 +1,35 @@
-"""`runjob list`, `show`, `validate` and `schema`: look at the registry, change nothing."""
+"""`runjob list`, `show`, `validate` and `schema`: look at the registry, change nothing.
+
+`list` is an everyday command (answered without typer off a terminal): its next due
+times come through store/due_times.py, and datetime, cronsim and the redactor are
+loaded only by the commands that need them.
+"""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 from runjob.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from runjob.records import jsonout
 from runjob.records.logs import timestamp
-from runjob.records.redact import MASK, Redactor, job_secrets
 from runjob.registry import config, loader, schema
-from runjob.schedule.scheduled import next_times
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import datetime
     from typing import Any
+
+    from runjob.store.due_times import DueTimes
 
 NEXT_TIMES = 3
 
 
-def summary(job: config.Job, now: datetime, state_dir: str | None = None) -> dict[str, Any]:
+def summary(job: config.Job, now: float, due: DueTimes, state_dir: str | None = None) -> dict[str, Any]:
     out = {
         "name": job.name,
         "description": job.description,
         "schedule": job.schedule,
-        "next": [timestamp(t.timestamp()) for t in next_times(job, now, NEXT_TIMES, state_dir)],
+        "next": [timestamp(t) for t in due.next(job, now, NEXT_TIMES)],
         "lock_key": job.lock_key,
         "timeout_s": job.timeout,
         "owners": job.owners,
@@ -35,11 +40,12 @@ def summary(job: config.Job, now: datetime, state_dir: str | None = None) -> dic
 
 def schedule_state(job: config.Job, state_dir: str | None) -> dict[str, Any]:
     """`enabled`, and for a one-time job `done` (a run at or after its moment succeeded)."""
-    from runjob.schedule import timers
-
     out: dict[str, Any] = {"enabled": job.enabled}
-    if timers.kind(job.schedule) == timers.AT:
-        out["done"] = state_dir is not None and timers.done(job, state_dir)
+    if (job.schedule or "").lstrip()[:3].lower() == "@at":  # timers.kind() == AT; timers loads json and re
+        from runjob.schedule import timers
+
+        if timers.kind(job.schedule) == timers.AT:
+            out["done"] = state_dir is not None and timers.done(job, state_dir)
     if isinstance(job, config.Pipeline):
         out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
     return out
@@ -47,14 +53,22 @@ def schedule_state(job: config.Job, state_dir: str | None) -> dict[str, Any]:
 
 def _now(at: float | None) -> datetime:
     """Now, or the `--at` instant the next due times are seen from."""
+    from datetime import UTC, datetime
+
     return datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
 
 
 def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
+    import time
+
+    from runjob.store.due_times import DueTimes
+
     registry = loader.load(config_path, check_schedules=True, cached=True)
-    now = _now(at)
+    due = DueTimes(registry.state_dir, keep=at is None)  # --at: seen from then, not kept
+    now = time.time() if at is None else at
     everything = [*registry.jobs.values(), *registry.pipelines.values()]
-    rows = [summary(job, now, registry.state_dir) for job in everything]
+    rows = [summary(job, now, due, registry.state_dir) for job in everything]
+    due.save()
     if as_json:
         print(jsonout.dumps(rows))
     else:
@@ -65,6 +79,9 @@ def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -
 
 
 def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
+    from runjob.records.redact import MASK, Redactor, job_secrets
+    from runjob.schedule.scheduled import next_times
+
     registry = loader.load(config_path, check_schedules=True)
     job = registry.pipelines[name] if name in registry.pipelines else registry.job(name)
     shown = job.as_dict() | {

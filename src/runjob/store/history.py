@@ -295,7 +295,7 @@ def last_runs(
 
 def param_sets(db: sqlite3.Connection, job: str) -> dict[str, dict[str, str]]:
     """Every param set `job` has a run with in the store: the stored text -> the params."""
-    import json
+    from runjob.records import jsonout  # not json: its import compiles regexes
 
     rows = db.execute("SELECT params FROM run_latest WHERE job = ?", (job,)).fetchall()
-    return {text: json.loads(text or "{}") for (text,) in rows}
+    return {text: jsonout.loads(text or "{}") for (text,) in rows}

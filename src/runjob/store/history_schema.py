@@ -16,7 +16,7 @@ write, in the same transaction (no extra fsync).
 from __future__ import annotations
 
 try:  # the C module, as in history.py
-    import _sqlite3 as sqlite3  # type: ignore[import-not-found]
+    import _sqlite3 as sqlite3
 except ImportError:  # pragma: no cover
     import sqlite3  # type: ignore[no-redef]
 
