@@ -11,6 +11,8 @@ import subprocess
 import time
 
 from conftest import HOLD, PY, RUNJOB, Env, finish, py, wait_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runjob.store import history, history_schema
 
@@ -318,3 +320,39 @@ def test_a_symlink_where_the_due_times_are_kept_is_never_followed(rj: Env):
         r = rj.run(*args)
         assert r.code == 0 and "Traceback" not in r.err, r.err
     assert victim.read_text() == "keep me" and (rj.state / "next-due.cache").is_symlink()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.builds(
+            lambda n, u, pad: f"{pad}{n}{u}",
+            st.integers(0, 10**13),
+            st.sampled_from(["s", "m", "h", "d", "ms", "", "x", "S"]),
+            st.sampled_from(["", "0", " ", "+", "-"]),
+        ),
+        st.text(alphabet="0123456789smhd.٣ ", max_size=14),
+    )
+)
+def test_the_short_since_form_reads_as_the_duration_parser_does(text):
+    from runjob.cli.history import since_seconds
+    from runjob.errors import UsageError
+    from runjob.registry.durations import flag
+
+    try:
+        expected: float | str = flag(text, "--since") or 0.0
+    except UsageError as e:
+        expected = str(e)
+    try:
+        got: float | str = since_seconds(text)
+    except UsageError as e:
+        got = str(e)
+    assert got == expected
+
+
+def test_history_with_the_usual_filters_loads_no_regex_engine(rj: Env):
+    rj.write('[jobs.f]\ncommand = ["false"]\n')
+    assert rj.run("f").code == 1
+    modules, out = imported(rj, "history", "f", "--status", "failure", "--since", "7d", "--json")
+    assert not modules & {"re", "enum", "json", "datetime", "typing", "cronsim"}
+    assert [r["status"] for r in json.loads(out)] == ["failure"]

@@ -90,12 +90,26 @@ def _rows(
     return [_times(r) for r in rows]
 
 
-def _since(text: str | None) -> float | None:
-    if text is None:  # durations (and its `re`) stay unloaded
-        return None
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_MAX_S = 365 * 86400  # durations.MAX_S
+
+
+def since_seconds(text: str) -> float:
+    """`--since` in seconds. The usual `7d`, `12h`, `30m` are read here; everything else
+    (and anything out of bounds, for its error) goes to registry/durations.py, whose
+    regexes would otherwise be compiled on every call (`re` and `enum`: ~2 ms)."""
+    number, unit = text[:-1], text[-1:]
+    if 0 < len(number) <= 12 and number.isascii() and number.isdecimal() and unit in _UNIT_S:
+        seconds = int(number) * _UNIT_S[unit]
+        if seconds <= _MAX_S:
+            return float(seconds)
     from runjob.registry.durations import flag
 
-    return time.time() - (flag(text, "--since") or 0.0)
+    return flag(text, "--since") or 0.0
+
+
+def _since(text: str | None) -> float | None:
+    return None if text is None else time.time() - since_seconds(text)
 
 
 def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
