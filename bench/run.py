@@ -138,7 +138,7 @@ def fill_history(work: Path, env: dict[str, str], count: int, param_jobs: int = 
     for i, started in enumerate(sorted(now - random.random() * 80 * 86400 for _ in range(count))):
         job = i % 40
         status = random.choice(["success"] * 8 + ["failure", "skipped"])
-        params = {"platform": f"p{i % 5}"} if job < param_jobs else {}
+        params = {"platform": f"p{i // 40 % 5}"} if job < param_jobs else {}
         values = {
             "run_id": f"bench-{i}",
             "job": f"job{job}",

@@ -188,7 +188,8 @@ def plans(db: sqlite3.Connection, calls) -> list[str]:
     out = []
     for sql in seen:
         if sql.lstrip().upper().startswith("SELECT"):
-            out += [f"{sql} -> {row[3]}" for row in db.execute("EXPLAIN QUERY PLAN " + sql)]
+            # the wording of SQLite 3.36+ (older ones say "SEARCH TABLE runs ...")
+            out += [f"{sql} -> {row[3].replace(' TABLE ', ' ')}" for row in db.execute("EXPLAIN QUERY PLAN " + sql)]
     return out
 
 
@@ -213,6 +214,16 @@ def test_status_and_stale_look_up_keys_and_never_scan_the_runs(rj: Env):
         "SEARCH run_latest USING PRIMARY KEY (job=? AND params=?)",
         "SEARCH runs USING INTEGER PRIMARY KEY (rowid=?)",
     }, searches
+    # `status` reads every instance at once: run_latest whole (one row per instance), each
+    # of its runs by id; never a scan or a sort of the runs.
+    steps = [p.split(" -> ")[1].removesuffix(" LEFT-JOIN") for p in plans(db, history.latest_runs)]
+    assert steps == ["SCAN l", "SEARCH a USING INTEGER PRIMARY KEY (rowid=?)"] + [
+        "SEARCH s USING INTEGER PRIMARY KEY (rowid=?)"
+    ], steps
+    latest = history.latest_runs(db)
+    for text in history.param_sets(db, "p"):
+        assert history.newest(latest["p"], text) == history.last_runs(db, "p", text)
+    assert history.newest(latest["p"], None) == history.last_runs(db, "p")
 
 
 def test_a_status_reader_never_blocks_or_breaks_the_runs_writing_beside_it(rj: Env):

@@ -2,7 +2,7 @@
 
 An everyday command, answered without typer off a terminal, and often polled by
 monitoring against a large history. So it reads a few rows by key whatever the size of
-the store (history.last_runs through `run_latest`), and takes the next due times of cron
+the store (one query over `run_latest`, history.latest_runs), and takes the next due times of cron
 schedules from store/due_times.py: a call usually loads neither cronsim nor zoneinfo
 nor datetime.
 """
@@ -21,9 +21,10 @@ from runjob.registry import loader
 from runjob.store import history
 from runjob.store.due_times import DueTimes
 
+HOST = os.uname().nodename  # a `running` row of this host whose runjob is gone is `crashed`
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import sqlite3
     from typing import Any
 
     from runjob.registry.config import Job, Registry
@@ -35,8 +36,9 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     held = watchdog.held_locks(registry)
     now = time.time()
     due = DueTimes(registry.state_dir, keep=at is None)  # --at: seen from then, not kept
+    latest = history.latest_runs(db) if db else {}
     rows = [
-        _job_status(registry, job, db, held, now, at, due, params, text)
+        _job_status(registry, job, latest.get(job.name, {}), held, now, at, due, params, text)
         for job in registry.jobs.values()
         for params, text in watchdog.instances(job, db)
     ]
@@ -64,7 +66,7 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
 def _job_status(
     registry: Registry,
     job: Job,
-    db: sqlite3.Connection | None,
+    latest: dict[str, tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]],
     held: list[dict[str, Any]],
     now: float,
     at: float | None,
@@ -72,9 +74,10 @@ def _job_status(
     params: dict[str, str],
     text: str | None,
 ) -> dict[str, Any]:
-    """One row per job instance (see watchdog.instances): its own last run, success, stale flag and locks."""
-    host = os.uname().nodename
-    last, success = history.last_runs(db, job.name, text) if db and text != "" else (None, None)
+    """One row per job instance (see watchdog.instances): its own last run, success, stale flag and
+    locks; `latest` is the job's part of history.latest_runs."""
+    host = HOST
+    last, success = history.newest(latest, text) if text != "" else (None, None)
     last_row = history.row_dict(last, host) if last else None
     success_row = history.row_dict(success, host) if success else None
     due = due_times.next(job, now if at is None else at, 1)  # --at: seen from then

@@ -51,6 +51,7 @@ class DueTimes:
         self.path = os.path.join(state_dir, FILENAME)
         self.entries = _read(self.path)
         self.used: dict[Any, Entry] = {}
+        self.zones: dict[str | None, Any] = {}
         self.changed = False
 
     def next(self, job: Job, after: float, count: int) -> list[float]:
@@ -60,7 +61,9 @@ class DueTimes:
             return []  # never due (scheduled.next_times says the same)
         if words[0].lower() in NOT_CRON:
             return self._compute(job, after, count)
-        key = (" ".join(words), _zone_key(job.timezone))
+        if job.timezone not in self.zones:  # one stat of /etc/localtime per call, not per job
+            self.zones[job.timezone] = _zone_key(job.timezone)
+        key = (" ".join(words), self.zones[job.timezone])
         kept = self._kept(key, after, count)
         if kept is not None:
             return kept

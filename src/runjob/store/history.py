@@ -293,6 +293,36 @@ def last_runs(
     return found[0], found[1]
 
 
+def latest_runs(db: sqlite3.Connection) -> dict[str, dict[str, tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]]]:
+    """job -> {params as stored -> (its newest run that was not skipped, its newest success)}:
+    all of run_latest with its rows, in one query (`status` asks for every instance)."""
+    both = ", ".join(f"{alias}.{c}" for alias in ("a", "s") for c in COLUMNS)
+    rows = db.execute(
+        f"SELECT l.job, l.params, {both} FROM run_latest l "
+        "LEFT JOIN runs a ON a.id = l.last_id LEFT JOIN runs s ON s.id = l.success_id"
+    ).fetchall()
+    width = len(COLUMNS)
+    out: dict[str, dict[str, tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]]] = {}
+    for row in rows:
+        last, success = row[2 : 2 + width], row[2 + width :]
+        out.setdefault(row[0], {})[row[1]] = (last if last[0] else None, success if success[0] else None)
+    return out
+
+
+def newest(
+    pairs: dict[str, tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]], params: str | None
+) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    """What last_runs answers, from one job's latest_runs: one instance's, or (params None) the job's."""
+    if params is not None:
+        return pairs.get(params, (None, None))
+    started = COLUMNS.index("started")
+    found = []
+    for kind in (0, 1):
+        rows = [pair[kind] for pair in pairs.values() if pair[kind] is not None]
+        found.append(max(rows, key=lambda row: row[started]) if rows else None)  # type: ignore[index]
+    return found[0], found[1]
+
+
 def param_sets(db: sqlite3.Connection, job: str) -> dict[str, dict[str, str]]:
     """Every param set `job` has a run with in the store: the stored text -> the params."""
     from runjob.records import jsonout  # not json: its import compiles regexes
