@@ -184,6 +184,7 @@ def test_records_are_identical_to_python_json_logger():
     ts = timestamp()
     lines.append("long " * 40)  # the message is a prefix of the line
     fast = encode_output(output_pieces(recs.common, "stderr", 2), lines, ts, 7).split("\n")
+    assert fast.pop() == ""  # every record ends with a newline
     for seq, (line, got) in enumerate(zip(lines, fast, strict=True), 7):
         fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": line[:80]}
         fields |= recs.common | {"seq": seq, "stream": "stderr", "line": line, "attempt": 2}
@@ -193,6 +194,7 @@ def test_records_are_identical_to_python_json_logger():
     assert not any(is_plain(b) for b in (b"tab\there", b'q"', b"b\\", b"\xc3\xa9", b'{"a": 1}', b"x\n{}", b"cr\r"))
     plain.append(b"long " * 40)
     raw = b"".join(plain_output_parts(output_pieces(recs.common, "stdout", 1), plain, ts, 0)).decode().split("\n")
+    assert raw.pop() == ""
     for seq, (line, got) in enumerate(zip(plain, raw, strict=True)):
         text = line.decode()
         fields = {"timestamp": ts, "level": "info", "event": "run.output", "message": text[:80]}

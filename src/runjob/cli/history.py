@@ -65,7 +65,7 @@ def show_history(
 
 def _pipeline_history(registry: Registry, name: str, limit: int, as_json: bool) -> int:
     """`runjob history PIPELINE`: its runs, newest first, each with its jobs' latest runs."""
-    from runjob.store.pipeline_store import runs
+    from runjob.pipeline.store import runs
 
     if limit < 1:
         raise UsageError("--limit must be at least 1")

@@ -13,6 +13,7 @@ from runjob.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from runjob.records import jsonout
 from runjob.records.logs import timestamp
 from runjob.registry import config, loader, schema
+from runjob.schedule.scheduled import schedule_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,19 +37,6 @@ def summary(job: config.Job, now: float, due: DueTimes, state_dir: str | None = 
         "params": sorted(job.params),
     }
     return out | schedule_state(job, state_dir)
-
-
-def schedule_state(job: config.Job, state_dir: str | None) -> dict[str, Any]:
-    """`enabled`, and for a one-time job `done` (a run at or after its moment succeeded)."""
-    out: dict[str, Any] = {"enabled": job.enabled}
-    if (job.schedule or "").lstrip()[:3].lower() == "@at":  # timers.kind() == AT; timers loads json and re
-        from runjob.schedule import timers
-
-        if timers.kind(job.schedule) == timers.AT:
-            out["done"] = state_dir is not None and timers.done(job, state_dir)
-    if isinstance(job, config.Pipeline):
-        out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
-    return out
 
 
 def _now(at: float | None) -> datetime:

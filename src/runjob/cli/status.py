@@ -13,11 +13,11 @@ import os
 import time
 
 from runjob.cli.history import open_store
-from runjob.cli.inspect import schedule_state
 from runjob.ops import watchdog
 from runjob.records import jsonout
 from runjob.records.logs import timestamp
 from runjob.registry import loader
+from runjob.schedule.scheduled import schedule_state
 from runjob.store import history
 from runjob.store.due_times import DueTimes
 
@@ -44,7 +44,7 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     ]
     due.save()
     if registry.pipelines:
-        from runjob.store.pipeline_store import pipeline_status
+        from runjob.pipeline.store import pipeline_status
 
         rows += [pipeline_status(registry, p, db, now if at is None else at) for p in registry.pipelines.values()]
     workers: list[dict[str, Any]] = []

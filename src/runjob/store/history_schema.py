@@ -15,14 +15,15 @@ write, in the same transaction (no extra fsync).
 
 from __future__ import annotations
 
-try:  # the C module, as in history.py
-    import _sqlite3 as sqlite3
-except ImportError:  # pragma: no cover
-    import sqlite3  # type: ignore[no-redef]
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     from typing import Any
+else:
+    try:  # the C module, as in history.py
+        import _sqlite3 as sqlite3
+    except ImportError:  # pragma: no cover
+        import sqlite3
 
 # The newest qualifying row of the pair (job, params) of `old`, both kinds, recomputed through
 # the (job, started) and (job, status, started) indexes; a pair with no row left goes.
