@@ -30,11 +30,9 @@ import time
 
 from runjob import safefs
 from runjob.errors import InternalError
-from runjob.locks.lock import Busy, exclusive
 from runjob.proc import procid
 from runjob.records.logs import encode, timestamp
 from runjob.run.model import Observer
-from runjob.store import history_pending
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,6 +48,7 @@ else:
         import sqlite3
 
 FILENAME = "history.sqlite3"
+PENDING = "history.pending"  # history_pending.FILENAME; that module is loaded only when the file is there
 BUSY_TIMEOUT_MS = 30_000  # 20+ concurrent runs wait for each other rather than fail
 WAL_LIMIT = 1 << 20  # bytes the -wal file is cut back to after a checkpoint (else it keeps its peak size)
 # A run ends with os._exit, never closing its connection, so the next one to open the store
@@ -97,7 +96,10 @@ def connect(state_dir: str) -> sqlite3.Connection:
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         if _scalar(db, "PRAGMA user_version") != SCHEMA_VERSION:
             _set_up(db, state_dir)
-        history_pending.fold(db, state_dir)  # run ends an earlier connection could not write
+        if os.path.lexists(os.path.join(state_dir, PENDING)):  # the usual case: one lstat, nothing to import
+            from runjob.store import history_pending
+
+            history_pending.fold(db, state_dir)  # run ends an earlier connection could not write
         return db
     except sqlite3.DatabaseError as e:
         raise InternalError(f"history store {path} is unusable: {e} (move it aside to start afresh)") from None
@@ -124,6 +126,8 @@ def _scalar(db: sqlite3.Connection, sql: str) -> Any:
 
 def _set_up(db: sqlite3.Connection, state_dir: str) -> None:
     """WAL mode and migrations, one process at a time (many runs may create the store at once)."""
+    from runjob.locks.lock import exclusive
+
     with exclusive(os.path.join(state_dir, FILENAME + ".setup.lock")):
         if _scalar(db, "PRAGMA journal_mode") != "wal":
             _scalar(db, "PRAGMA journal_mode = WAL")
@@ -161,6 +165,8 @@ class History(Observer):
         except sqlite3.Error as e:
             raise InternalError(f"cannot write history {path_in(self.state_dir)}: {e}") from None
         if other is not None:
+            from runjob.locks.lock import Busy  # loaded already: the run holds its lock
+
             raise Busy(other)
 
     def _live_holder(self, db: sqlite3.Connection, run: Run) -> dict[str, Any] | None:
@@ -196,6 +202,8 @@ class History(Observer):
                 self._insert(run, **ended)
         except (sqlite3.Error, InternalError) as e:
             # The run did end: keep its row for the next connection, never leave it `running`.
+            from runjob.store import history_pending
+
             history_pending.keep(self.state_dir, self._row(run) | ended)
             raise InternalError(
                 f"cannot write history {path_in(self.state_dir)}: {e}; the run's end is kept in "
