@@ -367,3 +367,24 @@ def test_history_with_the_usual_filters_loads_no_regex_engine(rj: Env):
     modules, out = imported(rj, "history", "f", "--status", "failure", "--since", "7d", "--json")
     assert not modules & {"re", "enum", "json", "datetime", "typing", "cronsim"}
     assert [r["status"] for r in json.loads(out)] == ["failure"]
+
+
+def test_kept_due_times_in_a_state_dir_others_can_write_are_never_read(rj: Env):
+    """A state dir others may write to could hold a planted file: `list` works the times out."""
+    import marshal
+
+    from runjob import __version__
+    from runjob.store import due_times
+
+    rj.write('[jobs.five]\ncommand = ["true"]\nschedule = "*/5 * * * *"\n')
+    assert rj.run("five").code == 0
+    expected = json.loads(rj.run("list", "--json").out)[0]["next"]
+    planted = {
+        key: (time.time() - 10, (4102444800.0,) * 16, True)
+        for key in marshal.loads((rj.state / due_times.FILENAME).read_bytes())[2]
+    }
+    (rj.state / due_times.FILENAME).write_bytes(marshal.dumps((due_times.FORMAT, __version__, planted)))
+    assert "2100-01-01" in rj.run("list", "--json").out  # the planted times are read from a trusted dir ...
+    os.chmod(rj.state, 0o777)
+    listed = json.loads(rj.run("list", "--json").out)[0]["next"]
+    assert "2100" not in "".join(listed) and listed[0] >= expected[0]  # ... never from one others can write

@@ -13,8 +13,9 @@ also used for at most MAX_AGE_S after it was computed, which bounds how long a c
 tzdata file can go unnoticed. `@every` and `@at` are not cached: they depend on the runs.
 `--at` answers are not kept (they would replace the entries for now).
 
-Kept in the state dir as a marshal file (0600, through safefs: never a symlink, never in
-a directory another user can write), read only when owned by us with no write access for
+Kept in the state dir as a marshal file (0600, through safefs: never a symlink), read
+and written only when the state dir is one runjob trusts (safefs.ensure_dir: ours or
+root's, no write access for others) and the file is ours with no write access for
 others. Any problem reading or writing it means computing, never an error.
 """
 
@@ -49,7 +50,7 @@ class DueTimes:
         self.state_dir = state_dir
         self.keep = keep
         self.path = os.path.join(state_dir, FILENAME)
-        self.entries = _read(self.path)
+        self.entries = _read(self.path) if _trusted(state_dir) else {}
         self.used: dict[Any, Entry] = {}
         self.zones: dict[str | None, Any] = {}
         self.changed = False
@@ -96,13 +97,24 @@ class DueTimes:
 
     def save(self) -> None:
         """Keep the entries this call used (those of schedules gone from the registry go)."""
-        if not (self.keep and self.changed) or not os.path.isdir(self.state_dir):
+        if not (self.keep and self.changed) or not _trusted(self.state_dir):
             return
         try:
-            safefs.ensure_dir(self.state_dir, top=True)
             safefs.replace(self.path, marshal.dumps((FORMAT, __version__, self.used)), keep_mode=False)
         except (OSError, ValueError, RunjobError):
             pass  # not kept: the next call computes again, which is correct, only slower
+
+
+def _trusted(state_dir: str) -> bool:
+    """Is the state dir there and one runjob keeps state in (ours or root's, not writable by
+    others)? Never created here: `list` on a registry that never ran leaves no trace."""
+    if not os.path.isdir(state_dir):
+        return False
+    try:
+        safefs.ensure_dir(state_dir, top=True)
+    except RunjobError:
+        return False
+    return True
 
 
 def _read(path: str) -> dict[Any, Entry]:
