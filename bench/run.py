@@ -107,8 +107,7 @@ def startup(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
 
 
 def everyday(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
-    jobs = "".join(f'[jobs.job{i}]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n' for i in range(40))
-    (work / "jobs.toml").write_text('[defaults]\nstate_dir = "state"\n' + jobs)
+    (work / "jobs.toml").write_text(registry())
     fill_history(work, env, 2_000)
     cases: dict[str, Case] = {
         "anchor": ([anchor, "t", "true"], env, work, False),
@@ -124,35 +123,55 @@ def everyday(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
         row(f"{name} (40 jobs, 2,000 rows) / anchor", f"{r:.2f}x", "<= 2x", r <= 2)
 
 
-def fill_history(work: Path, env: dict[str, str], count: int) -> None:
+def fill_history(work: Path, env: dict[str, str], count: int, param_jobs: int = 0) -> None:
+    """`count` rows as runs write them: in the order they started (ids grow with time), over
+    80 days, with this host, a pid and its start time, the lock key, a stderr tail for
+    failures, and for the first `param_jobs` jobs one of 5 param sets each. Inserted through
+    the store's own schema (created by a real run first), so its triggers keep run_latest."""
+    import json
+
     check([RUNJOB, "job0"], env, work)  # creates the store with its current schema
     db = sqlite3.connect(work / "state" / "history.sqlite3")
     columns = [c[1] for c in db.execute("PRAGMA table_info(runs)")]
-    now = time.time()
+    host, now = os.uname().nodename, time.time()
     rows = []
-    for i in range(count):
-        started = now - random.random() * 80 * 86400
+    for i, started in enumerate(sorted(now - random.random() * 80 * 86400 for _ in range(count))):
+        job = i % 40
         status = random.choice(["success"] * 8 + ["failure", "skipped"])
+        params = {"platform": f"p{i // 40 % 5}"} if job < param_jobs else {}
         values = {
             "run_id": f"bench-{i}",
-            "job": f"job{i % 40}",
-            "params": "{}",
-            "host": "vm",
-            "pid": 1,
-            "lock_key": "k",
+            "job": f"job{job}",
+            "params": json.dumps(params),
+            "correlation_id": f"bench-{i}",
+            "host": host,
+            "pid": 1000 + i % 30000,
+            "pid_start": 100000 + i,
+            "lock_key": f"job{job}" + (f".{params['platform']}" if params else ""),
             "started": started,
             "ended": started + 3,
             "status": status,
-            "exit_code": 0,
+            "exit_code": {"success": 0, "skipped": 0}.get(status, 1),
             "attempts": 1,
             "duration_s": 3.0,
-            "stderr_tail": "",
+            "stderr_tail": "" if status != "failure" else "Traceback (most recent call last):\n  ...\nError: boom\n",
+            "max_rss_kb": 20000 + i % 5000,
         }
         rows.append(tuple(values.get(c) for c in columns))
     marks = ",".join("?" * len(columns))
     db.executemany(f"INSERT INTO runs ({','.join(columns)}) VALUES ({marks})", rows)
     db.commit()
     db.close()
+
+
+def registry(param_jobs: int = 0) -> str:
+    """40 scheduled jobs with max_age; the first `param_jobs` take a `platform` param."""
+    jobs = ""
+    for i in range(40):
+        jobs += f'[jobs.job{i}]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n'
+        if i < param_jobs:
+            jobs += f'lock_key = "job{i}.{{platform}}"\n[jobs.job{i}.params.platform]\ndefault = "p0"\n'
+    return '[defaults]\nstate_dir = "state"\n' + jobs
 
 
 def output(work: Path, env: dict[str, str], mib_list: list[int], rounds: int) -> None:
@@ -215,9 +234,11 @@ def peak_rss_kb(argv: list[str], env: dict[str, str], cwd: Path) -> int:
 
 
 def big_history(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
-    jobs = "".join(f'[jobs.job{i}]\ncommand = ["true"]\nschedule = "*/5 * * * *"\nmax_age = "1h"\n' for i in range(40))
-    (work / "jobs.toml").write_text('[defaults]\nstate_dir = "state"\n' + jobs)
-    fill_history(work, env, 100_000)
+    # 8 of the 40 jobs take a param and have run with 5 param sets each: status shows 72 rows
+    (work / "jobs.toml").write_text(registry(param_jobs=8))
+    fill_history(work, env, 100_000, param_jobs=8)
+    for name in ("status", "history"):
+        check([RUNJOB, name, "--json"], env, work)  # warm: the registry cache, next due times
     samples = interleaved(
         {
             "anchor": ([anchor, "t", "true"], env, work, False),

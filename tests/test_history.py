@@ -139,7 +139,7 @@ def test_schema_is_versioned_and_migrates(rj):
     db.execute("CREATE TABLE unrelated (x)")  # an old file with user_version 0
     db.commit()
     assert rj.run("t").code == 0
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3  # 2: pid start times, 3: pipeline runs
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4  # 2: pid start times, 3: pipeline runs, 4: run_latest
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.execute("PRAGMA user_version = 99")
     db.commit()

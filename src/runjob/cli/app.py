@@ -133,7 +133,7 @@ def history(
 @app.command(epilog=epilog("status"))
 def status(as_json: JsonOpt = False, at: AtOpt = None) -> None:
     """Per job: last run, status, duration, last success, next due time, stale flag, locks held."""
-    from runjob.cli.history import show_status
+    from runjob.cli.status import show_status
     from runjob.triggers.cron import parse_at
 
     _done(show_status(state["config"], _json(as_json), parse_at(at)))

@@ -89,9 +89,11 @@ def _run(command: str, config: str | None, values: dict[str, Any], positional: l
         name = positional[0] if positional else None
         limit = int(values.get("--limit", "50"))
         return show_history(config, name, limit, values.get("--status"), values.get("--since"), True)
-    from runjob.triggers.cron import parse_at
+    at = None
+    if "--at" in values:  # cron.py loads datetime
+        from runjob.triggers.cron import parse_at
 
-    at = parse_at(values.get("--at"))
+        at = parse_at(values["--at"])
     if command == "tick":
         from runjob.cli.tick import tick
 
@@ -100,6 +102,6 @@ def _run(command: str, config: str | None, values: dict[str, Any], positional: l
         from runjob.cli.inspect import list_jobs
 
         return list_jobs(config, True, at)
-    from runjob.cli.history import show_status
+    from runjob.cli.status import show_status
 
     return show_status(config, True, at)

@@ -1,31 +1,37 @@
-"""`runjob list`, `show`, `validate` and `schema`: look at the registry, change nothing."""
+"""`runjob list`, `show`, `validate` and `schema`: look at the registry, change nothing.
+
+`list` is an everyday command (answered without typer off a terminal): its next due
+times come through schedule/due_times.py, and datetime, cronsim and the redactor are
+loaded only by the commands that need them.
+"""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 from runjob.cli import answer
 from runjob.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from runjob.records import jsonout
 from runjob.records.logs import timestamp
-from runjob.records.redact import MASK, Redactor, job_secrets
 from runjob.registry import config, loader, schema
-from runjob.schedule.scheduled import next_times, schedule_state
+from runjob.schedule.scheduled import schedule_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import datetime
     from typing import Any
+
+    from runjob.schedule.due_times import DueTimes
 
 NEXT_TIMES = 3
 
 
-def summary(job: config.Job, now: datetime, state_dir: str | None = None) -> dict[str, Any]:
+def summary(job: config.Job, now: float, due: DueTimes, state_dir: str | None = None) -> dict[str, Any]:
     out = {
         "name": job.name,
         "description": job.description,
         "schedule": job.schedule,
-        "next": [timestamp(t.timestamp()) for t in next_times(job, now, NEXT_TIMES, state_dir)],
+        "next": [timestamp(t) for t in due.next(job, now, NEXT_TIMES)],
         "lock_key": job.lock_key,
         "timeout_s": job.timeout,
         "owners": job.owners,
@@ -36,17 +42,29 @@ def summary(job: config.Job, now: datetime, state_dir: str | None = None) -> dic
 
 def _now(at: float | None) -> datetime:
     """Now, or the `--at` instant the next due times are seen from."""
+    from datetime import UTC, datetime
+
     return datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
 
 
 def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -> int:
+    import time
+
+    from runjob.schedule.due_times import DueTimes
+
     registry = loader.load(config_path, check_schedules=True, cached=True)
-    now = _now(at)
+    due = DueTimes(registry.state_dir, keep=at is None)  # --at: seen from then, not kept
+    now = time.time() if at is None else at
     everything = [*registry.jobs.values(), *registry.pipelines.values()]
-    return answer.show([summary(job, now, registry.state_dir) for job in everything], as_json, "job_table")
+    rows = [summary(job, now, due, registry.state_dir) for job in everything]
+    due.save()
+    return answer.show(rows, as_json, "job_table")
 
 
 def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
+    from runjob.records.redact import MASK, Redactor, job_secrets
+    from runjob.schedule.scheduled import next_times
+
     registry = loader.load(config_path, check_schedules=True)
     job = registry.pipelines[name] if name in registry.pipelines else registry.job(name)
     shown = job.as_dict() | {

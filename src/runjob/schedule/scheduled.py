@@ -55,12 +55,14 @@ def next_times(job: Job, now: datetime, count: int, state_dir: str | None = None
 def schedule_state(job: Job, state_dir: str | None) -> dict[str, Any]:
     """`enabled`, and for a one-time job `done` (a run at or after its moment succeeded)."""
     from runjob.registry.config import Pipeline
-    from runjob.schedule import due
-    from runjob.triggers import timers
 
     out: dict[str, Any] = {"enabled": job.enabled}
-    if timers.kind(job.schedule) == timers.AT:
-        out["done"] = state_dir is not None and due.done(job, state_dir)
+    if (job.schedule or "").lstrip()[:3].lower() == "@at":  # status and list load these (json, re) only then
+        from runjob.schedule import due
+        from runjob.triggers import timers
+
+        if timers.kind(job.schedule) == timers.AT:
+            out["done"] = state_dir is not None and due.done(job, state_dir)
     if isinstance(job, Pipeline):
         out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
     return out

@@ -8,8 +8,10 @@ so an unrelated process that got the same pid is never taken for the run.
 The `running` rows also back up the lock: a run that took a lock file a tmp cleaner
 re-created under a live holder finds the holder's row and stands back (`start`).
 
-The schema carries a version (PRAGMA user_version) and migrations; old rows are purged
-on write, a bounded batch at a time.
+The schema carries a version (PRAGMA user_version) and migrations (history_schema.py);
+old rows are purged on write, a bounded batch at a time. `run_latest` (kept by triggers)
+names each job instance's newest run and newest success, so `status` and `stale` look
+up a few rows whatever the size of the table.
 
 The WAL is kept between runs: a run never closes its connection (the launcher ends with
 os._exit), so SQLite's checkpoint-on-close, with its fsyncs and the unlink of the -wal and
@@ -28,11 +30,9 @@ import time
 
 from runjob import safefs
 from runjob.errors import InternalError
-from runjob.locks.lock import Busy, exclusive
 from runjob.proc import procid
 from runjob.records.logs import encode, timestamp
 from runjob.run.model import Observer
-from runjob.store import history_pending
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ else:
         import sqlite3
 
 FILENAME = "history.sqlite3"
+PENDING = "history.pending"  # history_pending.FILENAME; that module is loaded only when the file is there
 BUSY_TIMEOUT_MS = 30_000  # 20+ concurrent runs wait for each other rather than fail
 WAL_LIMIT = 1 << 20  # bytes the -wal file is cut back to after a checkpoint (else it keeps its peak size)
 # A run ends with os._exit, never closing its connection, so the next one to open the store
@@ -56,66 +57,9 @@ WAL_LIMIT = 1 << 20  # bytes the -wal file is cut back to after a checkpoint (el
 # one fsync) keeps that to a few dozen reads.
 WAL_CHECKPOINT_PAGES = 64
 PURGE_BATCH = 500
+# len(history_schema.MIGRATIONS), written out: that module is loaded only to migrate, never by a run
+SCHEMA_VERSION = 4
 
-MIGRATIONS = [
-    # version 1
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        run_id TEXT NOT NULL UNIQUE,
-        job TEXT NOT NULL,
-        params TEXT NOT NULL DEFAULT '{}',
-        correlation_id TEXT,
-        host TEXT,
-        pid INTEGER,
-        lock_key TEXT,
-        started REAL NOT NULL,
-        ended REAL,
-        status TEXT NOT NULL,
-        exit_code INTEGER,
-        attempts INTEGER,
-        duration_s REAL,
-        stderr_tail TEXT,
-        max_rss_kb INTEGER
-    );
-    CREATE INDEX runs_job_started ON runs (job, started);
-    CREATE INDEX runs_started ON runs (started);
-    CREATE INDEX runs_job_status_started ON runs (job, status, started);
-    """,
-    # version 2: the pid's start time (a reused pid is not the run), running rows by lock key
-    """
-    ALTER TABLE runs ADD COLUMN pid_start INTEGER;
-    CREATE INDEX runs_lock_status ON runs (lock_key, status);
-    """,
-    # version 3: pipeline runs and, per pipeline run, each job's latest run (pipeline_store.py)
-    """
-    CREATE TABLE pipeline_runs (
-        id INTEGER PRIMARY KEY,
-        pipeline_run_id TEXT NOT NULL UNIQUE,
-        pipeline TEXT NOT NULL,
-        params TEXT NOT NULL DEFAULT '{}',
-        correlation_id TEXT,
-        host TEXT,
-        pid INTEGER,
-        pid_start INTEGER,
-        started REAL NOT NULL,
-        ended REAL,
-        status TEXT NOT NULL,
-        exit_code INTEGER,
-        failed_jobs TEXT NOT NULL DEFAULT '[]'
-    );
-    CREATE INDEX pipeline_runs_pipeline_started ON pipeline_runs (pipeline, started);
-    CREATE TABLE pipeline_jobs (
-        pipeline_run_id TEXT NOT NULL,
-        stage INTEGER NOT NULL,
-        job TEXT NOT NULL,
-        run_id TEXT,
-        status TEXT NOT NULL,
-        exit_code INTEGER,
-        PRIMARY KEY (pipeline_run_id, job)
-    );
-    """,
-]
 COLUMNS = (
     "run_id",
     "job",
@@ -150,9 +94,12 @@ def connect(state_dir: str) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")  # per connection: set on every open
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-        if _scalar(db, "PRAGMA user_version") != len(MIGRATIONS):
+        if _scalar(db, "PRAGMA user_version") != SCHEMA_VERSION:
             _set_up(db, state_dir)
-        history_pending.fold(db, state_dir)  # run ends an earlier connection could not write
+        if os.path.lexists(os.path.join(state_dir, PENDING)):  # the usual case: one lstat, nothing to import
+            from runjob.store import history_pending
+
+            history_pending.fold(db, state_dir)  # run ends an earlier connection could not write
         return db
     except sqlite3.DatabaseError as e:
         raise InternalError(f"history store {path} is unusable: {e} (move it aside to start afresh)") from None
@@ -179,28 +126,14 @@ def _scalar(db: sqlite3.Connection, sql: str) -> Any:
 
 def _set_up(db: sqlite3.Connection, state_dir: str) -> None:
     """WAL mode and migrations, one process at a time (many runs may create the store at once)."""
+    from runjob.locks.lock import exclusive
+
     with exclusive(os.path.join(state_dir, FILENAME + ".setup.lock")):
         if _scalar(db, "PRAGMA journal_mode") != "wal":
             _scalar(db, "PRAGMA journal_mode = WAL")
-        _migrate(db)
+        from runjob.store import history_schema
 
-
-def _migrate(db: sqlite3.Connection) -> None:
-    version = _scalar(db, "PRAGMA user_version")
-    if version > len(MIGRATIONS):
-        raise sqlite3.DatabaseError(f"schema version {version} is newer than this runjob knows ({len(MIGRATIONS)})")
-    for number in range(version, len(MIGRATIONS)):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if _scalar(db, "PRAGMA user_version") == number:  # another runner may have done it
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        history_schema.migrate(db)
 
 
 class History(Observer):
@@ -232,6 +165,8 @@ class History(Observer):
         except sqlite3.Error as e:
             raise InternalError(f"cannot write history {path_in(self.state_dir)}: {e}") from None
         if other is not None:
+            from runjob.locks.lock import Busy  # loaded already: the run holds its lock
+
             raise Busy(other)
 
     def _live_holder(self, db: sqlite3.Connection, run: Run) -> dict[str, Any] | None:
@@ -267,6 +202,8 @@ class History(Observer):
                 self._insert(run, **ended)
         except (sqlite3.Error, InternalError) as e:
             # The run did end: keep its row for the next connection, never leave it `running`.
+            from runjob.store import history_pending
+
             history_pending.keep(self.state_dir, self._row(run) | ended)
             raise InternalError(
                 f"cannot write history {path_in(self.state_dir)}: {e}; the run's end is kept in "
@@ -351,22 +288,53 @@ def last_runs(
     db: sqlite3.Connection, job: str, params: str | None = None
 ) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
     """(the newest run that was not skipped, the newest success) of `job`, or of one of its
-    instances (`params` as stored: see param_sets); both index look-ups."""
-    cols = ", ".join(COLUMNS)
-    one = "" if params is None else " AND params = ?"
+    instances (`params` as stored: see param_sets): run_latest's rows by key, then those rows."""
+    pair = "" if params is None else " AND params = ?"
     args = (job,) if params is None else (job, params)
-    found = [
-        db.execute(
-            f"SELECT {cols} FROM runs WHERE job = ?{one} AND {where} ORDER BY started DESC LIMIT 1", args
-        ).fetchall()
-        for where in ("status != 'skipped'", "status = 'success'")
-    ]  # fetchall: a finished statement holds no lock (see _scalar)
-    return tuple(rows[0] if rows else None for rows in found)  # type: ignore[return-value]
+    found = []
+    for column in ("last", "success"):
+        rows = db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM runs WHERE id = (SELECT {column}_id FROM run_latest "
+            f"WHERE job = ?{pair} ORDER BY {column}_started DESC LIMIT 1)",
+            args,
+        ).fetchall()  # fetchall: a finished statement holds no lock (see _scalar)
+        found.append(rows[0] if rows else None)
+    return found[0], found[1]
+
+
+def latest_runs(db: sqlite3.Connection) -> dict[str, dict[str, tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]]]:
+    """job -> {params as stored -> (its newest run that was not skipped, its newest success)}:
+    all of run_latest with its rows, in one query (`status` asks for every instance)."""
+    both = ", ".join(f"{alias}.{c}" for alias in ("a", "s") for c in COLUMNS)
+    rows = db.execute(
+        f"SELECT l.job, l.params, {both} FROM run_latest l "
+        "LEFT JOIN runs a ON a.id = l.last_id LEFT JOIN runs s ON s.id = l.success_id"
+    ).fetchall()
+    width = len(COLUMNS)
+    out: dict[str, dict[str, tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]]] = {}
+    for row in rows:
+        last, success = row[2 : 2 + width], row[2 + width :]
+        out.setdefault(row[0], {})[row[1]] = (last if last[0] else None, success if success[0] else None)
+    return out
+
+
+def newest(
+    pairs: dict[str, tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]], params: str | None
+) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    """What last_runs answers, from one job's latest_runs: one instance's, or (params None) the job's."""
+    if params is not None:
+        return pairs.get(params, (None, None))
+    started = COLUMNS.index("started")
+    found = []
+    for kind in (0, 1):
+        rows = [pair[kind] for pair in pairs.values() if pair[kind] is not None]
+        found.append(max(rows, key=lambda row: row[started]) if rows else None)  # type: ignore[index]
+    return found[0], found[1]
 
 
 def param_sets(db: sqlite3.Connection, job: str) -> dict[str, dict[str, str]]:
-    """Every param set `job` has run with: the stored text -> the params."""
-    import json
+    """Every param set `job` has a run with in the store: the stored text -> the params."""
+    from runjob.records import jsonout  # not json: its import compiles regexes
 
-    rows = db.execute("SELECT DISTINCT params FROM runs WHERE job = ?", (job,)).fetchall()
-    return {text: json.loads(text or "{}") for (text,) in rows}
+    rows = db.execute("SELECT params FROM run_latest WHERE job = ?", (job,)).fetchall()
+    return {text: jsonout.loads(text or "{}") for (text,) in rows}
