@@ -33,12 +33,11 @@ if TYPE_CHECKING:
 def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:
     registry = loader.load(config_path, check_schedules=True, cached=True)
     db = open_store(registry.state_dir)
-    held = watchdog.held_locks(registry)
-    now = time.time()
     due = DueTimes(registry.state_dir, keep=at is None)  # --at: seen from then, not kept
     latest = history.latest_runs(db) if db else {}
+    seen = _Seen(registry, watchdog.held_locks(registry), time.time(), at, due)
     rows = [
-        _job_status(registry, job, latest.get(job.name, {}), held, now, at, due, params, text)
+        _job_status(seen, job, latest.get(job.name, {}), params, text)
         for job in registry.jobs.values()
         for params, text in watchdog.instances(job, db)
     ]
@@ -46,7 +45,8 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     if registry.pipelines:
         from runjob.pipeline.store import pipeline_status
 
-        rows += [pipeline_status(registry, p, db, now if at is None else at) for p in registry.pipelines.values()]
+        seen_from = seen.now if at is None else at
+        rows += [pipeline_status(registry, p, db, seen_from) for p in registry.pipelines.values()]
     workers: list[dict[str, Any]] = []
     if registry.workers:
         from runjob.supervisor.state import print_workers, worker_rows
@@ -63,19 +63,28 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     return 0
 
 
+class _Seen:
+    """What every row of `status` is seen from: the registry, the locks held now, now, `--at`
+    (the instant next due times are seen from, if given) and the kept due times."""
+
+    __slots__ = ("at", "due_times", "held", "now", "registry")
+
+    def __init__(
+        self, registry: Registry, held: list[dict[str, Any]], now: float, at: float | None, due_times: DueTimes
+    ) -> None:
+        self.registry, self.held, self.now, self.at, self.due_times = registry, held, now, at, due_times
+
+
 def _job_status(
-    registry: Registry,
+    seen: _Seen,
     job: Job,
     latest: dict[str, tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]],
-    held: list[dict[str, Any]],
-    now: float,
-    at: float | None,
-    due_times: DueTimes,
     params: dict[str, str],
     text: str | None,
 ) -> dict[str, Any]:
     """One row per job instance (see watchdog.instances): its own last run, success, stale flag and
     locks; `latest` is the job's part of history.latest_runs."""
+    registry, held, now, at, due_times = seen.registry, seen.held, seen.now, seen.at, seen.due_times
     host = HOST
     last, success = history.newest(latest, text) if text != "" else (None, None)
     last_row = history.row_dict(last, host) if last else None
