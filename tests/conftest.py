@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 T = TypeVar("T")
+
+# Property tests judge what a function returns, never how fast: on a loaded machine one
+# example may wait for a core far past Hypothesis' 200 ms deadline, and generating data may
+# be "too slow". Every test's own @settings starts from this profile.
+settings.register_profile("runjob", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("runjob")
 
 PY = sys.executable  # the venv's interpreter, not a pyenv shim: children start fast
 RUNJOB = shutil.which("runjob", path=os.path.dirname(sys.executable)) or shutil.which("runjob")
