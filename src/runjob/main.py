@@ -14,10 +14,14 @@ import sys
 from runjob.errors import EXIT_INTERNAL, ConfigError, RunjobError, one_line
 from runjob.registry.schema import SUBCOMMANDS
 
-try:  # the C module: `signal` wraps it only to add enums (see process.py)
-    import _signal as signal
-except ImportError:  # pragma: no cover
-    import signal  # type: ignore[no-redef]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    try:  # the C module: `signal` wraps it only to add enums (see proc/process.py)
+        import _signal as signal
+    except ImportError:  # pragma: no cover
+        import signal
 
 
 def main(argv: list[str] | None = None, fast: bool = True) -> int:

@@ -200,7 +200,7 @@ def tick(
 @app.command(epilog=epilog("resume"))
 def resume(pipeline_run_id: str) -> None:
     """Run a pipeline run again from where it stopped (never a job that already succeeded in it)."""
-    from runjob.run.pipeline import resume as run_resume
+    from runjob.pipeline.execution import resume as run_resume
 
     _done(run_resume(state["config"], pipeline_run_id))
 

@@ -50,7 +50,8 @@ def describe(plan: Plan) -> dict[str, Any]:
         "schedule": job.schedule,
         "state_dir": plan.state_dir,
     }
-    return Redactor(plan.secret_values).value(shown)  # a secret param may reach any field
+    redacted: dict[str, Any] = Redactor(plan.secret_values).value(shown)  # a secret param may reach any field
+    return redacted
 
 
 def check_executable(plan: Plan, env: dict[str, str]) -> tuple[str | None, str | None, int]:

@@ -6,12 +6,12 @@ import os
 import time
 from datetime import UTC, datetime
 
-from runjob.cli.inspect import schedule_state
 from runjob.errors import UsageError
 from runjob.ops import watchdog
 from runjob.records import jsonout
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.registry import config, loader
+from runjob.schedule.scheduled import schedule_state
 from runjob.store import history
 
 TYPE_CHECKING = False
@@ -61,7 +61,7 @@ def show_history(
 
 def _pipeline_history(registry: config.Registry, name: str, limit: int, as_json: bool) -> int:
     """`runjob history PIPELINE`: its runs, newest first, each with its jobs' latest runs."""
-    from runjob.store.pipeline_store import runs
+    from runjob.pipeline.store import runs
 
     if limit < 1:
         raise UsageError("--limit must be at least 1")
@@ -105,7 +105,7 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
         for params, text in watchdog.instances(job, db)
     ]
     if registry.pipelines:
-        from runjob.store.pipeline_store import pipeline_status
+        from runjob.pipeline.store import pipeline_status
 
         rows += [pipeline_status(registry, p, db, now if at is None else at) for p in registry.pipelines.values()]
     workers: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ from runjob.records import jsonout
 from runjob.records.logs import timestamp
 from runjob.records.redact import MASK, Redactor, job_secrets
 from runjob.registry import config, loader, schema
-from runjob.schedule.scheduled import next_times
+from runjob.schedule.scheduled import next_times, schedule_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,18 +31,6 @@ def summary(job: config.Job, now: datetime, state_dir: str | None = None) -> dic
         "params": sorted(job.params),
     }
     return out | schedule_state(job, state_dir)
-
-
-def schedule_state(job: config.Job, state_dir: str | None) -> dict[str, Any]:
-    """`enabled`, and for a one-time job `done` (a run at or after its moment succeeded)."""
-    from runjob.schedule import timers
-
-    out: dict[str, Any] = {"enabled": job.enabled}
-    if timers.kind(job.schedule) == timers.AT:
-        out["done"] = state_dir is not None and timers.done(job, state_dir)
-    if isinstance(job, config.Pipeline):
-        out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
-    return out
 
 
 def _now(at: float | None) -> datetime:

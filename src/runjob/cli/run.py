@@ -42,14 +42,19 @@ def run_job(
             _config_error_record(name, e)
         raise
     if name in registry.pipelines:  # one namespace: `runjob NAME` runs a pipeline too
-        from runjob.run.pipeline import run_pipeline
+        from runjob.pipeline.execution import pipeline_params, run_pipeline
 
         if timeout is not None or no_retry or output is not None or log_file is not None:
             raise UsageError(
                 f"{name} is a pipeline: --timeout, --no-retry, --output and --log-file are for jobs "
                 "(set them on its jobs, or `timeout` on the pipeline)"
             )
-        return run_pipeline(registry, name, list(words) + list(extra_params), dry_run)
+        pipeline_words = list(words) + list(extra_params)
+        if dry_run:
+            from runjob.cli.dry_run import show_stages
+
+            return show_stages(registry, registry.pipelines[name], pipeline_params(registry, name, pipeline_words))
+        return run_pipeline(registry, name, pipeline_words)
     given = plan.parse_params(list(words) + list(extra_params))
     the_plan = plan.build(registry, name, given, _timeout(timeout), no_retry, output, log_file)
     if dry_run:

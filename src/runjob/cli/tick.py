@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 from runjob import safefs
 from runjob.errors import InternalError
 from runjob.locks.lock import exclusive
+from runjob.proc.executable import runjob_argv
 from runjob.records import relay
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.registry import loader
@@ -143,7 +143,7 @@ def _claimed(due: Due, records: Records) -> list[tuple[Entry, str, str | None]]:
 
         run_id = new_run_id()
         me = {"host": records.common["host"], "run_id": run_id, "tick_pid": os.getpid(), "claimed_at": timestamp()}
-        fields = {"params": entry.params, "occurrence": timestamp(occurrence.timestamp())}
+        fields: dict[str, Any] = {"params": entry.params, "occurrence": timestamp(occurrence.timestamp())}
         try:
             winner = claims.claim(entry, occurrence, me)
         except claims.Unavailable as e:
@@ -207,14 +207,6 @@ def _spawn(argv: list[str], env: dict[str, str], stdout: int | None) -> int:
     return os.posix_spawn(
         argv[0], argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=(signal.SIGPIPE, signal.SIGXFSZ)
     )
-
-
-def runjob_argv() -> list[str]:
-    """How to start runjob again: this entry point, else this interpreter's `-m runjob`."""
-    me = os.path.abspath(sys.argv[0])
-    if os.path.isfile(me) and os.access(me, os.X_OK):
-        return [me]
-    return [sys.executable, "-m", "runjob"]
 
 
 def _tick_lock(state_dir: str) -> exclusive:

@@ -32,6 +32,7 @@ import time
 
 from runjob.errors import ConfigError
 from runjob.records.logs import encode
+from runjob.records.redact import shown_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,13 +85,6 @@ def ttl_problem(ttl: float, kill_grace: float) -> str | None:
             f"{SAFETY_S:g}s + kill_grace {kill_grace:g}s)"
         )
     return None
-
-
-def shown_url(url: str) -> str:
-    """`url` as records may show it: scheme, host and port, never user, password, path or query."""
-    from runjob.ops.web import shown_url as shown
-
-    return shown(url)
 
 
 def client(url: str, password_env: str | None) -> redis.Redis:

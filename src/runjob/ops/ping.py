@@ -10,6 +10,7 @@ host only: a ping URL is a token) and never changes the exit code.
 from __future__ import annotations
 
 from runjob.ops import web
+from runjob.records.redact import shown_url
 from runjob.run.model import Observer
 
 TYPE_CHECKING = False
@@ -42,13 +43,13 @@ class Pinger(Observer):
                 cancelled=cancelled,
             )
         except Exception as e:  # noqa: BLE001 - web.send says OSError; anything else is contained here all the same
-            return str(e) if isinstance(e, OSError) else f"{type(e).__name__} while pinging {web.shown_url(self.url)}"
+            return str(e) if isinstance(e, OSError) else f"{type(e).__name__} while pinging {shown_url(self.url)}"
         return None
 
     def _report(self, run: Run, error: str | None) -> None:
         if error:
             run.records.emit(
-                "ping.error", f"ping failed: {error}", level="warning", url=web.shown_url(self.url), error=error
+                "ping.error", f"ping failed: {error}", level="warning", url=shown_url(self.url), error=error
             )
 
     def start(self, run: Run) -> None:

@@ -6,13 +6,15 @@ waits for it until one deadline for the whole exchange (monotonic), or until `ca
 says a signal came: then the caller goes on and the thread is left to die with its
 socket's per-read timeout (or with runjob). The thread never writes a record.
 
-A URL is logged as scheme and host only (`shown_url`): webhook and ping URLs are often
-tokens in themselves.
+A URL is logged as scheme and host only (records/redact.py `shown_url`): webhook and ping
+URLs are often tokens in themselves.
 """
 
 from __future__ import annotations
 
 import time
+
+from runjob.records.redact import shown_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,22 +23,6 @@ if TYPE_CHECKING:
 TIMEOUT_S = 10.0
 SLICE_S = 0.05  # how often a waiting caller looks at `cancelled`
 READ_LIMIT = 65536  # of an answer's body, which nobody reads
-
-
-def shown_url(url: str) -> str:
-    """`url` as it may be logged: scheme://host[:port], nothing else (no user, password, path or query)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(a malformed URL)"
-    host = f"[{host}]" if ":" in host else host
-    if parts.scheme == "unix":  # a Redis socket: its path names it, and is no secret
-        return f"unix://{parts.path}"
-    return f"{parts.scheme}://{host}{port}" if parts.scheme else "(a URL without a scheme)"
 
 
 def send(

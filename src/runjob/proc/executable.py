@@ -10,6 +10,7 @@ for a file that is right there.
 from __future__ import annotations
 
 import os
+import sys
 
 from runjob.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, one_line
 
@@ -74,3 +75,11 @@ def _check_interpreter(program: str, path: str) -> None:
         raise Problem(EXIT_NOT_FOUND, f'interpreter not found: "{name}" {where}{hint}', path)
     if os.path.isdir(interpreter) or not os.access(interpreter, os.X_OK):
         raise Problem(EXIT_NOT_EXECUTABLE, f'interpreter not executable: "{name}" {where}', path)
+
+
+def runjob_argv() -> list[str]:
+    """How to start runjob again: this entry point, else this interpreter's `-m runjob`."""
+    me = os.path.abspath(sys.argv[0])
+    if os.path.isfile(me) and os.access(me, os.X_OK):
+        return [me]
+    return [sys.executable, "-m", "runjob"]

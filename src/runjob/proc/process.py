@@ -18,12 +18,15 @@ from runjob.proc import executable, reaper
 from runjob.records.logs import PENDING_MAX
 from runjob.records.output import READ_SIZE
 
-try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
-    import _signal as signal
-except ImportError:  # pragma: no cover
-    import signal  # type: ignore[no-redef]
-
 TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as signal  # the types of what _signal has
+else:
+    try:  # the C module: `signal` wraps it only to add enums, and importing enum costs ~7 ms here
+        import _signal as signal
+    except ImportError:  # pragma: no cover
+        import signal
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

@@ -73,10 +73,10 @@ def act(config_path: str | None, action: str, target: str | None, value: int | N
 
 def _one(store: Any, action: str, entry_id: str, value: int | None) -> bool:
     if action == "retry":
-        return store.retry(entry_id)
+        return bool(store.retry(entry_id))
     if action == "drop":
-        return store.drop(entry_id)
-    return store.set_priority(entry_id, value)
+        return bool(store.drop(entry_id))
+    return bool(store.set_priority(entry_id, value))
 
 
 def _why(action: str, entry_id: str) -> str:

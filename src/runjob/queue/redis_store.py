@@ -13,27 +13,13 @@ from __future__ import annotations
 import json
 
 from runjob.errors import InternalError
-from runjob.queue.store import ALL, new_id
+from runjob.queue.store import ALL, FIELDS, new_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 P = "runjob:queue:"
-FIELDS = (
-    "id",
-    "job",
-    "params",
-    "priority",
-    "enqueued_at",
-    "not_before",
-    "state",
-    "worker",
-    "lease_until",
-    "takes",
-    "exit_code",
-    "stderr_tail",
-)
 NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1e6\n"
 # A pending entry's score: higher priority first (|priority| <= 1000), then the enqueue order.
 ORDER = "local function order(prio, seq) return -tonumber(prio) * 1e12 + tonumber(seq) end\n"
@@ -154,7 +140,8 @@ class RedisStore:
     def __init__(self, url: str, password_env: str | None) -> None:
         from runjob.locks.redis_lock import client
 
-        self.r = client(url, password_env)
+        # Any: redis-py types every reply as a union of sync and async shapes; ours are bytes.
+        self.r: Any = client(url, password_env)
         self.scripts = {
             name: self.r.register_script(src)
             for name, src in (
@@ -209,13 +196,13 @@ class RedisStore:
         return sorted((e for e in found if e), key=lambda e: (-e["priority"], e["seq"]))
 
     def retry(self, entry_id: str) -> bool:
-        return self._run("admin", entry_id, "retry", "") == 1
+        return bool(self._run("admin", entry_id, "retry", "") == 1)
 
     def drop(self, entry_id: str) -> bool:
-        return self._run("admin", entry_id, "drop", "") == 1
+        return bool(self._run("admin", entry_id, "drop", "") == 1)
 
     def set_priority(self, entry_id: str, priority: int) -> bool:
-        return self._run("admin", entry_id, "priority", priority) == 1
+        return bool(self._run("admin", entry_id, "priority", priority) == 1)
 
     def pause(self, job: str) -> None:
         self.r.sadd(P + "paused", job)

@@ -14,7 +14,7 @@ import time
 
 from runjob import safefs
 from runjob.errors import InternalError
-from runjob.queue.store import ALL, new_id
+from runjob.queue.store import ALL, FIELDS, new_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,20 +33,6 @@ CREATE INDEX IF NOT EXISTS entries_lease ON entries (state, lease_until);
 CREATE TABLE IF NOT EXISTS paused (job TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, expires REAL NOT NULL);
 """
-COLUMNS = (
-    "id",
-    "job",
-    "params",
-    "priority",
-    "enqueued_at",
-    "not_before",
-    "state",
-    "worker",
-    "lease_until",
-    "takes",
-    "exit_code",
-    "stderr_tail",
-)
 
 
 class SqliteStore:
@@ -85,7 +71,7 @@ class SqliteStore:
             if self.db.execute("SELECT 1 FROM paused WHERE job = ?", (ALL,)).fetchone():
                 return None
             row = self.db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM entries WHERE state = 'pending' AND not_before <= ? "
+                f"SELECT {', '.join(FIELDS)} FROM entries WHERE state = 'pending' AND not_before <= ? "
                 "AND job NOT IN (SELECT job FROM paused) ORDER BY priority DESC, seq LIMIT 1",
                 (now,),
             ).fetchone()
@@ -124,7 +110,7 @@ class SqliteStore:
         )
 
     def entries(self) -> list[dict[str, Any]]:
-        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM entries ORDER BY priority DESC, seq")
+        rows = self.db.execute(f"SELECT {', '.join(FIELDS)} FROM entries ORDER BY priority DESC, seq")
         now = time.time()
         return [_shown(_entry(row), now) for row in rows]
 
@@ -190,7 +176,7 @@ class _Transaction:
 
 
 def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
-    entry = dict(zip(COLUMNS, row, strict=True))
+    entry = dict(zip(FIELDS, row, strict=True))
     entry["params"] = json.loads(entry["params"])
     return entry
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
         def close(self) -> None: ...
 
 
+# An entry's fields, in one order: the SQLite columns, the Redis hash's keys.
+FIELDS = "id job params priority enqueued_at not_before state worker lease_until takes exit_code stderr_tail".split()
 ALL = "*"  # `queue pause` with no job: every job
 MAX_PRIORITY = 1000  # keeps the Redis score (priority and order in one float) exact
 

@@ -79,10 +79,11 @@ class Worker:
 
     def reap(self) -> None:
         for entry_id, (proc, run_id, entry) in list(self.running.items()):
-            if proc.poll() is None:
+            code = proc.poll()
+            if code is None:
                 continue
             del self.running[entry_id]
-            outcome.settle(self, entry, run_id, proc.returncode)
+            outcome.settle(self, entry, run_id, code)
 
     def beat(self) -> None:
         if time.monotonic() < self.next_beat:

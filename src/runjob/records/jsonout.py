@@ -9,8 +9,8 @@ The test suite checks that against `json.dumps` with hypothesis.
 
 from __future__ import annotations
 
-from _json import encode_basestring_ascii as _string  # type: ignore[attr-defined]
-from _json import make_scanner  # type: ignore[attr-defined]
+from _json import encode_basestring_ascii as _string
+from _json import make_scanner
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class _Decoding:
     parse_constant = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.__getitem__
 
 
-_scan = make_scanner(_Decoding())
+_scan = make_scanner(_Decoding())  # type: ignore[arg-type]  # the scanner reads only these attributes
 
 
 def loads(text: str) -> Any:

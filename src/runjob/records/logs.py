@@ -40,10 +40,10 @@ def _no_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _c_encoder() -> tuple[Any, Any]:
+def _c_encoder() -> tuple[Callable[[object], str], Callable[[str], str]]:
     """json.dumps(ensure_ascii=False) built from the same C parts, checked; else json's own."""
     try:
-        from _json import encode_basestring, make_encoder  # type: ignore[attr-defined]
+        from _json import encode_basestring, make_encoder
 
         # The arguments json.encoder.JSONEncoder.iterencode passes (CPython 3.11-3.13).
         # allow_nan=False: records are strict JSON; a NaN or infinity raises and the record
@@ -58,7 +58,7 @@ def _c_encoder() -> tuple[Any, Any]:
     except (ImportError, TypeError, ValueError):
         pass
     import json
-    from json.encoder import encode_basestring as escape  # type: ignore[attr-defined]
+    from json.encoder import encode_basestring as escape
 
     return json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode, escape
 

@@ -126,3 +126,20 @@ def _u_escape(code: int) -> str:
         code -= 0x10000
         return _u_escape(0xD800 + (code >> 10)) + _u_escape(0xDC00 + (code & 0x3FF))
     return "\\\\u" + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in f"{code:04x}")
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be logged: scheme://host[:port], nothing else (no user, password, path or query):
+    webhook, ping and Redis URLs often carry a token or a password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(a malformed URL)"
+    host = f"[{host}]" if ":" in host else host
+    if parts.scheme == "unix":  # a Redis socket: its path names it, and is no secret
+        return f"unix://{parts.path}"
+    return f"{parts.scheme}://{host}{port}" if parts.scheme else "(a URL without a scheme)"

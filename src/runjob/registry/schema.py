@@ -226,7 +226,7 @@ def _table_schema(keys: dict[str, Key]) -> dict[str, Any]:
     return out
 
 
-# [workers.NAME] (SPEC section 10): checked by supervisor/spec.py
+# [workers.NAME] (SPEC section 10): checked by worker_config.py
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "WINCH")
 MAX_INSTANCES = 256
 RESTART = {

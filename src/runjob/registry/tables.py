@@ -138,7 +138,7 @@ def _argv(value: Any) -> list[str]:
             value = shlex.split(value)
         except ValueError as e:
             raise ValueError(f"cannot split command string: {e}") from None
-    argv = _expect(value, list, "a list of strings or a string")
+    argv: list[str] = _expect(value, list, "a list of strings or a string")
     if not argv or not all(isinstance(a, str) for a in argv):
         raise ValueError("expected a non-empty list of strings")
     if not argv[0]:

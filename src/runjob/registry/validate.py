@@ -81,7 +81,7 @@ def _build(raw: dict[str, Any], path: str, errors: list[str]) -> Registry:
         path, defaults, owners, jobs, pipelines(raw.get("pipelines", {}), jobs, defaults, owners, errors)
     )
     if "workers" in raw:
-        from runjob.supervisor.spec import parse_workers
+        from runjob.registry.worker_config import parse_workers
 
         registry.workers = parse_workers(raw["workers"], owners, job_names, errors)
     registry.warnings = [w for job in jobs.values() for w in option_like_params(job)]

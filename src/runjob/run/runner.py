@@ -17,6 +17,7 @@ from runjob.proc import process, procid
 from runjob.proc.process import signal  # _signal: see process.py
 from runjob.records.logs import Records, new_run_id, timestamp
 from runjob.records.output import StreamHandler
+from runjob.records.redact import shown_url
 from runjob.run.model import Outcome, Run
 from runjob.run.retry import RetryState
 
@@ -159,7 +160,6 @@ def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.
 
 def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) -> locks.FileLock | int | None:
     """Redis is down: this host's file lock only (`local`), or stop."""
-    from runjob.locks import redis_lock
 
     job = run.plan.job
     policy = job.lock_unavailable
@@ -169,7 +169,7 @@ def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) ->
         f"{run.plan.name}: {e}; {then[policy]}",
         level="error" if policy == "fail" else "warning",
         lock_key=run.plan.lock_key,
-        backend=redis_lock.shown_url(job.lock_backend),
+        backend=shown_url(job.lock_backend),
         lock_unavailable=policy,
         error=str(e),
     )
@@ -180,7 +180,6 @@ def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) ->
 
 def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
     """On the main thread: say the lock is lost, and stop the child if on_lock_lost says so."""
-    from runjob.locks import redis_lock
 
     job = run.plan.job
     kill = job.on_lock_lost == "kill"
@@ -190,7 +189,7 @@ def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
         + ("; stopping the job" if kill else "; the job goes on unprotected"),
         level="error",
         lock_key=run.plan.lock_key,
-        backend=redis_lock.shown_url(job.lock_backend),
+        backend=shown_url(job.lock_backend),
         on_lock_lost=job.on_lock_lost,
         error=reason,
     )
@@ -275,22 +274,11 @@ def _attempts(
     while True:
         attempt += 1
         env["RUNJOB_ATTEMPT"] = str(attempt)
-        handlers = tuple(
-            StreamHandler(
-                s,
-                plan.output,
-                run.records.sink,
-                run.records,
-                attempt,
-                plan.secret_values,
-                patterns if s == "stderr" else None,
-            )
-            for s in ("stdout", "stderr")
-        )
+        handlers = (_handler(run, "stdout", attempt, None), _handler(run, "stderr", attempt, patterns))
         inherit = (held.fd,) if held.fd >= 0 else ()  # a file lock stays held while the child lives
         result = process.run(
             plan.argv, plan.cwd, env, plan.output, inherit, plan.timeout, plan.kill_grace, handlers, stop, watch
-        )  # type: ignore[arg-type]
+        )
         max_rss = max(max_rss, result.max_rss_kb)
         again = not result.error and not stop.signum and retry.should_retry(attempt, result.status, result.exit_code)
         delay = retry.next_delay(attempt) if again else None
@@ -438,11 +426,16 @@ def _safely(step: Any, *args: Any) -> None:
         os.write(2, f"runjob: {type(e).__name__} in an after-run step: {str(e)[:200]}\n".encode())
 
 
+def _handler(run: Run, stream: str, attempt: int, patterns: list[Any] | None) -> StreamHandler:
+    plan = run.plan
+    return StreamHandler(stream, plan.output, run.records.sink, run.records, attempt, plan.secret_values, patterns)
+
+
 def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int]:
     """Our handlers for SIGTERM/INT/HUP, and a wakeup pipe so poll() notices them at once."""
     stop.wake_read, stop.wake_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     old_wakeup = signal.set_wakeup_fd(stop.wake_fd, warn_on_full_buffer=False)
-    handlers = {s: signal.signal(s, stop.handle) for s in process.STOP_SIGNALS}
+    handlers: dict[int, Any] = {s: signal.signal(s, stop.handle) for s in process.STOP_SIGNALS}
     if stop.reaper:  # as PID 1: an orphan's exit wakes the supervise loop, which reaps it
         handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _wake_only)
     return handlers, old_wakeup

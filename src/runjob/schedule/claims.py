@@ -91,7 +91,7 @@ def last_claim(url: str, password_env: str | None, job: str) -> dict[str, Any] |
     return _decode(raw) if raw else None
 
 
-def _decode(raw: bytes | None) -> dict[str, Any]:
+def _decode(raw: bytes | str | None) -> dict[str, Any]:
     try:
         found = json.loads(raw) if raw else {}
     except ValueError:

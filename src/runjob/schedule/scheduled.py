@@ -12,6 +12,7 @@ from runjob.schedule.entry import Entry, entries_of
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import Any
 
     from runjob.registry.config import Job, Registry
 
@@ -48,3 +49,16 @@ def next_times(job: Job, now: datetime, count: int, state_dir: str | None = None
     if what != timers.CRON:
         return timers.next_times(job, now, count, state_dir)
     return cron.next_times(job.schedule or "", job.timezone, now, count)
+
+
+def schedule_state(job: Job, state_dir: str | None) -> dict[str, Any]:
+    """`enabled`, and for a one-time job `done` (a run at or after its moment succeeded)."""
+    from runjob.registry.config import Pipeline
+    from runjob.schedule import timers
+
+    out: dict[str, Any] = {"enabled": job.enabled}
+    if timers.kind(job.schedule) == timers.AT:
+        out["done"] = state_dir is not None and timers.done(job, state_dir)
+    if isinstance(job, Pipeline):
+        out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
+    return out

@@ -26,12 +26,6 @@ from __future__ import annotations
 import os
 import time
 
-try:  # the C module: the sqlite3 package adds only datetime adapters, and importing datetime
-    # costs ~3 ms of every run's start-up here (timestamps are stored as floats)
-    import _sqlite3 as sqlite3  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover
-    import sqlite3  # type: ignore[no-redef]
-
 from runjob import safefs
 from runjob.errors import InternalError
 from runjob.locks.lock import Busy, exclusive
@@ -42,9 +36,16 @@ from runjob.store import history_pending
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     from typing import Any
 
     from runjob.run.model import Outcome, Run
+else:
+    try:  # the C module: the sqlite3 package adds only datetime adapters, and importing datetime
+        # costs ~3 ms of every run's start-up here (timestamps are stored as floats)
+        import _sqlite3 as sqlite3
+    except ImportError:  # pragma: no cover
+        import sqlite3
 
 FILENAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 30_000  # 20+ concurrent runs wait for each other rather than fail

@@ -49,4 +49,5 @@ def _environment(registry: config.Registry, worker: dict[str, Any]) -> dict[str,
     """The inherited environment without other entries' secrets, plus the worker's env."""
     withheld = registry.secret_names() - set(worker["secrets"])
     env = {k: v for k, v in os.environ.items() if k not in withheld}
-    return env | worker["env"]
+    extra: dict[str, str] = worker["env"]
+    return env | extra

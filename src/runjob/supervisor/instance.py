@@ -139,7 +139,7 @@ class Instance:
 
     def reap(self) -> int | None:
         """The exit code (128+N for a signal) if the leader has exited, else None."""
-        code = self.proc.poll()
+        code: int | None = self.proc.poll()
         if code is None:
             return None
         return 128 - code if code < 0 else code

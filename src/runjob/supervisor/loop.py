@@ -140,11 +140,13 @@ class Supervisor:
         from runjob.records import child_json
 
         data = None if truncated else child_json.parse(line)
-        ids = {"stream": stream, "attempt": inst.restarts + 1, "instance": inst.index}
+        ids: dict[str, Any] = {"stream": stream, "attempt": inst.restarts + 1, "instance": inst.index}
         if data is not None:
             self.records.emit("run.output", child_json.message_of(data), child_json.level_of(data), **ids, data=data)
         else:
-            self.records.emit("run.output", line, **ids, line=line, **({"truncated": True} if truncated else {}))
+            if truncated:
+                ids["truncated"] = True
+            self.records.emit("run.output", line, **ids, line=line)
 
     def _start(self, inst: Instance) -> None:
         hb = self.state.heartbeat(inst.index)

@@ -19,11 +19,11 @@ import time
 from runjob import safefs
 from runjob.errors import EXIT_BUSY, EXIT_TIMEOUT, UsageError
 from runjob.locks import lock
+from runjob.pipeline.store import Store
 from runjob.proc import procid
 from runjob.records.logs import JsonSink, Records, new_run_id
 from runjob.registry import loader
 from runjob.run import plan
-from runjob.store.pipeline_store import Store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,14 +35,15 @@ SLICE_S = 0.05  # how often a waiting pipeline looks at its deadline and at sign
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def run_pipeline(registry: Registry, name: str, words: list[str], dry_run: bool = False) -> int:
+def pipeline_params(registry: Registry, name: str, words: list[str]) -> dict[str, str]:
+    """The params a run of pipeline `name` passes to its jobs: its own, overridden by `words`."""
     pipeline = registry.pipelines[name]
-    params = pipeline.pass_params | _overrides(registry, pipeline, plan.parse_params(words))
-    if dry_run:
-        from runjob.cli.dry_run import show_stages
+    return pipeline.pass_params | _overrides(registry, pipeline, plan.parse_params(words))
 
-        return show_stages(registry, pipeline, params)
-    return Execution(registry, pipeline, params, new_run_id(), set()).run()
+
+def run_pipeline(registry: Registry, name: str, words: list[str]) -> int:
+    params = pipeline_params(registry, name, words)
+    return Execution(registry, registry.pipelines[name], params, new_run_id(), set()).run()
 
 
 def resume(config_path: str | None, given_id: str) -> int:
@@ -189,7 +190,7 @@ class Execution:
         return results
 
     def _start(self, job: str) -> tuple[str, str, subprocess.Popen[bytes]]:
-        from runjob.cli.tick import runjob_argv
+        from runjob.proc.executable import runjob_argv
 
         run_id = new_run_id()
         argv = [

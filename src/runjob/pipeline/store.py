@@ -152,8 +152,7 @@ def pipeline_status(registry: Registry, pipeline: Pipeline, db: sqlite3.Connecti
     """`status` for a pipeline: its last run, and when it is due next."""
     from datetime import datetime
 
-    from runjob.cli.inspect import schedule_state
-    from runjob.schedule.scheduled import next_times
+    from runjob.schedule.scheduled import next_times, schedule_state
 
     last = runs(db, pipeline.name, 1)[0] if db else None
     due = next_times(pipeline, datetime.fromtimestamp(at, UTC), 1, registry.state_dir)
