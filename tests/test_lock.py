@@ -143,7 +143,7 @@ def test_sigkill_of_runjob_keeps_the_lock_until_the_child_exits(rj):
     r = rj.run("s")
     assert r.code == 75, "a second run overlapped a live child"
     release.write_text("go")
-    assert wait_for(lambda: not alive(child), timeout=10)
+    assert wait_for(lambda: not alive(child))
     r = rj.run("s")
     assert r.code == 0 and r.events("run.end")
 

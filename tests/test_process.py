@@ -35,7 +35,7 @@ def family(pids):
 
 
 def gone(pids):
-    return wait_for(lambda: not any(alive(pid) for pid in family(pids)), timeout=10)
+    return wait_for(lambda: not any(alive(pid) for pid in family(pids)))
 
 
 def test_timeout_kills_child_and_grandchild_exit_124(rj):
