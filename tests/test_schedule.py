@@ -328,6 +328,9 @@ def test_add_refuses_a_broken_registry(rj):
     assert r.code == 78 and rj.config.read_text() == before
 
 
+# A pip install, a compileall and imports compiled from source: past the suite's 120 s
+# per test on a loaded two-core host. The limit only keeps a hung build from hanging the suite.
+@pytest.mark.timeout(900)
 def test_single_file_build_runs_with_plain_python(tmp_path):
     if not Path("/usr/bin/python3").exists():
         pytest.skip("no system python3")
