@@ -62,7 +62,7 @@ def test_daemon_holding_the_pipe_past_the_timeout(rj):
     code = (
         "import os, subprocess, sys, time; d = subprocess.Popen(sys.argv[1:], start_new_session=True); "
         "open(sys.argv[-1] + '.tmp', 'w').write(str(d.pid)); os.rename(sys.argv[-1] + '.tmp', sys.argv[-1]); "
-        "print('forked', flush=True); time.sleep(60)"
+        "print('forked', flush=True); time.sleep(600)"
     )
 
     def attempt(timeout):
