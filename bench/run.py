@@ -201,6 +201,8 @@ def record_bytes(work: Path, env: dict[str, str]) -> None:
     out = subprocess.run([RUNJOB, "json", "n=1"], env=env, cwd=work, capture_output=True).stdout
     per_line = len(out) / BLOCK_LINES
     print(f"|   a {LINE}-byte line becomes a {per_line:.0f}-byte record ({per_line / LINE:.1f}x the bytes)")
+    kept = max((work / "state" / "runs" / "json").glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns)
+    print(f"|   the run's kept copy in state_dir/runs: {kept.stat().st_size / BLOCK_LINES:.0f} bytes a line")
 
 
 def peak_rss_kb(argv: list[str], env: dict[str, str], cwd: Path) -> int:

@@ -202,25 +202,3 @@ def test_records_are_identical_to_python_json_logger():
         assert got == reference(fields)
     assert JsonSink and sys
     assert resource
-
-
-def test_writev_records_survives_short_writes(tmp_path):
-    """A pipe may take part of a writev (a signal, a full buffer); nothing may be lost or torn."""
-    import os
-    import threading
-
-    from runjob.records.logs import output_pieces, plain_output_parts, writev_records
-
-    common = {"job": "j", "run_id": "r", "correlation_id": "r", "host": "h", "pid": 1}
-    lines = [b"line %06d " % i + b"y" * (i % 50) for i in range(5000)]
-    parts = plain_output_parts(output_pieces(common, "stdout", 1), lines, "2026-11-23T00:00:00.000Z", 0)
-    r, w = os.pipe()
-    got = bytearray()
-    reader = threading.Thread(target=lambda: [got.extend(c) for c in iter(lambda: os.read(r, 997), b"")])
-    reader.start()
-    writev_records(w, parts, [len(x) for x in lines], True, 0)  # far more than the pipe's buffer: many partial writes
-    os.close(w)
-    reader.join()
-    os.close(r)
-    assert bytes(got) == b"".join(parts)
-    assert [json.loads(x)["line"] for x in bytes(got).splitlines()] == [x.decode() for x in lines]

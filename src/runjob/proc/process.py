@@ -13,9 +13,11 @@ import os
 import select
 import time
 
-from runjob.errors import EXIT_INTERNAL, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT
+from runjob.errors import EXIT_INTERNAL, EXIT_TIMEOUT
 from runjob.proc import executable, reaper
-from runjob.records.logs import PENDING_MAX
+from runjob.proc.outflow import Outflow as Outflow
+from runjob.proc.spawn import STOP_SIGNALS as STOP_SIGNALS
+from runjob.proc.spawn import spawn, spawn_error
 from runjob.records.output import READ_SIZE
 
 TYPE_CHECKING = False
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
 
     from runjob.records.output import StreamHandler
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 DRAIN_S = 0.5  # after the child exits, how long we keep reading pipes a daemon it left may hold open
 LAST_READS = 16  # at the very end, at most this many chunks more: a daemon may write without pause
 POLL_FALLBACK_S = 0.1  # child-exit check interval where pidfd_open is missing
@@ -110,17 +111,6 @@ class Result:
         self.error = error  # why the command could not start, if it could not
 
 
-def spawn_error(e: OSError, argv0: str, cwd: str) -> tuple[int, str]:
-    """The exit code (126/127) and message for a command that could not start."""
-    if isinstance(e, FileNotFoundError):
-        if e.filename == cwd and not os.path.isdir(cwd):
-            return EXIT_NOT_FOUND, f"working directory not found: {cwd}"
-        return EXIT_NOT_FOUND, f"command not found: {argv0}"
-    if isinstance(e, PermissionError):
-        return EXIT_NOT_EXECUTABLE, f"command not executable: {argv0} ({e.strerror})"
-    return EXIT_NOT_EXECUTABLE, f"cannot execute {argv0}: {e.strerror}"
-
-
 def run(
     argv: list[str],
     cwd: str,
@@ -159,112 +149,6 @@ def run(
             os.close(fd)
 
 
-def spawn(
-    program: str, argv: list[str], cwd: str, env: dict[str, str], output: str, pass_fds: tuple[int, ...]
-) -> tuple[int, dict[str, int]]:
-    """Start argv in its own process group with stdin from /dev/null; (pid, read ends of its pipes).
-
-    os.posix_spawn (vfork + exec) rather than subprocess: importing subprocess costs
-    runjob ~10 ms of start-up here (threading, selectors, locale and, through locale, re).
-    What subprocess would do for us is done here: the program was looked up on the
-    child's PATH (executable.resolve), signals Python ignores are reset, only `pass_fds` are inherited, and
-    cwd is entered around the spawn (runjob uses absolute paths, and no other thread
-    exists yet that could mind).
-    """
-    pipes: dict[str, int] = {}
-    ours: list[int] = []  # our copies of the child's pipe ends, closed after the spawn
-    actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-    streams = [("stdout", 1)] if output == "json" else []
-    if output == "discard":
-        actions.append((os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0))
-    back = os.open(".", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        for name, target in streams + [("stderr", 2)]:
-            r, w = _pipe()
-            pipes[name] = r
-            ours.append(w)
-            actions.append((os.POSIX_SPAWN_DUP2, w, target))
-        for fd in pass_fds:
-            os.set_inheritable(fd, True)
-        os.chdir(cwd)
-        pid = os.posix_spawn(
-            program,
-            argv,
-            env,
-            file_actions=actions,
-            setpgroup=0,
-            setsigmask=(),
-            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, *STOP_SIGNALS),
-        )
-    except BaseException:
-        for fd in pipes.values():
-            os.close(fd)
-        raise
-    finally:
-        os.fchdir(back)
-        os.close(back)
-        for fd in ours:
-            os.close(fd)
-        for fd in pass_fds:
-            os.set_inheritable(fd, False)
-    return pid, pipes
-
-
-def _pipe() -> tuple[int, int]:
-    """A pipe whose ends are above 2: dup2 onto 1 or 2 must never be a no-op."""
-    r, w = os.pipe()
-    while r <= 2 or w <= 2:
-        import fcntl
-
-        r, w = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd <= 2 else fd for fd in (r, w))
-    return r, w
-
-
-class Outflow:
-    """Records waiting for a slow reader of runjob's stdout (logs.JsonSink.pending) go out
-    when the pipe has room; while they are over PENDING_MAX the child's pipes are not read,
-    so the child waits on its own writes and runjob's memory stays bounded. Nothing here
-    blocks: the timeout and signals are enforced whatever the reader does."""
-
-    def __init__(self, sink: Any, poller: select.poll, pipes: Any) -> None:
-        self.sink = sink if getattr(sink, "nonblocking", False) else None
-        self.poller = poller
-        self.pipes = pipes  # the open pipes' fds (a dict or set the caller keeps current)
-        self.watching = False  # POLLOUT registered on the sink's fd
-        self.paused = False  # the pipes unregistered
-
-    def add(self, fd: int) -> None:
-        """A new pipe to read (the supervisor's instances come and go)."""
-        self.pipes.add(fd)
-        if not self.paused:
-            self.poller.register(fd, select.POLLIN)
-
-    def drop(self, fd: int) -> None:
-        self.pipes.discard(fd)
-        if not self.paused:
-            self.poller.unregister(fd)
-
-    def update(self) -> None:
-        if self.sink is None:
-            return
-        self.sink.flush()
-        backlog = self.sink.backlog()
-        if bool(backlog) != self.watching:
-            self.watching = bool(backlog)
-            if self.watching:
-                self.poller.register(self.sink.fd, select.POLLOUT)
-            else:
-                self.poller.unregister(self.sink.fd)
-        over = backlog > PENDING_MAX
-        if over != self.paused:
-            self.paused = over
-            for fd in self.pipes:
-                if over:
-                    self.poller.unregister(fd)
-                else:
-                    self.poller.register(fd, select.POLLIN)
-
-
 def _supervise(
     pid: int,
     streams: dict[int, StreamHandler],
@@ -275,62 +159,95 @@ def _supervise(
     watch: Watch,
     sink: Any = None,
 ) -> Result:
-    streams = dict(streams)
-    poller, pidfd = _poller(pid, streams, stop)
-    outflow = Outflow(sink, poller, streams)
-    deadline = started + timeout
-    kill_at: float | None = None
-    timed_out = False
-    status: tuple[int, int] | None = None  # (wait status, max rss)
-    drain_until: float | None = None
-    try:
-        while True:
-            stop.run_notices()
-            outflow.update()
-            now = time.monotonic()
-            watch.check(now)
-            if stop.signum and kill_at is None:
-                kill_at = stop.at + grace
-            if not timed_out and status is None and now >= deadline:
-                timed_out = True
-                reaper.killpg(pid, signal.SIGTERM)
-                kill_at = now + grace if kill_at is None else min(kill_at, now + grace)
-            if kill_at is not None and now >= kill_at:
-                reaper.killpg(pid, signal.SIGKILL)
-                kill_at = float("inf")  # sent; nothing more to escalate
-            if status is None:
-                status = reaper.reap(pid)
-            if stop.reaper:
-                reaper.reap_orphans(pid if status is None else 0)
-            if status is not None:
-                stopping = timed_out or stop.signum
-                if stopping and kill_at != float("inf") and reaper.group_alive(pid):
-                    pass  # the leader is gone but others in its group still run: wait for grace
-                elif not streams:
+    return _Supervision(pid, streams, started, timeout, grace, stop, watch, sink).run()
+
+
+class _Supervision:
+    """One supervise loop: what was sent to the child's group, and when the loop may end
+    (the child reaped, its pipes closed or drained for DRAIN_S)."""
+
+    def __init__(
+        self,
+        pid: int,
+        streams: dict[int, StreamHandler],
+        started: float,
+        timeout: float,
+        grace: float,
+        stop: Stop,
+        watch: Watch,
+        sink: Any,
+    ) -> None:
+        self.pid, self.started, self.grace, self.stop, self.watch = pid, started, grace, stop, watch
+        self.streams = dict(streams)
+        self.poller, self.pidfd = _poller(pid, self.streams, stop)
+        self.outflow = Outflow(sink, self.poller, self.streams)
+        self.deadline = started + timeout
+        self.kill_at: float | None = None
+        self.timed_out = False
+        self.status: tuple[int, int] | None = None  # (wait status, max rss)
+        self.drain_until: float | None = None
+
+    def run(self) -> Result:
+        try:
+            while True:
+                self.stop.run_notices()
+                self.outflow.update()
+                now = time.monotonic()
+                self.watch.check(now)
+                self._escalate(now)
+                if self._over(now):
                     break
-                elif drain_until is None:
-                    drain_until = now + DRAIN_S
-                elif now >= drain_until:
-                    break
-            running = not timed_out and status is None
-            times = [deadline if running else None, kill_at, drain_until, watch.due]
-            wait_ms = _wait_ms(now, times, pidfd < 0 or not running)
-            for fd, _event in poller.poll(wait_ms):
-                if fd == pidfd:
-                    poller.unregister(pidfd)
-                    os.close(pidfd)
-                    pidfd = -1
-                elif fd == stop.wake_read:
-                    _drain_wakeup(fd)
-                elif fd in streams and not outflow.paused:
-                    _read(fd, streams, poller)
-    finally:
-        if pidfd >= 0:
-            os.close(pidfd)
-        for fd, handler in list(streams.items()):
-            _read_rest(fd, handler)
-    assert status is not None
-    return _result(status, started, timed_out, stop)
+                self._poll(now)
+        finally:
+            if self.pidfd >= 0:
+                os.close(self.pidfd)
+            for fd, handler in list(self.streams.items()):
+                _read_rest(fd, handler)
+        assert self.status is not None
+        return _result(self.status, self.started, self.timed_out, self.stop)
+
+    def _escalate(self, now: float) -> None:
+        """A stop signal or the timeout: SIGTERM (forwarded by Stop, or sent here), then
+        SIGKILL to the group once the grace is over."""
+        if self.stop.signum and self.kill_at is None:
+            self.kill_at = self.stop.at + self.grace
+        if not self.timed_out and self.status is None and now >= self.deadline:
+            self.timed_out = True
+            reaper.killpg(self.pid, signal.SIGTERM)
+            self.kill_at = now + self.grace if self.kill_at is None else min(self.kill_at, now + self.grace)
+        if self.kill_at is not None and now >= self.kill_at:
+            reaper.killpg(self.pid, signal.SIGKILL)
+            self.kill_at = float("inf")  # sent; nothing more to escalate
+
+    def _over(self, now: float) -> bool:
+        """Reap what exited; True once the loop may end."""
+        if self.status is None:
+            self.status = reaper.reap(self.pid)
+        if self.stop.reaper:
+            reaper.reap_orphans(self.pid if self.status is None else 0)
+        if self.status is None:
+            return False
+        stopping = self.timed_out or self.stop.signum
+        if stopping and self.kill_at != float("inf") and reaper.group_alive(self.pid):
+            return False  # the leader is gone but others in its group still run: wait for grace
+        if not self.streams:
+            return True
+        if self.drain_until is None:
+            self.drain_until = now + DRAIN_S
+        return now >= self.drain_until
+
+    def _poll(self, now: float) -> None:
+        running = not self.timed_out and self.status is None
+        times = [self.deadline if running else None, self.kill_at, self.drain_until, self.watch.due]
+        for fd, _event in self.poller.poll(_wait_ms(now, times, self.pidfd < 0 or not running)):
+            if fd == self.pidfd:
+                self.poller.unregister(fd)
+                os.close(fd)
+                self.pidfd = -1
+            elif fd == self.stop.wake_read:
+                _drain_wakeup(fd)
+            elif fd in self.streams and not self.outflow.paused:
+                _read(fd, self.streams, self.poller)
 
 
 def _poller(pid: int, streams: dict[int, StreamHandler], stop: Stop) -> tuple[select.poll, int]:

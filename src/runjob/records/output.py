@@ -10,7 +10,9 @@ lines as kept, and notes whether a transient stderr pattern matched a line.
 
 from __future__ import annotations
 
-from runjob.records.logs import MESSAGE_PREFIX, Records, record_max, write_all
+from runjob.records.encoding import MESSAGE_PREFIX, record_max
+from runjob.records.logs import Records
+from runjob.records.output_records import write_all
 from runjob.records.redact import Redactor
 
 TYPE_CHECKING = False
@@ -33,7 +35,11 @@ def is_plain(block: bytes) -> bool:
     """True if every line of `block` is its own JSON string body and none is a JSON object:
     the common case, encoded without decoding. (translate() deleting the plain bytes is a
     C table lookup per byte, ten times faster here than a regex character class.)"""
-    return not block.translate(None, _PLAIN) and not (block.startswith(b"{") or b"\n{" in block)
+    if block.translate(None, _PLAIN):
+        return False
+    # A brace is rare in plain output: one memchr for it first (searching for "\n{" stops
+    # at every newline, several times slower).
+    return b"{" not in block or not (block.startswith(b"{") or b"\n{" in block)
 
 
 def _segment(line: bytes) -> bytes:

@@ -1,6 +1,6 @@
 """Records that would break a reader, made safe: strict JSON and at most the size limit.
 
-Rare paths only (a NaN, a lone surrogate, an over-long record), so `logs` imports this
+Rare paths only (a NaN, a lone surrogate, an over-long record), so `sink` imports this
 module when it needs it. A value is never dropped silently: a cut field keeps its start
 (`stderr_tail` its end) and the record gets `"truncated": true`.
 """
@@ -13,8 +13,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-    from runjob.records.logs import JsonSink
 
 MAX_DEPTH = 64
 KEEP_END = ("stderr_tail",)  # fields whose end matters more than their start
@@ -84,23 +82,3 @@ def fit_line(line: str, room: int, escape: Callable[[str], str]) -> str:
         line = line[: max(0, min(len(line) - 1, int(len(line) * room / size)))]
         size = len(escape(line).encode())
     return line
-
-
-def output_one_by_one(sink: JsonSink, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
-    """run.output records for lines some of which are too long once escaped: each such line
-    is cut to fit, in its own record marked truncated; the others go out as usual."""
-    from runjob.records.logs import MESSAGE_PREFIX, encode, encode_basestring, timestamp
-
-    for line in lines:
-        fields: dict[str, Any] = {
-            "timestamp": timestamp(),
-            "level": "info",
-            "event": "run.output",
-            "message": line[:MESSAGE_PREFIX],
-        } | common
-        fields |= {"seq": None, "stream": stream, "line": line, "attempt": attempt}
-        excess = len((encode(fields) + "\n").encode()) - sink.limit
-        if excess > 0:  # 32: room for `"truncated": true`
-            fields["line"] = fit_line(line, len(encode_basestring(line).encode()) - excess - 32, encode_basestring)
-            fields["truncated"] = True
-        sink.record(fields)

@@ -14,7 +14,7 @@ import os
 import select
 import stat
 
-from runjob.records.logs import write_all
+from runjob.records.output_records import write_all
 
 MAX_PENDING = 1024 * 1024  # a "line" longer than this is passed on in pieces, newline-ended
 

@@ -13,6 +13,7 @@ import time
 
 from runjob.errors import UsageError
 from runjob.proc import procid
+from runjob.records.kept_file import Expander
 from runjob.registry import loader
 
 PREFIX_MIN = 8
@@ -57,14 +58,14 @@ def show(config_path: str | None, given: str, follow: bool) -> int:
     path = find(loader.load(config_path).state_dir, given)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     out = sys.stdout.buffer
-    partial = b""
+    expander = Expander()  # plain output lines are kept compact: see records/kept_file.py
     try:
         while True:
             chunk = os.read(fd, 1 << 16)
             if chunk:
-                whole, _, partial = (partial + chunk).rpartition(b"\n")
+                whole = expander.feed(chunk)
                 if whole:
-                    out.write(whole + b"\n")
+                    out.write(whole)
                     out.flush()
                 continue
             if not follow:
@@ -75,8 +76,8 @@ def show(config_path: str | None, given: str, follow: bool) -> int:
             time.sleep(FOLLOW_POLL_S)
     finally:
         os.close(fd)
-    if partial:  # a record torn by a crash: shown as it is
-        out.write(partial + b"\n")
+    if expander.rest:  # a record torn by a crash: shown as it is
+        out.write(expander.rest + b"\n")
     return 0
 
 

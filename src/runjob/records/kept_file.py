@@ -1,0 +1,148 @@
+"""The run's kept file (SPEC section 11): state_dir/runs/JOB/RUN_ID.jsonl holds every record
+of the run, and only the newest `keep_runs` of a job stay.
+
+Records are kept as written, one JSON object a line, except run.output records of plain
+lines (output.is_plain: printable ASCII, no quote or backslash), which are kept as the
+lines themselves after a header line: RS (0x1e, which a JSON record never holds: it would
+be escaped), then `BYTES SEQ TIMESTAMP STREAM ATTEMPT`, then BYTES bytes of lines, each
+newline-terminated. Such records differ only in their seq, timestamp, line and message
+(a prefix of the line), so `Expander` rebuilds them byte for byte from the header and the
+run's common fields (in its first record, always a whole one). A child that prints a lot
+then costs a sixth of the bytes on disk and of the copying: records are about six times
+the size of a short line, and a run's copy was written once more beside stdout.
+`runjob logs` and a quiet run's replay read kept files through `Expander`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from runjob.records.output_records import output_pieces, plain_output_parts, write_all
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+PIECE = 1 << 16  # a replay reads the file in pieces this big, never whole into memory
+MARK = b"\x1e"  # starts the header of kept plain lines
+
+
+class KeptFile:
+    def __init__(self, runs_dir: str, keep: int) -> None:
+        self.runs_dir, self.keep = runs_dir, keep
+        self.fd, self.path = -1, ""
+        self.error = ""  # why it is no longer written, once a write failed
+
+    def open(self, job: str, run_id: str) -> None:
+        """Created on the run's first record, private, never through a symlink."""
+        from runjob import safefs  # loaded already by lock.py on the run path
+
+        directory = safefs.ensure_state_dir(os.path.dirname(self.runs_dir), "runs", job)
+        self.path = os.path.join(directory, f"{run_id}.jsonl")
+        self.fd = safefs.open_private(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+
+    def write(self, data: bytes) -> bool:
+        """False (and the file closed, no longer written) if the write failed."""
+        try:
+            write_all(self.fd, data)
+        except OSError as e:  # a full disk: the run goes on
+            os.close(self.fd)
+            self.fd = -1
+            self.error = f"runjob: cannot write the kept run {self.path}: {e.strerror}; no longer kept"
+            return False
+        return True
+
+    def write_plain(self, lines: list[bytes], seq: int, ts: str, stream: str, attempt: int) -> bool:
+        """run.output records of plain lines, kept as the lines (see the module's docstring)."""
+        block = b"\n".join(lines) + b"\n"
+        head = b"%s%d %d %s %s %d\n" % (MARK, len(block), seq, ts.encode(), stream.encode(), attempt)
+        return self.write(head + block)
+
+    def pieces(self) -> Any:
+        """The file's bytes from its start, a piece at a time, read through our own fd (a
+        concurrent prune may have unlinked its name)."""
+        offset = 0
+        while chunk := os.pread(self.fd, PIECE, offset):
+            offset += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            prune(os.path.dirname(self.path), self.keep)
+
+
+def prune(directory: str, keep: int) -> None:
+    """Only the newest `keep` kept runs of a job stay (by modification time: a running one is new)."""
+    try:
+        kept = [e for e in os.scandir(directory) if e.name.endswith(".jsonl")]
+        if len(kept) <= keep:  # the usual case at the end of a run: no stat of every kept file
+            return
+        entries = [(e.stat().st_mtime_ns, e.name) for e in kept]
+    except OSError:
+        return
+    for _, name in sorted(entries)[: max(0, len(entries) - keep)]:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass  # a concurrent run pruned it first
+
+
+class Expander:
+    """A kept file's bytes in, in pieces of any size; its records as they were written out."""
+
+    def __init__(self) -> None:
+        self.rest = b""
+        self.common: dict[str, Any] | None = None
+        self.made: dict[tuple[str, int], tuple[str, str, str]] = {}
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The whole records `chunk` completes (a torn end waits for the next piece)."""
+        data, start = self.rest + chunk, 0
+        out: list[bytes] = []
+        while start < len(data):
+            if data[start : start + 1] == MARK:
+                end = self._plain(data, start, out)
+            else:
+                end = data.find(b"\n" + MARK, start) + 1 or data.rfind(b"\n", start) + 1
+                if end > start:
+                    self._learn(data[start:end])
+                    out.append(data[start:end])
+            if end <= start:
+                break
+            start = end
+        self.rest = data[start:]
+        return b"".join(out)
+
+    def _plain(self, data: bytes, start: int, out: list[bytes]) -> int:
+        """Where the kept plain lines at `start` end, their records appended to `out` (or
+        `start` if they are not all there yet)."""
+        eol = data.find(b"\n", start)
+        if eol < 0:
+            return start
+        try:
+            size, seq, ts, stream, attempt = data[start + 1 : eol].split(b" ")
+            end, key = eol + 1 + int(size), (stream.decode(), int(attempt))
+        except ValueError:  # not a header we wrote (the file was changed): shown as it is
+            out.append(data[start : eol + 1])
+            return eol + 1
+        if end > len(data):
+            return start
+        if key not in self.made:
+            self.made[key] = output_pieces(self.common or {}, *key)
+        lines = data[eol + 1 : end - 1].split(b"\n")
+        out.append(b"".join(plain_output_parts(self.made[key], lines, ts.decode(), int(seq))))
+        return end
+
+    def _learn(self, records: bytes) -> None:
+        """The run's common fields, from its first record."""
+        if self.common is None:
+            import json  # only to read a kept file back
+
+            try:
+                first = json.loads(records.partition(b"\n")[0])
+            except ValueError:
+                first = None
+            first = first if isinstance(first, dict) else {}
+            self.common = {k: first.get(k) for k in ("job", "run_id", "correlation_id", "host", "pid")}
