@@ -8,7 +8,7 @@ import os
 import signal
 import sqlite3
 
-from conftest import HOLD, alive, finish, py, wait_for
+from conftest import HOLD, alive, finish, py, race, wait_for
 
 # The job's child starts a detached worker (own session, stdio on /dev/null) that keeps the
 # lock descriptor it inherited, says its pid, and exits at once; the worker waits for `release`.
@@ -34,10 +34,7 @@ def test_every_refused_run_names_the_holder_that_runs(rj):
     release.write_text("go")
     first = rj.run("s")  # leaves its (dead) identity in the lock file
     release.unlink()
-    procs = [rj.popen("s") for _ in range(6)]
-    assert wait_for(lambda: sum(p.poll() is not None for p in procs) == 5, timeout=120)  # six launches on a loaded host
-    release.write_text("go")
-    results = [finish(p) for p in procs]
+    results = race([rj.popen("s") for _ in range(6)], release)
     (winner,) = [r for r in results if r.events("run.start")]
     run_id, pid = winner.one("run.start")["run_id"], winner.one("run.start")["pid"]
     for r in results:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runjob.errors import ConfigError
-from runjob.registry import config, schema, validate
+from runjob.registry import lock_keys, schema, validate
 
 TOUCH = py("open('ran', 'w')")
 SAVE_STDIN = "import sys; open(sys.argv[1], 'wb').write(sys.stdin.buffer.read())"
@@ -184,7 +184,7 @@ def test_random_registries_and_words_never_traceback(tmp_path_factory, doc, word
 
 @given(st.text(max_size=300))
 def test_hostile_lock_keys_are_rejected(key):
-    problem = config.lock_key_problem(key)
+    problem = lock_keys.problem(key)
     if problem is None:
         assert "/" not in key and ".." not in key and "\0" not in key and 0 < len(key) <= 200
         assert key[0].isalnum() and key.isascii()
@@ -192,7 +192,7 @@ def test_hostile_lock_keys_are_rejected(key):
 
 @pytest.mark.parametrize("key", ["../etc/passwd", "a/b", "/abs", "a\0b", "x" * 201, "", ".hidden", "a..b", "-x"])
 def test_specific_bad_lock_keys(key):
-    assert config.lock_key_problem(key) is not None
+    assert lock_keys.problem(key) is not None
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "a\0b", "A", "x" * 5 + "/", ".x", "run", "tick"])

@@ -82,13 +82,12 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", help="stdout: nothing if the run succeeds, all if not")] = False,
 ) -> None:
     """Run one job (the crontab form `runjob NAME` does the same)."""
-    from runjob.cli.run import run_job
+    from runjob.cli.run import Flags, run_job
+    from runjob.registry.durations import flag
+    from runjob.run.plan import Overrides
 
-    _done(
-        run_job(
-            state["config"], name, params or [], param or [], dry_run, timeout, no_retry, output, log_file, fmt, quiet
-        )
-    )
+    overrides = Overrides(flag(timeout, "--timeout"), no_retry, output, log_file)
+    _done(run_job(state["config"], name, [*(params or []), *(param or [])], Flags(dry_run, overrides, fmt, quiet)))
 
 
 @app.command("list", epilog=epilog("list"))

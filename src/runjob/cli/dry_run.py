@@ -16,6 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from runjob.registry.config import Pipeline, Registry
+
 
 def describe(plan: Plan) -> dict[str, Any]:
     job = plan.job
@@ -29,7 +31,7 @@ def describe(plan: Plan) -> dict[str, Any]:
         "params": plan.params,
         "argv": [plan.redact(a) for a in plan.argv],
         "cwd": plan.cwd,
-        "env": {k: "***" if k in job.secrets else plan.redact(v) for k, v in sorted(env.items())},  # the child's
+        "env": plan.shown_env(dict(sorted(env.items()))),  # the child's whole environment
         "env_added": plan.shown_env(),  # what the job adds to the inherited environment
         "executable": path,
         "executable_problem": problem,
@@ -73,47 +75,29 @@ def show_plan(plan: Plan, pretty: bool) -> int:
     return int(described["executable_exit_code"])
 
 
-def show_stages(registry: Any, pipeline: Any, params: dict[str, str]) -> int:
+STAGE_FIELDS = ("job", "params", "argv", "lock_key", "lock_held", "timeout_s", "executable", "executable_problem")
+
+
+def show_stages(registry: Registry, pipeline: Pipeline, params: dict[str, str]) -> int:
     """`runjob PIPELINE --dry-run`: its stages, each job's resolved plan in short; runs nothing.
     The exit code is the first job's executable problem (126/127), else 0."""
-    from runjob.run import plan as plans
-
     stages, code = [], EXIT_OK
     for stage in pipeline.stages:
         shown = []
         for name in stage:
-            words = plans.job_words(registry, name, params)
-            job_plan = plans.build(registry, name, plans.parse_params(words[1:]), None, False, None, None)
-            described = describe(job_plan)
+            described = _stage_job(registry, name, params)
             code = code or int(described["executable_exit_code"])
-            shown.append(
-                {
-                    k: described[k]
-                    for k in (
-                        "job",
-                        "params",
-                        "argv",
-                        "lock_key",
-                        "lock_held",
-                        "timeout_s",
-                        "executable",
-                        "executable_problem",
-                    )
-                }
-            )
+            shown.append({k: described[k] for k in STAGE_FIELDS})
         stages.append(shown)
-    print(
-        encode(
-            {
-                "dry_run": True,
-                "pipeline": pipeline.name,
-                "params": params,
-                "lock_key": pipeline.lock_key,
-                "timeout_s": pipeline.pipeline_timeout,
-                "owners": pipeline.owners,
-                "schedule": pipeline.schedule,
-                "stages": stages,
-            }
-        )
-    )
+    head = {"dry_run": True, "pipeline": pipeline.name, "params": params, "lock_key": pipeline.lock_key}
+    rest = {"timeout_s": pipeline.pipeline_timeout, "owners": pipeline.owners, "schedule": pipeline.schedule}
+    print(encode(head | rest | {"stages": stages}))
     return code
+
+
+def _stage_job(registry: Registry, name: str, params: dict[str, str]) -> dict[str, Any]:
+    """One stage job's dry run, with the pipeline's params it declares."""
+    from runjob.run import plan as plans
+
+    words = plans.job_words(registry, name, params)
+    return describe(plans.build(registry, name, plans.parse_params(words[1:])))

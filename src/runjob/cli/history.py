@@ -6,11 +6,13 @@ import os
 import time
 from datetime import UTC, datetime
 
+from runjob.cli import answer
 from runjob.errors import UsageError
 from runjob.ops import watchdog
 from runjob.records import jsonout
 from runjob.records.logs import JsonSink, Records, new_run_id, timestamp
 from runjob.registry import config, loader
+from runjob.run.model import ROW_STATUSES
 from runjob.schedule.scheduled import schedule_state
 from runjob.store import history
 
@@ -18,8 +20,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
     from typing import Any
-
-STATUSES = ("running", "crashed", "success", "failure", "transient", "timeout", "killed", "skipped")
 
 
 def _open(state_dir: str) -> sqlite3.Connection | None:
@@ -44,19 +44,13 @@ def show_history(
         return _pipeline_history(registry, job, limit, as_json)
     if job is not None:
         registry.job(job)
-    if status is not None and status not in STATUSES:
-        raise UsageError(f'--status must be one of {", ".join(STATUSES)}, got "{status}"')
+    if status is not None and status not in ROW_STATUSES:
+        raise UsageError(f'--status must be one of {", ".join(ROW_STATUSES)}, got "{status}"')
     if limit < 1:
         raise UsageError("--limit must be at least 1")
     db = _open(registry.state_dir)
     rows = _rows(db, job, status, _since(since), limit) if db else []
-    if as_json:
-        print(jsonout.dumps(rows))
-    else:
-        from runjob.cli.pretty import history_table
-
-        history_table(rows)
-    return 0
+    return answer.show(rows, as_json, "history_table")
 
 
 def _pipeline_history(registry: config.Registry, name: str, limit: int, as_json: bool) -> int:
@@ -97,10 +91,10 @@ def _since(text: str | None) -> float | None:
 def show_status(config_path: str | None, as_json: bool, at: float | None = None) -> int:
     registry = loader.load(config_path, check_schedules=True, cached=True)
     db = _open(registry.state_dir)
-    held = watchdog.held_locks(registry)
     now = time.time()
+    seen = _Seen(registry, db, watchdog.held_locks(registry), now, at)
     rows = [
-        _job_status(registry, name, db, held, now, at, params, text)
+        _job_status(seen, name, params, text)
         for name, job in registry.jobs.items()
         for params, text in watchdog.instances(job, db)
     ]
@@ -124,17 +118,26 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     return 0
 
 
-def _job_status(
-    registry: config.Registry,
-    name: str,
-    db: sqlite3.Connection | None,
-    held: list[dict[str, Any]],
-    now: float,
-    at: float | None,
-    params: dict[str, str],
-    text: str | None,
-) -> dict[str, Any]:
+class _Seen:
+    """What every row of `status` is seen from: the registry, its history, the locks held now,
+    now, and `--at` (the instant next due times are seen from, if given)."""
+
+    __slots__ = ("registry", "db", "held", "now", "at")
+
+    def __init__(
+        self,
+        registry: config.Registry,
+        db: sqlite3.Connection | None,
+        held: list[dict[str, Any]],
+        now: float,
+        at: float | None,
+    ) -> None:
+        self.registry, self.db, self.held, self.now, self.at = registry, db, held, now, at
+
+
+def _job_status(seen: _Seen, name: str, params: dict[str, str], text: str | None) -> dict[str, Any]:
     """One row per job instance (see watchdog.instances): its own last run, success, stale flag and locks."""
+    registry, db, held, now, at = seen.registry, seen.db, seen.held, seen.now, seen.at
     job = registry.jobs[name]
     host = os.uname().nodename
     last, success = history.last_runs(db, name, text) if db and text != "" else (None, None)
@@ -195,11 +198,4 @@ def check_stale(config_path: str | None, notify: bool, pretty: bool) -> int:
 
 def show_locks(config_path: str | None, as_json: bool) -> int:
     registry = loader.load(config_path)
-    held = watchdog.held_locks(registry)
-    if as_json:
-        print(jsonout.dumps(held))
-    else:
-        from runjob.cli.pretty import locks_table
-
-        locks_table(held)
-    return 0
+    return answer.show(watchdog.held_locks(registry), as_json, "locks_table")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
+from runjob.cli import answer
 from runjob.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from runjob.records import jsonout
 from runjob.records.logs import timestamp
@@ -42,14 +43,7 @@ def list_jobs(config_path: str | None, as_json: bool, at: float | None = None) -
     registry = loader.load(config_path, check_schedules=True, cached=True)
     now = _now(at)
     everything = [*registry.jobs.values(), *registry.pipelines.values()]
-    rows = [summary(job, now, registry.state_dir) for job in everything]
-    if as_json:
-        print(jsonout.dumps(rows))
-    else:
-        from runjob.cli.pretty import job_table
-
-        job_table(rows)
-    return EXIT_OK
+    return answer.show([summary(job, now, registry.state_dir) for job in everything], as_json, "job_table")
 
 
 def show_job(config_path: str | None, name: str, as_json: bool, at: float | None = None) -> int:
@@ -62,13 +56,7 @@ def show_job(config_path: str | None, name: str, as_json: bool, at: float | None
     shown = Redactor(job_secrets(job.env, job.secrets)).value(shown)  # a secret's value, wherever it is
     shown["env"] = {k: MASK if k in job.secrets else v for k, v in shown["env"].items()}
     _warn(config.state_dir_warnings(registry))
-    if as_json:
-        print(jsonout.dumps(shown))
-    else:
-        from runjob.cli.pretty import job_detail
-
-        job_detail(shown)
-    return EXIT_OK
+    return answer.show(shown, as_json, "job_detail")
 
 
 def validate(config_path: str | None, as_json: bool) -> int:

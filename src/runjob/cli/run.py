@@ -20,54 +20,66 @@ if TYPE_CHECKING:
 FORMATS = ("auto", "json", "pretty")
 
 
-def run_job(
-    config_path: str | None,
-    name: str,
-    words: list[str],
-    extra_params: list[str] = (),  # type: ignore[assignment]
-    dry_run: bool = False,
-    timeout: str | None = None,
-    no_retry: bool = False,
-    output: str | None = None,
-    log_file: str | None = None,
-    fmt: str = "auto",
-    quiet: bool = False,
-) -> int:
-    pretty = _pretty(fmt)
-    _check_utf8(list(words) + list(extra_params))
-    try:
-        registry = loader.load(config_path, cached=not dry_run)  # a dry run parses, and writes no cache
-    except ConfigError as e:
-        if not pretty:
-            _config_error_record(name, e)
-        raise
+class Flags:
+    """`runjob run`'s options beyond the job and its params: how to run (`overrides`, for the
+    plan) and how to show it (`--dry-run`, `--format`, `--quiet`). The crontab form has none."""
+
+    __slots__ = ("dry_run", "overrides", "fmt", "quiet")
+
+    def __init__(
+        self, dry_run: bool = False, overrides: plan.Overrides | None = None, fmt: str = "auto", quiet: bool = False
+    ) -> None:
+        self.dry_run = dry_run
+        self.overrides = overrides or plan.Overrides()
+        self.fmt = fmt
+        self.quiet = quiet
+
+
+def run_job(config_path: str | None, name: str, words: list[str], flags: Flags | None = None) -> int:
+    """`runjob NAME k=v ...`: a job's run (or its dry run), or a pipeline's."""
+    flags = flags or Flags()
+    pretty = _pretty(flags.fmt)
+    _check_utf8(words)
+    registry = _load(config_path, name, flags.dry_run, pretty)
     if name in registry.pipelines:  # one namespace: `runjob NAME` runs a pipeline too
-        from runjob.pipeline.execution import pipeline_params, run_pipeline
-
-        if timeout is not None or no_retry or output is not None or log_file is not None:
-            raise UsageError(
-                f"{name} is a pipeline: --timeout, --no-retry, --output and --log-file are for jobs "
-                "(set them on its jobs, or `timeout` on the pipeline)"
-            )
-        pipeline_words = list(words) + list(extra_params)
-        if dry_run:
-            from runjob.cli.dry_run import show_stages
-
-            return show_stages(registry, registry.pipelines[name], pipeline_params(registry, name, pipeline_words))
-        return run_pipeline(registry, name, pipeline_words)
-    given = plan.parse_params(list(words) + list(extra_params))
-    the_plan = plan.build(registry, name, given, _timeout(timeout), no_retry, output, log_file)
-    if dry_run:
+        return _pipeline(registry, name, words, flags)
+    the_plan = plan.build(registry, name, plan.parse_params(words), flags.overrides)
+    if flags.dry_run:
         from runjob.cli.dry_run import show_plan
 
         return show_plan(the_plan, pretty)
     from runjob.run.runner import execute
 
-    sink = _sink(the_plan, pretty, quiet)
+    sink = _sink(the_plan, pretty, flags.quiet)
     try:
         return execute(the_plan, sink, observers(registry, the_plan))
     finally:
         sink.close()
+
+
+def _load(config_path: str | None, name: str, dry_run: bool, pretty: bool) -> config.Registry:
+    """The registry; a config error is also a config.error record (off a terminal)."""
+    try:
+        return loader.load(config_path, cached=not dry_run)  # a dry run parses, and writes no cache
+    except ConfigError as e:
+        if not pretty:
+            _config_error_record(name, e)
+        raise
+
+
+def _pipeline(registry: config.Registry, name: str, words: list[str], flags: Flags) -> int:
+    from runjob.pipeline.execution import pipeline_params, run_pipeline
+
+    if flags.overrides.any():
+        raise UsageError(
+            f"{name} is a pipeline: --timeout, --no-retry, --output and --log-file are for jobs "
+            "(set them on its jobs, or `timeout` on the pipeline)"
+        )
+    if flags.dry_run:
+        from runjob.cli.dry_run import show_stages
+
+        return show_stages(registry, registry.pipelines[name], pipeline_params(registry, name, words))
+    return run_pipeline(registry, name, words)
 
 
 def observers(registry: config.Registry, the_plan: plan.Plan) -> list[Observer]:
@@ -107,14 +119,6 @@ def _check_utf8(words: list[str]) -> None:
         except UnicodeEncodeError:
             shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             raise UsageError(f'{what} "{shown}" is not valid UTF-8') from None
-
-
-def _timeout(text: str | None) -> float | None:
-    if text is None:  # the crontab form: durations (and its `re`) stay unloaded
-        return None
-    from runjob.registry.durations import flag
-
-    return flag(text, "--timeout")
 
 
 def _sink(the_plan: plan.Plan, pretty: bool, quiet: bool = False) -> Sink:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from runjob.errors import ConfigError
 from runjob.export import dialects, names
+from runjob.registry import lock_keys
 from runjob.registry.budget import outer_budget
-from runjob.registry.templating import substitute
 from runjob.schedule import timers
 from runjob.schedule.entry import Entry
 from runjob.schedule.scheduled import entries
@@ -159,7 +159,7 @@ def _shared_lock_notes(named: list[tuple[str, Entry]]) -> list[str]:
     for name, entry in named:
         job = entry.job
         defaults = {k: spec["default"] for k, spec in job.params.items() if spec["default"] is not None}
-        key = substitute(job.lock_key, defaults | entry.params | {"job": job.name})
+        key = lock_keys.resolve(job.lock_key, job.name, defaults | entry.params)
         if not job.lock_backend:
             by_key.setdefault(key, []).append(name)
     return [

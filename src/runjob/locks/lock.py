@@ -90,6 +90,10 @@ class FileLock:
         self.fd, self.ident = new.fd, new.ident
         return True
 
+    def watch(self, inner: Watch, lost: Callable[[str], None], moved: Callable[[bool], None]) -> Watch:
+        """A flock cannot be taken away; only its file can be removed (a tmp cleaner): re-checked by a Guard."""
+        return Guard(inner, self, moved)  # type: ignore[return-value]  # a Watch by shape
+
     def release(self) -> None:
         for fd in (self.fd, *self.old_fds):
             if fd >= 0:
@@ -196,6 +200,19 @@ def _take(fd: int, path: str, holder: dict[str, Any]) -> FileLock | bool:
     lock = FileLock(path, fd, (st.st_dev, st.st_ino))
     lock.set_holder(**holder)  # before the gate opens: no reader sees an old or empty text
     return lock
+
+
+class FileLocker:
+    """One lock key's flock file (the protocol.Locker of the file backend)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def acquire(self, wait_s: float, holder: dict[str, Any]) -> FileLock | None:
+        return acquire(self.path, wait_s, holder)
+
+    def holder(self) -> dict[str, Any]:
+        return read_holder(self.path)
 
 
 def acquire(path: str, wait_s: float, holder: dict[str, Any] | None = None) -> FileLock | None:

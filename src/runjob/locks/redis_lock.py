@@ -14,8 +14,8 @@ exchange (COMMAND_BOUND_S), kill_grace and a safety second. `validate` requires 
 that leaves room for at least one renewal before that point (`ttl_problem`). redis-py's
 own retries are off, so one exchange is bounded by the socket timeouts.
 
-If runjob is SIGKILLed, nothing renews the key: it expires after the TTL (default:
-timeout + kill_grace + 60 s), so another host may start while an orphaned child still
+If runjob is SIGKILLed, nothing renews the key: it expires after the TTL (default, budget.lock_ttl:
+the effective timeout + kill_grace + 60 s), so another host may start while an orphaned child still
 runs past that. A host-local file lock does not have this gap.
 
 The host's file lock is always taken too, after the key (runner._take_lock), so a host
@@ -42,12 +42,13 @@ if TYPE_CHECKING:
 
     import redis
 
+    from runjob.proc.process import Watch
+
 PREFIX = "runjob:lock:"
 RENEW_EVERY_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
 COMMAND_BOUND_S = 3 * CONNECT_TIMEOUT_S  # connect, then at most two round trips (a script load, its call)
 SAFETY_S = 1.0
-TTL_MARGIN_S = 60.0
 # URL query options that carry a secret, or that would undo the timeouts above.
 _REFUSED_OPTIONS = ("password", "socket_timeout", "socket_connect_timeout", "retry_on_timeout", "retry_on_error")
 
@@ -110,11 +111,38 @@ def client(url: str, password_env: str | None) -> redis.Redis:
     )
 
 
-class RedisLock:
-    """A held Redis lock. `fd` is -1: there is nothing for the child to inherit."""
+class RedisLocker:
+    """One lock key in Redis, and this host's file lock of the same key (the protocol.Locker of a
+    job with a lock_backend). Redis's key first: it names its holder atomically, so a loser's
+    lock.busy can say who won. Then the host's file lock, always: a host never overlaps itself,
+    whichever backend was reachable."""
 
-    fd = -1
-    local: Any = None  # the host's file lock, taken after the key (runner._take_lock)
+    def __init__(self, url: str, password_env: str | None, key: str, ttl: float, kill_grace: float, local: Any) -> None:
+        self.url, self.password_env, self.key = url, password_env, key
+        self.ttl = ttl  # budget.lock_ttl
+        self.kill_grace = kill_grace  # the child is stopped this long before the key can expire
+        self.local = local  # lock.FileLocker of the same key
+
+    def acquire(self, wait_s: float, holder: dict[str, Any]) -> RedisLock | None:
+        """The lock; None if busy; Unavailable if Redis cannot be reached."""
+        fleet = acquire(self.url, self.password_env, self.key, self.ttl, wait_s, holder)
+        if fleet is None:
+            return None
+        fleet.kill_grace = self.kill_grace
+        local = self.local.acquire(wait_s, holder)
+        if local is None:  # a run of this host taken while Redis was down still holds it
+            fleet.release()
+            return None
+        fleet.local = local
+        fleet.fd = local.fd  # the child inherits the host lock, as with the file backend
+        return fleet
+
+    def holder(self) -> dict[str, Any]:
+        return read_holder(self.url, self.password_env, self.key)
+
+
+class RedisLock:
+    """A held Redis lock; `fd` is the host's file lock taken with it, which the child inherits."""
 
     def __init__(self, lock: Any, key: str, holder: dict[str, Any], ttl: float, renewed: float) -> None:
         self.lock = lock
@@ -122,7 +150,9 @@ class RedisLock:
         self.holder = holder
         self.ttl = ttl
         self.renewed = renewed  # monotonic time the last successful set or renewal was sent
-        self.kill_grace = 0.0  # set by the runner: how long stopping the child may take
+        self.kill_grace = 0.0  # set by RedisLocker: how long stopping the child may take
+        self.fd = -1
+        self.local: Any = None  # the host's file lock, taken after the key (RedisLocker.acquire)
         import threading
 
         self.done = threading.Event()
@@ -131,12 +161,13 @@ class RedisLock:
     def set_holder(self, **info: object) -> None:
         pass  # the holder is the token, written when the lock was taken
 
-    def watch(self, on_lost: Callable[[str], None]) -> None:
-        """Renew the TTL in the background; call `on_lost(reason)` once if the lock is lost."""
+    def watch(self, inner: Watch, lost: Callable[[str], None], moved: Callable[[bool], None]) -> Watch:
+        """Renew the TTL in the background; call `lost(reason)` once if the lock is lost."""
         import threading
 
-        self.thread = threading.Thread(target=self._renew, args=(on_lost,), daemon=True)
+        self.thread = threading.Thread(target=self._renew, args=(lost,), daemon=True)
         self.thread.start()
+        return inner
 
     def last_try(self) -> float:
         """The latest monotonic time a renewal may start: if it fails, the child is still dead before

@@ -87,10 +87,10 @@ def held_by(job: Job, held: list[dict[str, Any]], params: dict[str, str] | None 
     if not held:  # the usual case: no regex to compile per job (`status` asks for every job)
         return []
     if params:
-        from runjob.registry.templating import substitute
+        from runjob.registry import lock_keys
 
         try:
-            key = substitute(job.lock_key, params | {"job": job.name})
+            key = lock_keys.resolve(job.lock_key, job.name, params)
         except KeyError:  # a param of the key this instance does not set
             key = None
         if key is not None:

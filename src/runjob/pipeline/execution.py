@@ -22,7 +22,7 @@ from runjob.locks import lock
 from runjob.pipeline.store import Store
 from runjob.proc import procid
 from runjob.records.logs import JsonSink, Records, new_run_id
-from runjob.registry import loader
+from runjob.registry import loader, lock_keys
 from runjob.run import plan
 
 TYPE_CHECKING = False
@@ -118,7 +118,7 @@ class Execution:
         locks_dir = os.path.join(self.registry.state_dir, "locks")
         safefs.ensure_dir(self.registry.state_dir, top=True)
         safefs.ensure_dir(locks_dir)
-        path = os.path.join(locks_dir, self.pipeline.lock_key + ".lock")
+        path = lock_keys.lock_file(self.registry.state_dir, self.pipeline.lock_key)
         me = {
             "pid": os.getpid(),
             "pid_start": procid.start_time(os.getpid()),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runjob.queue.backends import open_store
-from runjob.queue.enqueue import put
+from runjob.queue.enqueue import enqueued
 from runjob.records.logs import Records, new_run_id
 
 TYPE_CHECKING = False
@@ -15,14 +15,16 @@ if TYPE_CHECKING:
 
 
 def enqueue_due(registry: Registry, due: list[tuple[Entry, str, str | None]], tick: Records) -> list[dict[str, Any]]:
-    """Each due run put on the queue (one store for all), as tick's `started` list has them."""
+    """Every due run put on the queue in one transaction (all or none), then a `queue.enqueued`
+    record for each, as tick's `started` list has them."""
     store = open_store(registry)
-    out = []
     try:
-        for entry, reason, _ in due:
-            records = Records(tick.sink, entry.job.name, new_run_id(), tick.common["correlation_id"])
-            entry_id = put(store, records, entry.job.name, entry.params, 0, 0.0)
-            out.append({"job": entry.job.name, "params": entry.params, "queue_id": entry_id, "reason": reason})
+        ids = store.put_many([(entry.job.name, entry.params, 0, 0.0) for entry, _, _ in due])
     finally:
         store.close()
+    out = []
+    for entry_id, (entry, reason, _) in zip(ids, due, strict=True):
+        records = Records(tick.sink, entry.job.name, new_run_id(), tick.common["correlation_id"])
+        enqueued(records, entry.job.name, entry_id, entry.params, 0, 0.0)
+        out.append({"job": entry.job.name, "params": entry.params, "queue_id": entry_id, "reason": reason})
     return out

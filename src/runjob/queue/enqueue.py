@@ -42,8 +42,16 @@ def enqueue(
 
 
 def put(store: Store, records: Records, name: str, params: dict[str, str], priority: int, not_before: float) -> str:
-    """Enqueue one run and say so in a `queue.enqueued` record (`tick` uses it too)."""
+    """Enqueue one run and say so in a `queue.enqueued` record."""
     entry_id = store.put(name, params, priority, not_before)
+    enqueued(records, name, entry_id, params, priority, not_before)
+    return entry_id
+
+
+def enqueued(
+    records: Records, name: str, entry_id: str, params: dict[str, str], priority: int, not_before: float
+) -> None:
+    """The `queue.enqueued` record of a run on the queue (`tick` writes one per due run)."""
     records.emit(
         "queue.enqueued",
         f"{name}: queued as {entry_id}",
@@ -52,7 +60,6 @@ def put(store: Store, records: Records, name: str, params: dict[str, str], prior
         priority=priority,
         not_before=timestamp(not_before) if not_before else None,
     )
-    return entry_id
 
 
 def _not_before(delay: str | None, at: float | None) -> float:

@@ -1,20 +1,30 @@
-"""`[--config F] enqueue NAME [k=v ...] [--priority N] [--delay D | --at T]` without typer.
+"""`enqueue` and `worker` without typer.
 
-Anything else (help, an unknown flag, a flag without its value) is left to the typer app,
-which gives the usual usage error; None says so.
+`[--config F] enqueue NAME [k=v ...] [--priority N] [--delay D | --at T]` is scripted in loops;
+`[--config F] worker [--concurrency N] [--burst] [--max-jobs N] [--max-time D]` is forked once
+per run, so whatever it imported is in every run's process: typer and click (about 40 ms of
+imports and several MB resident) would buy it nothing. Anything else (help, an unknown or
+repeated flag, a flag without its value, a value that is not a number where one is needed)
+is left to the typer app, which gives the usual usage error; None says so.
 """
 
 from __future__ import annotations
 
 FLAGS = ("--priority", "--delay", "--at")
+WORKER_OPTIONS = ("--concurrency", "--max-jobs", "--max-time")
+
+
+def _config(args: list[str]) -> tuple[str | None, list[str]]:
+    """(the root --config value, the words after it), as the typer app's root reads them."""
+    if args[:1] in (["--config"], ["-c"]) and len(args) >= 2:
+        return args[1], args[2:]
+    if args and args[0].startswith("--config="):
+        return args[0].partition("=")[2], args[1:]
+    return None, list(args)
 
 
 def enqueue_args(args: list[str]) -> int | None:
-    config, rest = None, list(args)
-    if rest[:1] in (["--config"], ["-c"]) and len(rest) >= 2:
-        config, rest = rest[1], rest[2:]
-    elif rest and rest[0].startswith("--config="):
-        config, rest = rest[0].partition("=")[2], rest[1:]
+    config, rest = _config(args)
     if rest[:1] != ["enqueue"] or len(rest) < 2 or rest[1].startswith("-"):
         return None
     name, words, flags = rest[1], [], dict.fromkeys(FLAGS)
@@ -41,3 +51,42 @@ def enqueue_args(args: list[str]) -> int | None:
 
         at = parse_at(flags["--at"])
     return enqueue(config, name, words, priority, flags["--delay"], at)
+
+
+def parse_worker(words: list[str]) -> dict[str, str | bool] | None:
+    """{option: value, "--burst": True} for `worker`'s words, or None to leave them to typer."""
+    values: dict[str, str | bool] = {}
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        name, eq, inline = word.partition("=")
+        if word == "--burst" and word not in values:
+            values[word] = True
+        elif name in WORKER_OPTIONS and name not in values and (eq or rest):
+            value = inline if eq else rest.pop(0)
+            if value.startswith("-") or (name != "--max-time" and not (value.isascii() and value.isdecimal())):
+                return None
+            values[name] = value
+        else:
+            return None
+    return values
+
+
+def worker_args(args: list[str]) -> int | None:
+    config, rest = _config(args)
+    if rest[:1] != ["worker"]:
+        return None
+    values = parse_worker(rest[1:])
+    if values is None:
+        return None
+    from runjob.queue.worker import work
+
+    max_jobs = values.get("--max-jobs")
+    max_time = values.get("--max-time")
+    return work(
+        config,
+        int(str(values.get("--concurrency", "1"))),
+        bool(values.get("--burst")),
+        None if max_jobs is None else int(str(max_jobs)),
+        None if max_time is None else str(max_time),
+    )

@@ -51,11 +51,11 @@ def _child(args: list[str], env: dict[str, str], close: tuple[int, ...]) -> None
         os.dup2(devnull, 0)
         os.close(devnull)
         from runjob import safefs
-        from runjob.main import main
+        from runjob.startup import run_words
 
         safefs._trusted.clear()  # the run checks its directories itself, as a fresh `runjob NAME` would
 
-        code = main(args)
+        code = run_words(args)
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:  # noqa: BLE001 - a forked child must never return into the worker's loop

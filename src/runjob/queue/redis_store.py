@@ -19,20 +19,25 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from runjob.queue.store import Item
+
 P = "runjob:queue:"
 NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1e6\n"
 # A pending entry's score: higher priority first (|priority| <= 1000), then the enqueue order.
 ORDER = "local function order(prio, seq) return -tonumber(prio) * 1e12 + tonumber(seq) end\n"
+# ARGV: id, job, params, priority, not_before, then the same for each further entry (all in one call).
 PUT = (
     NOW
     + ORDER
     + """
-local seq = redis.call('INCR', KEYS[1] .. 'seq')
-local nb = tonumber(ARGV[5])
-redis.call('HSET', KEYS[1] .. 'e:' .. ARGV[1], 'id', ARGV[1], 'job', ARGV[2], 'params', ARGV[3],
-  'priority', ARGV[4], 'enqueued_at', now, 'not_before', nb, 'state', 'pending', 'seq', seq, 'takes', 0)
-if nb > now then redis.call('ZADD', KEYS[1] .. 'delayed', nb, ARGV[1])
-else redis.call('ZADD', KEYS[1] .. 'pending', order(ARGV[4], seq), ARGV[1]) end
+for i = 1, #ARGV, 5 do
+  local id, prio, nb = ARGV[i], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local seq = redis.call('INCR', KEYS[1] .. 'seq')
+  redis.call('HSET', KEYS[1] .. 'e:' .. id, 'id', id, 'job', ARGV[i + 1], 'params', ARGV[i + 2],
+    'priority', prio, 'enqueued_at', now, 'not_before', nb, 'state', 'pending', 'seq', seq, 'takes', 0)
+  if nb > now then redis.call('ZADD', KEYS[1] .. 'delayed', nb, id)
+  else redis.call('ZADD', KEYS[1] .. 'pending', order(prio, seq), id) end
+end
 """
 )
 # Due delayed entries and lapsed leases back to pending, then the first pending of an unpaused job.
@@ -163,9 +168,16 @@ class RedisStore:
             raise InternalError(f"queue backend unavailable: {e}") from None
 
     def put(self, job: str, params: dict[str, str], priority: int, not_before: float) -> str:
-        entry_id = new_id()
-        self._run("put", entry_id, job, json.dumps(params), priority, not_before)
-        return entry_id
+        return self.put_many([(job, params, priority, not_before)])[0]
+
+    def put_many(self, items: list[Item]) -> list[str]:
+        """Every item in one script: atomic on the server, one round trip."""
+        ids = [new_id() for _ in items]
+        args: list[Any] = []
+        for entry_id, (job, params, priority, not_before) in zip(ids, items, strict=True):
+            args += [entry_id, job, json.dumps(params), priority, not_before]
+        self._run("put", *args)
+        return ids
 
     def claim(self, worker: str, lease: float) -> dict[str, Any] | None:
         entry_id = self._run("claim", worker, lease)

@@ -3,10 +3,17 @@
 A claim is one BEGIN IMMEDIATE transaction (lapsed leases back to pending, then the best
 due entry taken under a lease), so two workers never take the same entry. WAL mode keeps
 readers (`runjob queue`) off the writers' way.
+
+Writers queue on an flock (`queue.sqlite3.lock`) before they take SQLite's write lock:
+SQLite's busy handler sleeps 1, 2, 5, 10 ... ms between tries however soon the lock is
+free (8 worker processes: more than one such sleep per run), where a blocked flock is
+woken the moment its holder lets go. A transaction holds it for well under a millisecond,
+and the kernel drops it with a holder that dies.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -19,6 +26,8 @@ from runjob.queue.store import ALL, FIELDS, new_id
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from runjob.queue.store import Item
 
 FILENAME = "queue.sqlite3"
 SCHEMA = """
@@ -37,10 +46,11 @@ CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, exp
 
 class SqliteStore:
     def __init__(self, state_dir: str) -> None:
-        path = os.path.join(state_dir, FILENAME)
+        self.path = path = os.path.join(state_dir, FILENAME)
         try:
             safefs.ensure_dir(state_dir, top=True)
             _create_private(path)
+            self.gate = safefs.open_private(path + ".lock", os.O_RDWR | os.O_CREAT)
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout = 30000")
             self.db.execute("PRAGMA journal_mode = WAL")
@@ -52,13 +62,22 @@ class SqliteStore:
             raise InternalError(f"cannot open queue store {path}: {e.strerror}") from None
 
     def put(self, job: str, params: dict[str, str], priority: int, not_before: float) -> str:
-        entry_id = new_id()
-        self.db.execute(
-            "INSERT INTO entries (id, job, params, priority, enqueued_at, not_before, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-            (entry_id, job, json.dumps(params), priority, time.time(), not_before),
-        )
-        return entry_id
+        return self.put_many([(job, params, priority, not_before)])[0]
+
+    def put_many(self, items: list[Item]) -> list[str]:
+        """Every item or none (one transaction: `tick` puts a minute's due runs at once)."""
+        now = time.time()
+        rows = [(new_id(), job, json.dumps(params), prio, now, nb) for job, params, prio, nb in items]
+        try:
+            with self._tx():
+                self.db.executemany(
+                    "INSERT INTO entries (id, job, params, priority, enqueued_at, not_before, state) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                    rows,
+                )
+        except sqlite3.Error as e:
+            raise InternalError(f"cannot enqueue in {self.path}: {e}") from None
+        return [row[0] for row in rows]
 
     def claim(self, worker: str, lease: float) -> dict[str, Any] | None:
         now = time.time()
@@ -93,20 +112,24 @@ class SqliteStore:
                 )
 
     def finish(self, entry_id: str, worker: str) -> None:
-        self.db.execute("DELETE FROM entries WHERE id = ? AND worker = ?", (entry_id, worker))
+        self._write("DELETE FROM entries WHERE id = ? AND worker = ?", entry_id, worker)
 
     def bury(self, entry_id: str, worker: str, exit_code: int | None, stderr_tail: str) -> None:
-        self.db.execute(
+        self._write(
             "UPDATE entries SET state = 'dead', lease_until = NULL, exit_code = ?, stderr_tail = ? "
             "WHERE id = ? AND worker = ?",
-            (exit_code, stderr_tail, entry_id, worker),
+            exit_code,
+            stderr_tail,
+            entry_id,
+            worker,
         )
 
     def release(self, entry_id: str, worker: str) -> None:
-        self.db.execute(
+        self._write(
             "UPDATE entries SET state = 'pending', worker = NULL, lease_until = NULL "
             "WHERE id = ? AND worker = ? AND state = 'running'",
-            (entry_id, worker),
+            entry_id,
+            worker,
         )
 
     def entries(self) -> list[dict[str, Any]]:
@@ -128,25 +151,27 @@ class SqliteStore:
         return self._change("UPDATE entries SET priority = ? WHERE id = ?", priority, entry_id)
 
     def pause(self, job: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO paused (job) VALUES (?)", (job,))
+        self._write("INSERT OR IGNORE INTO paused (job) VALUES (?)", job)
 
     def resume(self, job: str) -> None:
-        self.db.execute(
+        self._write(
             "DELETE FROM paused WHERE job = ?" + ("" if job == ALL else " OR job = ?"),
-            (job,) if job == ALL else (job, ALL),
+            *((job,) if job == ALL else (job, ALL)),
         )
 
     def paused(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT job FROM paused ORDER BY job")]
 
     def beat(self, worker: str, info: dict[str, Any], ttl: float) -> None:
-        self.db.execute(
+        self._write(
             "INSERT OR REPLACE INTO workers (id, info, expires) VALUES (?, ?, ?)",
-            (worker, json.dumps(info), time.time() + ttl),
+            worker,
+            json.dumps(info),
+            time.time() + ttl,
         )
 
     def gone(self, worker: str) -> None:
-        self.db.execute("DELETE FROM workers WHERE id = ?", (worker,))
+        self._write("DELETE FROM workers WHERE id = ?", worker)
 
     def workers(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT id, info FROM workers WHERE expires >= ? ORDER BY id", (time.time(),))
@@ -154,25 +179,39 @@ class SqliteStore:
 
     def close(self) -> None:
         self.db.close()
+        os.close(self.gate)
 
     def _change(self, sql: str, *args: Any) -> bool:
-        return self.db.execute(sql, args).rowcount == 1
+        return self._write(sql, *args) == 1
+
+    def _write(self, sql: str, *args: Any) -> int:
+        """One statement in a transaction of its own, behind the gate; the rows it changed."""
+        with self._tx():
+            return self.db.execute(sql, args).rowcount
 
     def _tx(self) -> _Transaction:
-        return _Transaction(self.db)
+        return _Transaction(self.db, self.gate)
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an error): the write lock is taken up front."""
+    """The gate, then BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an error): the write lock is taken up front."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, db: sqlite3.Connection, gate: int) -> None:
+        self.db, self.gate = db, gate
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        fcntl.flock(self.gate, fcntl.LOCK_EX)
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            fcntl.flock(self.gate, fcntl.LOCK_UN)
+            raise
 
     def __exit__(self, kind: object, *rest: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        try:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            fcntl.flock(self.gate, fcntl.LOCK_UN)
 
 
 def _entry(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -1,8 +1,11 @@
-"""The longest a run may take by the job's own settings: the one source of a run's outer budget.
+"""How long a run may take: the one source of its timeout, its Redis lock TTL and its outer budget.
 
-A scheduler that wraps runjob (systemd's TimeoutStartSec=, a CronJob's
-activeDeadlineSeconds) must not kill a run that runjob itself would still let go on.
-Pure arithmetic on the job: no imports, so the runner may use it on the hot path.
+`effective_timeout` is the child's deadline per attempt (the job's `timeout`, or `--timeout`);
+the Redis lock's TTL and a scheduler's budget are both built from it, so an override can
+never leave the key expiring under a run that is still allowed to go on. A scheduler that
+wraps runjob (systemd's TimeoutStartSec=, a CronJob's activeDeadlineSeconds) must not kill
+a run that runjob itself would still let go on. Pure arithmetic on the job: no imports, so
+the runner may use it on the hot path.
 """
 
 from __future__ import annotations
@@ -15,6 +18,19 @@ if TYPE_CHECKING:
 
 # runjob's own start, records and after-run steps (history, notify, ping) on top of the run.
 MARGIN_S = 30.0
+# Default Redis lock TTL beyond timeout + kill_grace: renewal keeps the key while runjob lives;
+# the TTL only matters once runjob is gone (SIGKILLed), so it is the run's length plus a minute.
+LOCK_TTL_MARGIN_S = 60.0
+
+
+def effective_timeout(job: Job, override: float | None = None) -> float:
+    """Seconds an attempt's child may run: `--timeout` if given, else the job's `timeout`."""
+    return job.timeout if override is None else override
+
+
+def lock_ttl(job: Job, timeout: float | None = None) -> float:
+    """The Redis lock key's TTL: the job's `lock_ttl`, else one attempt's time plus a margin."""
+    return job.lock_ttl or effective_timeout(job, timeout) + job.kill_grace + LOCK_TTL_MARGIN_S
 
 
 def backoff_total(retry: dict[str, Any]) -> float:
@@ -25,11 +41,11 @@ def backoff_total(retry: dict[str, Any]) -> float:
     return float(sum(delays))
 
 
-def run_budget(job: Job) -> float:
+def run_budget(job: Job, timeout: float | None = None) -> float:
     """Seconds from start to end of the longest run: lock wait + every attempt (timeout + grace) + backoff."""
     wait = job.wait if job.on_busy == "wait" else 0.0
     attempts: int = job.retry["attempts"]
-    return wait + attempts * (job.timeout + job.kill_grace) + backoff_total(job.retry)
+    return wait + attempts * (effective_timeout(job, timeout) + job.kill_grace) + backoff_total(job.retry)
 
 
 def outer_budget(job: Job) -> int:

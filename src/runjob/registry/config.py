@@ -16,9 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_LOCK_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"  # schema.LOCK_KEY
 _BARE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-MAX_LOCK_KEY = 200  # a lock key names a file: stay well inside NAME_MAX (255)
 
 
 class Job:
@@ -63,8 +61,7 @@ class Job:
     def __init__(self, name: str, values: dict[str, Any]) -> None:
         self.name = name
         self.values = values  # as validated: what the registry cache stores
-        for key, value in values.items():
-            setattr(self, key, value)
+        self.__dict__.update(values)  # one call, not a setattr per key: tick builds 10,000 of these
         if self.lock_key is None:
             self.lock_key = name
 
@@ -182,12 +179,3 @@ def state_dir_warnings(registry: Registry) -> list[str]:
                 "and history; put it under /var/lib or ~/.local/state"
             ]
     return []
-
-
-def lock_key_problem(key: str) -> str | None:
-    """Why `key` cannot name a lock file, or None (no regex: this runs on every run)."""
-    if not key or not key[0].isalnum() or not key.isascii() or ".." in key or key.strip(_LOCK_CHARS):
-        return f'bad lock key "{key}" (must match {schema.LOCK_KEY}, no "..")'
-    if len(key) > MAX_LOCK_KEY:
-        return f"lock key longer than {MAX_LOCK_KEY} characters"
-    return None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from runjob.registry import budget, schema
-from runjob.registry.config import Job, Pipeline, key, lock_key_problem
+from runjob.registry import budget, lock_keys, schema
+from runjob.registry.config import Job, Pipeline, key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def _check_params(where: str, values: dict[str, Any], jobs: dict[str, Job], erro
 
 def _check_rest(where: str, values: dict[str, Any], owners: dict[str, Any], errors: list[str]) -> None:
     if values.get("lock_key") is not None:
-        problem = lock_key_problem(values["lock_key"])
+        problem = lock_keys.problem(values["lock_key"])
         if problem:
             errors.append(f"{where}.lock_key: {problem}")
     for role, owner in values.get("owners", {}).items():

@@ -169,27 +169,30 @@ _DURATION_SCHEMA = {
 }
 
 
+# JSON Schema of each kind of value that needs nothing from its Key.
+_SIMPLE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "str": {"type": "string"},
+    "cron": {"type": "string"},
+    "regex": {"type": "string", "format": "regex"},
+    "bool": {"type": "boolean"},
+    "duration": _DURATION_SCHEMA,
+    "argv": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+    "str_list": {"type": "array", "items": {"type": "string"}},
+    "regex_list": {"type": "array", "items": {"type": "string", "format": "regex"}},
+    "int_list": {"type": "array", "items": {"type": "integer"}},
+    "str_map": {"type": "object", "additionalProperties": {"type": "string"}},
+    "instances": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "stages": {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    },
+}
+
+
 def _key_schema(key: Key) -> dict[str, Any]:
-    simple: dict[str, dict[str, Any]] = {
-        "str": {"type": "string"},
-        "cron": {"type": "string"},
-        "regex": {"type": "string", "format": "regex"},
-        "bool": {"type": "boolean"},
-        "duration": dict(_DURATION_SCHEMA),
-        "argv": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
-        "str_list": {"type": "array", "items": {"type": "string"}},
-        "regex_list": {"type": "array", "items": {"type": "string", "format": "regex"}},
-        "int_list": {"type": "array", "items": {"type": "integer"}},
-        "str_map": {"type": "object", "additionalProperties": {"type": "string"}},
-        "instances": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
-        "stages": {
-            "type": "array",
-            "minItems": 1,
-            "items": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-        },
-    }
-    if key.kind in simple:
-        out = dict(simple[key.kind])
+    if key.kind in _SIMPLE_SCHEMAS:
+        out = dict(_SIMPLE_SCHEMAS[key.kind])
     elif key.kind == "int":
         out = {"type": "integer"} | ({"minimum": key.minimum} if key.minimum is not None else {})
         out |= {"maximum": key.maximum} if key.maximum is not None else {}
@@ -197,21 +200,20 @@ def _key_schema(key: Key) -> dict[str, Any]:
         out = {"enum": list(key.choices)}
     elif key.kind == "table":
         out = _table_schema(key.table or {})
-    else:  # "params", "owners", "jobs": a table of named tables
-        named = {
-            "params": PARAM_NAME,
-            "owners": JOB_NAME,
-            "jobs": JOB_NAME,
-            "pipelines": JOB_NAME,
-            "workers": JOB_NAME,
-        }[key.kind]
-        out = {
-            "type": "object",
-            "propertyNames": {"pattern": f"^{named}$"},
-            "additionalProperties": _table_schema(key.table or {}),
-        }
+    else:
+        out = _named_tables_schema(key)
     out["description"] = key.doc
     return out
+
+
+def _named_tables_schema(key: Key) -> dict[str, Any]:
+    """ "params", "owners", "jobs", "pipelines", "workers": a table of named tables."""
+    named = PARAM_NAME if key.kind == "params" else JOB_NAME
+    return {
+        "type": "object",
+        "propertyNames": {"pattern": f"^{named}$"},
+        "additionalProperties": _table_schema(key.table or {}),
+    }
 
 
 def _table_schema(keys: dict[str, Key]) -> dict[str, Any]:

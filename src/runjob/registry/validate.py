@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 
 from runjob.errors import ConfigError
-from runjob.registry import schema, shellcmd
+from runjob.registry import lock_keys, schema, shellcmd
 from runjob.registry.command_checks import option_like_params
-from runjob.registry.config import Job, Registry, key, lock_key_problem
+from runjob.registry.config import Job, Registry, key
 from runjob.registry.tables import BUILTIN_PLACEHOLDERS, _builtin, _table, _unknown_keys, named_tables
 from runjob.registry.templating import expand_env, path_component_problem, placeholders, substitute
 
@@ -175,10 +175,10 @@ def _check_instance_lock_keys(name: str, where: str, job: dict[str, Any], errors
     defaults = {k: spec["default"] for k, spec in job["params"].items() if spec["default"] is not None}
     for i, instance in enumerate(job["instances"]):
         try:
-            lock_key = substitute(job["lock_key"], defaults | instance | {"job": name})
+            lock_key = lock_keys.resolve(job["lock_key"], name, defaults | instance)
         except (KeyError, ValueError):
             continue  # a missing param or a bad template: reported above
-        problem = lock_key_problem(lock_key)
+        problem = lock_keys.problem(lock_key)
         if problem:
             errors.append(f"{where}.instances[{i}]: {problem}")
 
@@ -201,7 +201,7 @@ def _check_lock_backend(where: str, job: dict[str, Any], errors: list[str]) -> N
 
 def _check_lock_template(template: str, where: str, errors: list[str]) -> None:
     sample = substitute(template, {p: "x" for p in placeholders(template)})
-    problem = lock_key_problem(sample)
+    problem = lock_keys.problem(sample)
     if problem:
         errors.append(f"{where}: {problem}")
 

@@ -15,10 +15,21 @@ from runjob.records.logs import Records, timestamp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Literal
 
     from runjob.proc import process
     from runjob.run.plan import Plan
+
+    # How a run ended (run.end's `status`, the history's row). An attempt's own status
+    # (process.Result, run.attempt) is one of success, failure, timeout.
+    Status = Literal["success", "failure", "transient", "timeout", "killed"]
+    # What the history may also say of a run: still going, its runjob gone, or never started.
+    RowStatus = Literal[Status, "running", "crashed", "skipped"]
+
+
+# The values of Status and RowStatus below, for checking what a user typed (`history --status`).
+STATUSES = ("success", "failure", "transient", "timeout", "killed")
+ROW_STATUSES = ("running", "crashed", *STATUSES, "skipped")
 
 
 class Run:
@@ -40,7 +51,7 @@ class Outcome:
 
     def __init__(
         self,
-        status: str,
+        status: Status,
         exit_code: int,
         attempts: int,
         started: float,

@@ -11,7 +11,8 @@ import os
 
 from runjob.errors import UsageError
 from runjob.records.redact import MASK, Redactor, needles
-from runjob.registry.config import Job, Registry, lock_key_problem
+from runjob.registry import budget, lock_keys
+from runjob.registry.config import Job, Registry
 from runjob.registry.templating import expand_env, path_component_problem, placeholders, substitute
 
 TYPE_CHECKING = False
@@ -22,35 +23,103 @@ if TYPE_CHECKING:
 OUTPUT_MODES = ("json", "passthrough", "discard")
 
 
+class Overrides:
+    """What the command line changes for one run (`--timeout`, `--no-retry`, `--output`, `--log-file`)."""
+
+    __slots__ = ("timeout", "no_retry", "output", "log_file")
+
+    def __init__(
+        self,
+        timeout: float | None = None,
+        no_retry: bool = False,
+        output: str | None = None,
+        log_file: str | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.no_retry = no_retry
+        self.output = output
+        self.log_file = log_file  # "" = stdout
+
+    def any(self) -> bool:
+        return self.timeout is not None or self.no_retry or self.output is not None or self.log_file is not None
+
+
 class Plan:
-    """Everything a run needs, with no templates left. Treated as frozen."""
+    """Everything a run needs, with no templates left. Treated as frozen.
 
-    def __init__(self, **fields: Any) -> None:
-        self.__dict__.update(fields)
+    A plain class with slots rather than a dataclass: `dataclasses` imports `re` and
+    `inspect`, which `runjob NAME` must not pay for."""
 
-    job: Job
-    name: str
-    params: dict[str, str]  # as shown (records, history, dry run): secret values masked
-    argv: list[str]
-    cwd: str
-    env: dict[str, str]  # what the job adds to the inherited environment
-    secret_values: list[str]
-    withheld: frozenset[str]  # inherited variables the child does not get (other jobs' secrets, Redis passwords)
-    lock_key: str
-    lock_file: str
-    state_dir: str
-    log_file: str  # "" = stdout
-    output: str
-    timeout: float
-    kill_grace: float
-    retry: dict[str, Any]
-    registry_path: str
+    __slots__ = (
+        "job",
+        "name",
+        "params",
+        "argv",
+        "cwd",
+        "env",
+        "secret_values",
+        "withheld",
+        "lock_key",
+        "lock_file",
+        "lock_ttl",
+        "state_dir",
+        "log_file",
+        "output",
+        "timeout",
+        "kill_grace",
+        "retry",
+        "registry_path",
+    )
+
+    def __init__(
+        self,
+        *,
+        job: Job,
+        name: str,
+        params: dict[str, str],
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        secret_values: list[str],
+        withheld: frozenset[str],
+        lock_key: str,
+        lock_file: str,
+        lock_ttl: float,
+        state_dir: str,
+        log_file: str,
+        output: str,
+        timeout: float,
+        kill_grace: float,
+        retry: dict[str, Any],
+        registry_path: str,
+    ) -> None:
+        self.job = job
+        self.name = name
+        self.params = params  # as shown (records, history, dry run): secret values masked
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env  # what the job adds to the inherited environment
+        self.secret_values = secret_values
+        self.withheld = withheld  # inherited variables the child does not get (other jobs' secrets, Redis passwords)
+        self.lock_key = lock_key
+        self.lock_file = lock_file
+        self.lock_ttl = lock_ttl  # budget.lock_ttl: the Redis key's TTL (for a job with a lock_backend)
+        self.state_dir = state_dir
+        self.log_file = log_file  # "" = stdout
+        self.output = output
+        self.timeout = timeout  # budget.effective_timeout: the child's deadline per attempt
+        self.kill_grace = kill_grace
+        self.retry = retry
+        self.registry_path = registry_path
 
     def redact(self, text: str) -> str:
         return Redactor(self.secret_values).text(text) if self.secret_values else text
 
-    def shown_env(self) -> dict[str, str]:
-        return {k: MASK if k in self.job.secrets else self.redact(v) for k, v in self.env.items()}
+    def shown_env(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        """`env` (default: what the job adds) as records and the dry run may show it: the job's
+        secrets masked by name, any other value with a secret in it masked where it appears."""
+        shown = self.env if env is None else env
+        return {k: MASK if k in self.job.secrets else self.redact(v) for k, v in shown.items()}
 
 
 def parse_params(args: list[str]) -> dict[str, str]:
@@ -88,31 +157,18 @@ def resolve_params(job: Job, given: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def build(
-    registry: Registry,
-    name: str,
-    given: dict[str, str],
-    timeout: float | None = None,
-    no_retry: bool = False,
-    output: str | None = None,
-    log_file: str | None = None,
-) -> Plan:
+def build(registry: Registry, name: str, given: dict[str, str], overrides: Overrides | None = None) -> Plan:
+    """The plan of job `name` run with the params `given` and the command line's `overrides`."""
     job = registry.job(name)
+    over = overrides or Overrides()
     params = resolve_params(job, given)
     values = params | {"job": name}
-    lock_key = substitute(job.lock_key, values)
-    problem = lock_key_problem(lock_key)
-    if problem:
-        raise UsageError(f"{problem}, made from the params {params}")
-    lookup = _inherited(registry, job) if any("$" in v for v in job.env.values()) else None
-    env = {k: substitute(expand_env(v, lookup) if lookup else v, values) for k, v in job.env.items()}
-    if job.values.get("shell"):  # the script refers to each value as $RUNJOB_PARAM_name: see shellcmd.py
-        env |= {"RUNJOB_PARAM_" + k: v for k, v in params.items()}
-    if output is not None and output not in OUTPUT_MODES:
-        raise UsageError(f'--output must be one of {", ".join(OUTPUT_MODES)}, got "{output}"')
+    lock_key = _lock_key(job, params)
+    env = _env(registry, job, params, values)
+    if over.output is not None and over.output not in OUTPUT_MODES:
+        raise UsageError(f'--output must be one of {", ".join(OUTPUT_MODES)}, got "{over.output}"')
     _check_path_params(job, params)
-    log = substitute(job.log_file, values) if log_file is None else log_file
-    retry = dict(job.retry) | ({"attempts": 1} if no_retry else {})
+    log = substitute(job.log_file, values) if over.log_file is None else over.log_file
     secrets = _secret_values(job.secrets, env)
     return Plan(
         job=job,
@@ -124,15 +180,34 @@ def build(
         secret_values=secrets,
         withheld=frozenset(registry.secret_names() - set(job.secrets)),
         lock_key=lock_key,
-        lock_file=os.path.join(registry.state_dir, "locks", lock_key + ".lock"),
+        lock_file=lock_keys.lock_file(registry.state_dir, lock_key),
+        lock_ttl=budget.lock_ttl(job, over.timeout),
         state_dir=registry.state_dir,
         log_file=registry.resolve(log) if log else "",
-        output=output or job.output,
-        timeout=job.timeout if timeout is None else timeout,
+        output=over.output or job.output,
+        timeout=budget.effective_timeout(job, over.timeout),
         kill_grace=job.kill_grace,
-        retry=retry,
+        retry=dict(job.retry) | ({"attempts": 1} if over.no_retry else {}),
         registry_path=registry.path,
     )
+
+
+def _lock_key(job: Job, params: dict[str, str]) -> str:
+    key = lock_keys.resolve(job.lock_key, job.name, params)
+    problem = lock_keys.problem(key)
+    if problem:
+        raise UsageError(f"{problem}, made from the params {params}")
+    return key
+
+
+def _env(registry: Registry, job: Job, params: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    """What the job adds to the child's environment: its env values ($VAR and {param} expanded)
+    and, for `shell = true`, each param as $RUNJOB_PARAM_name (see shellcmd.py)."""
+    lookup = _inherited(registry, job) if any("$" in v for v in job.env.values()) else None
+    env = {k: substitute(expand_env(v, lookup) if lookup else v, values) for k, v in job.env.items()}
+    if job.values.get("shell"):
+        env |= {"RUNJOB_PARAM_" + k: v for k, v in params.items()}
+    return env
 
 
 def _inherited(registry: Registry, job: Job) -> Callable[[str], str | None]:

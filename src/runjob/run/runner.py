@@ -11,24 +11,26 @@ from __future__ import annotations
 import os
 import time
 
-from runjob.errors import EXIT_BUSY, EXIT_OK, RunjobError
-from runjob.locks import lock as locks
+from runjob.errors import RunjobError
+from runjob.locks.lock import Busy
 from runjob.proc import process, procid
-from runjob.proc.process import signal  # _signal: see process.py
 from runjob.records.logs import Records, new_run_id, timestamp
 from runjob.records.output import StreamHandler
-from runjob.records.redact import shown_url
+from runjob.run import locking
 from runjob.run.model import Outcome, Run
 from runjob.run.retry import RetryState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import Any
 
-    from runjob.locks import redis_lock
+    from runjob.locks.protocol import Lock
     from runjob.records.logs import Sink
-    from runjob.run.model import Observer
+    from runjob.run.model import Observer, Status
     from runjob.run.plan import Plan
+else:
+    from runjob.proc.process import signal  # _signal, without the enums: see process.py
 
 
 LEVELS = {"success": "info", "transient": "warning"}
@@ -52,40 +54,29 @@ def execute(plan: Plan, sink: Sink, observers: list[Observer]) -> int:
     run.stop = stop
     previous = _install_signals(stop)  # before the lock: a signal while waiting for it ends the run too
     try:
-        held = _lock_or_signal(run, holder, stop)
+        held = locking.take(run, holder, stop)
         if stop.signum:
             return _killed_waiting(run, observers, stop)
-        if isinstance(held, int):
-            return held
         if held is None:
             return _busy(run, observers)
         return _locked(run, held, stop, observers, holder)
+    except locking.NotRun as e:
+        return e.exit_code
     finally:
         _restore_signals(stop, previous)
 
 
-def _locked(
-    run: Run,
-    held: locks.FileLock | redis_lock.RedisLock,
-    stop: process.Stop,
-    observers: list[Observer],
-    holder: dict[str, Any],
-) -> int:
+def _locked(run: Run, held: Lock, stop: process.Stop, observers: list[Observer], holder: dict[str, Any]) -> int:
     """The run once its lock is held: records, attempts, after-run steps; the lock released last."""
     try:
         held.set_holder(**holder)
-        if not isinstance(held, locks.FileLock):  # a RedisLock
-            held.kill_grace = run.plan.job.kill_grace  # the child is stopped this long before the key can expire
-            held.watch(lambda reason: stop.notify(lambda: _lock_lost(run, stop, reason)))
+        watch = locking.keep(run, held, stop, _duration_watch(run, observers))
         try:
             for observer in observers:
                 observer.start(run)
-        except locks.Busy as e:  # history: a live run holds this key (its lock file was removed)
+        except Busy as e:  # history: a live run holds this key (its lock file was removed)
             return _busy(run, observers, e.holder)
         _start_record(run)
-        watch = _duration_watch(run, observers)
-        if isinstance(held, locks.FileLock):
-            watch = locks.Guard(watch, held, lambda ok: _lock_file_gone(run, ok))  # type: ignore[assignment]
         outcome = _attempts(run, held, stop, watch)
         stop.run_notices()  # e.g. a lock lost in the last moments of the run
         outcome.record = _end_record(run, outcome)
@@ -96,23 +87,6 @@ def _locked(
     finally:
         held.release()  # before the signals are restored: it joins a Redis renewal thread that may still
         # write to the wakeup pipe
-
-
-def _lock_or_signal(run: Run, holder: dict[str, Any], stop: process.Stop) -> Any:
-    """_take_lock, cut short by a stop signal (the handler raises Interrupted meanwhile).
-    A lock taken as the signal came is released: the run ends without running."""
-    held: Any = None
-    stop.interruptible = True  # first: a signal before it is seen by the test below, one after raises
-    try:
-        if not stop.signum:
-            held = _take_lock(run, holder)
-    except process.Interrupted:
-        pass
-    finally:
-        stop.interruptible = False
-    if stop.signum and not isinstance(held, (int, type(None))):
-        held.release()
-    return held
 
 
 def _killed_waiting(run: Run, observers: list[Observer], stop: process.Stop) -> int:
@@ -132,115 +106,12 @@ def _claimed_run_id() -> str | None:
     return given if len(given) == 36 and all(c in "0123456789abcdef-" for c in given) else None
 
 
-def _take_lock(run: Run, holder: dict[str, Any]) -> locks.FileLock | redis_lock.RedisLock | int | None:
-    """The held lock; None if busy; an exit code if Redis is unavailable and the policy says stop."""
-    job = run.plan.job
-    wait = job.wait if job.on_busy == "wait" else 0.0
-    if not job.lock_backend:
-        return locks.acquire(run.plan.lock_file, wait, holder)
-    from runjob.locks import redis_lock  # loaded only for a job with a lock_backend
-
-    # Redis's key first (it names its holder atomically: a loser's lock.busy can say who won), then the
-    # host's file lock, always: a host never overlaps itself, whichever backend was reachable.
-    ttl = job.lock_ttl or job.timeout + job.kill_grace + redis_lock.TTL_MARGIN_S
-    try:
-        fleet = redis_lock.acquire(job.lock_backend, job.lock_password_env, run.plan.lock_key, ttl, wait, holder)
-    except redis_lock.Unavailable as e:
-        return _unavailable(run, wait, holder, e)
-    if fleet is None:
-        return None
-    local = locks.acquire(run.plan.lock_file, wait, holder)
-    if local is None:  # a run of this host taken while Redis was down still holds it
-        fleet.release()
-        return None
-    fleet.local = local
-    fleet.fd = local.fd  # the child inherits the host lock, as with the file backend
-    return fleet
-
-
-def _unavailable(run: Run, wait: float, holder: dict[str, Any], e: Exception) -> locks.FileLock | int | None:
-    """Redis is down: this host's file lock only (`local`), or stop."""
-
-    job = run.plan.job
-    policy = job.lock_unavailable
-    then = {"fail": "not run (exit 75)", "skip": "skipped", "local": "running under this host's file lock only"}
-    run.records.emit(
-        "lock.unavailable",
-        f"{run.plan.name}: {e}; {then[policy]}",
-        level="error" if policy == "fail" else "warning",
-        lock_key=run.plan.lock_key,
-        backend=shown_url(job.lock_backend),
-        lock_unavailable=policy,
-        error=str(e),
-    )
-    if policy == "local":
-        return locks.acquire(run.plan.lock_file, wait, holder)
-    return EXIT_BUSY if policy == "fail" else EXIT_OK
-
-
-def _lock_lost(run: Run, stop: process.Stop, reason: str) -> None:
-    """On the main thread: say the lock is lost, and stop the child if on_lock_lost says so."""
-
-    job = run.plan.job
-    kill = job.on_lock_lost == "kill"
-    run.records.emit(
-        "lock.lost",
-        f"{run.plan.name}: lock {run.plan.lock_key} lost: {reason}"
-        + ("; stopping the job" if kill else "; the job goes on unprotected"),
-        level="error",
-        lock_key=run.plan.lock_key,
-        backend=shown_url(job.lock_backend),
-        on_lock_lost=job.on_lock_lost,
-        error=reason,
-    )
-    if kill:
-        stop.stop(signal.SIGTERM, f"lock lost: {reason}")
-
-
-def _lock_file_gone(run: Run, retaken: bool) -> None:
-    """The lock file was removed or renamed under us (a tmp cleaner): say what we did."""
-    key = run.plan.lock_key
-    if retaken:
-        message = f"{run.plan.name}: lock file of {key} was removed while held; re-created and re-taken"
-    else:
-        message = f"{run.plan.name}: lock file of {key} was removed while held and another process holds the new one"
-    run.records.emit(
-        "lock.restored" if retaken else "lock.lost",
-        message,
-        level="warning" if retaken else "error",
-        lock_key=key,
-        lock_file=run.plan.lock_file,
-    )
-
-
 def _busy(run: Run, observers: list[Observer], holder: dict[str, Any] | None = None) -> int:
-    plan = run.plan
-    job = plan.job
-    if holder is None and job.lock_backend:
-        from runjob.locks import redis_lock
-
-        holder = redis_lock.read_holder(job.lock_backend, job.lock_password_env, plan.lock_key)
-    elif holder is None:
-        holder = locks.read_holder(plan.lock_file)
-    on_busy = plan.job.on_busy
-    skip = on_busy == "skip"
-    if holder.get("leftover"):
-        whose = f", a leftover of run {holder.get('run_id')} (its runjob has exited)"
-    else:
-        whose = f" (run {holder['run_id']})" if holder.get("run_id") else ""
-    run.records.emit(
-        "lock.busy",
-        f"{plan.name}: lock {plan.lock_key} is held by pid {holder.get('pid')}{whose}; "
-        + ("skipped" if skip else "not run (exit 75)"),
-        level="info" if skip and not holder.get("leftover") else "warning",
-        lock_key=plan.lock_key,
-        holder_pid=holder.get("pid"),
-        holder_run_id=holder.get("run_id"),
-        on_busy=on_busy,
-    )
+    """The lock is held by another run: lock.busy, and the observers told nothing ran."""
+    code, holder = locking.busy(run, holder)
     for observer in observers:
         _safely(observer.skipped, run, holder)
-    return 0 if skip else EXIT_BUSY
+    return code
 
 
 def _start_record(run: Run) -> None:
@@ -263,19 +134,18 @@ def _start_record(run: Run) -> None:
         )
 
 
-def _attempts(
-    run: Run, held: locks.FileLock | redis_lock.RedisLock, stop: process.Stop, watch: process.Watch
-) -> Outcome:
+def _attempts(run: Run, held: Lock, stop: process.Stop, watch: process.Watch) -> Outcome:
+    """Each attempt in turn until one succeeds, the retry policy gives up, or a stop signal comes."""
     plan = run.plan
     retry = RetryState(plan.retry)
     patterns = _compile(plan.job.transient["stderr_patterns"])
     env = child_env(plan, run.run_id, run.correlation_id)
+    inherit = (held.fd,) if held.fd >= 0 else ()  # a file lock stays held while the child lives
     attempt, max_rss = 0, 0
     while True:
         attempt += 1
         env["RUNJOB_ATTEMPT"] = str(attempt)
-        handlers = (_handler(run, "stdout", attempt, None), _handler(run, "stderr", attempt, patterns))
-        inherit = (held.fd,) if held.fd >= 0 else ()  # a file lock stays held while the child lives
+        handlers = _handlers(run, attempt, patterns)
         result = process.run(
             plan.argv, plan.cwd, env, plan.output, inherit, plan.timeout, plan.kill_grace, handlers, stop, watch
         )
@@ -284,15 +154,30 @@ def _attempts(
         delay = retry.next_delay(attempt) if again else None
         _attempt_record(run, attempt, result, delay)
         if delay is None or not _sleep(delay, stop, watch):
-            status = result.status
-            if status == "failure" and _is_transient(plan, result.exit_code, handlers[1].matched):
-                status = "transient"
-            error = result.error
-            if stop.signum:
-                status, code, error = "killed", 128 + stop.signum, stop.reason or error
-            else:
-                code = result.exit_code
-            return Outcome(status, code, attempt, run.started_mono, handlers[1].tail_text(), max_rss, error)
+            return _outcome(run, attempt, result, handlers[1], stop, max_rss)
+
+
+def _handlers(run: Run, attempt: int, patterns: list[Any]) -> tuple[StreamHandler, StreamHandler]:
+    """The child's stdout and stderr handlers for one attempt (stderr_patterns on stderr only)."""
+    plan = run.plan
+    records = run.records
+    out = StreamHandler("stdout", plan.output, records.sink, records, attempt, plan.secret_values, None)
+    err = StreamHandler("stderr", plan.output, records.sink, records, attempt, plan.secret_values, patterns)
+    return out, err
+
+
+def _outcome(
+    run: Run, attempt: int, result: process.Result, stderr: StreamHandler, stop: process.Stop, max_rss: int
+) -> Outcome:
+    """How the run ended after its last attempt: a failure matching `transient` is transient; a stop
+    signal makes it killed (128 + the signal)."""
+    status: Status = result.status  # type: ignore[assignment]  # process.Result's statuses are Status values
+    if status == "failure" and _is_transient(run.plan, result.exit_code, stderr.matched):
+        status = "transient"
+    error, code = result.error, result.exit_code
+    if stop.signum:
+        status, code, error = "killed", 128 + stop.signum, stop.reason or error
+    return Outcome(status, code, attempt, run.started_mono, stderr.tail_text(), max_rss, error)
 
 
 def child_env(plan: Plan, run_id: str, correlation_id: str) -> dict[str, str]:
@@ -424,11 +309,6 @@ def _safely(step: Any, *args: Any) -> None:
         os.write(2, f"runjob: {e}\n".encode())
     except Exception as e:  # noqa: BLE001 - contained at the boundary: an after-run step never takes the run down
         os.write(2, f"runjob: {type(e).__name__} in an after-run step: {str(e)[:200]}\n".encode())
-
-
-def _handler(run: Run, stream: str, attempt: int, patterns: list[Any] | None) -> StreamHandler:
-    plan = run.plan
-    return StreamHandler(stream, plan.output, run.records.sink, run.records, attempt, plan.secret_values, patterns)
 
 
 def _install_signals(stop: process.Stop) -> tuple[dict[int, Any], int]:

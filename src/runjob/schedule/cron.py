@@ -14,11 +14,20 @@ and `status`/`list` (when does it fire next?) cannot disagree.
 
 cronsim knows no @-aliases, so they are expanded here. Imported only by the commands
 that look at schedules (validate, list, show, status, tick, export), never by a run.
+
+A registry of 10,000 jobs holds far fewer distinct expressions, and `tick` asks of each
+only "does it fire this minute?": each distinct expression is parsed once per process
+(`_compiled`), and outside the one minute of an offset change the answer is a lookup of
+the wall time's fields in the parsed sets (cronsim's own), not a walk of the time line.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, tzinfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cronsim import CronSim
 
 _SECOND = timedelta(seconds=1)
 _DAY = timedelta(days=1)
@@ -41,8 +50,17 @@ def expand(expr: str) -> str:
     return ALIASES.get(text.lower(), text)
 
 
+_problems: dict[str, str | None] = {}
+
+
 def problem(expr: str) -> str | None:
-    """Why `expr` is not a usable cron expression, or None."""
+    """Why `expr` is not a usable cron expression, or None (worked out once per distinct string)."""
+    if expr not in _problems:
+        _problems[expr] = _problem(expr)
+    return _problems[expr]
+
+
+def _problem(expr: str) -> str | None:
     from cronsim import CronSim, CronSimError
 
     text = expand(expr)
@@ -81,6 +99,56 @@ def is_fixed(expr: str) -> bool:
     """Debian's test: a job runs "at a particular time" unless its minute or hour field starts with `*`."""
     minute, hour = expand(expr).split()[:2]
     return not minute.startswith("*") and not hour.startswith("*")
+
+
+class _Compiled:
+    """One distinct expression: its 5-field text, whether it is a fixed time, and its fields
+    as cronsim parses them. Each distinct field is parsed once (`_part`): 10,000 daily jobs
+    spread over the day share 60 minute fields, 24 hour fields and one day part."""
+
+    __slots__ = ("text", "fixed", "minutes", "hours", "days")
+
+    def __init__(self, expr: str) -> None:
+        self.text = expand(expr)
+        self.fixed = is_fixed(expr)
+        minute, hour, dom, month, dow = self.text.split()
+        self.minutes: set[int] = _part(f"{minute} * * * *").minutes
+        self.hours: set[int] = _part(f"0 {hour} * * *").hours
+        self.days: CronSim = _part(f"0 0 {dom} {month} {dow}")  # months, and the day-of-month/week rule
+
+    def matches(self, wall: datetime) -> bool:
+        """Does this wall time match? cronsim's `advance()` stops at once on such a time."""
+        return (
+            wall.second == 0
+            and wall.microsecond == 0
+            and wall.minute in self.minutes
+            and wall.hour in self.hours
+            and wall.month in self.days.months
+            and self.days.match_day(wall.date())
+        )
+
+
+_parts: dict[str, CronSim] = {}
+
+
+def _part(text: str) -> CronSim:
+    """cronsim's parse of `text` (naive: no DST handling of its own), once per distinct text."""
+    found = _parts.get(text)
+    if found is None:
+        from cronsim import CronSim
+
+        found = _parts[text] = CronSim(text, datetime(2000, 1, 1))
+    return found
+
+
+_compiled_cache: dict[str, _Compiled] = {}
+
+
+def _compiled(expr: str) -> _Compiled:
+    found = _compiled_cache.get(expr)
+    if found is None:
+        found = _compiled_cache[expr] = _Compiled(expr)
+    return found
 
 
 _host: list[tzinfo] = []
@@ -154,8 +222,20 @@ def next_times(expr: str, tz_name: str | None, after: datetime, count: int) -> l
 
 
 def fires_at(expr: str, tz_name: str | None, minute: datetime) -> bool:
-    """Does `expr` fire at this minute (an aware instant on a minute boundary)?"""
-    return next_fire(expr, zone(tz_name), minute - _SECOND, until=minute) == minute
+    """Does `expr` fire at this minute (an aware instant on a minute boundary)?
+
+    The same answer as the walk (`next_fire` from the second before), which is only taken
+    when the zone's offset changes at this very minute: elsewhere the minute's wall time
+    either matches or not, and a fixed time fires on the first pass of its wall time only.
+    """
+    z = zone(tz_name)
+    offset = _offset(z, minute)
+    if _offset(z, minute - _SECOND) != offset:
+        return next_fire(expr, z, minute - _SECOND, until=minute) == minute
+    compiled, wall = _compiled(expr), _wall(minute, offset)
+    if not compiled.matches(wall):
+        return False
+    return not compiled.fixed or wall.replace(tzinfo=z, fold=0).astimezone(UTC) >= minute - _SECOND
 
 
 def missed(expr: str, tz_name: str | None, start: datetime, end: datetime, cap: int = 1440) -> datetime | None:
@@ -176,7 +256,8 @@ def next_fire(expr: str, z: tzinfo, after: datetime, until: datetime | None = No
     None when there is none up to `until` (or within cronsim's 50 years). The time line is
     walked in stretches of one UTC offset: within one, wall time = instant + offset.
     """
-    text, fixed = expand(expr), is_fixed(expr)
+    compiled = _compiled(expr)
+    text, fixed = compiled.text, compiled.fixed
     start = after.astimezone(UTC).replace(microsecond=0)  # whole seconds keep the bisection exact
     offset = _offset(z, start)
     low = _wall(start, offset)  # candidates are wall times strictly after this

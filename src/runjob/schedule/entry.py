@@ -8,13 +8,27 @@ if TYPE_CHECKING:
 
 
 class Entry:
-    """One scheduled run: a job and the params it runs with."""
+    """One scheduled run: a job and the params it runs with.
+
+    `words` and `slug` are worked out when asked for: `tick` makes an entry for each of
+    10,000 jobs and needs them only for the few that are due.
+    """
+
+    __slots__ = ("job", "params")
 
     def __init__(self, job: Job, params: dict[str, str]) -> None:
         self.job = job
         self.params = params
-        self.words = [job.name] + [f"{k}={v}" for k, v in params.items()]
-        self.slug = "-".join([job.name, *params.values()])  # for unit and object names (export.names)
+
+    @property
+    def words(self) -> list[str]:
+        """`NAME k=v ...`: the run as `runjob` takes it."""
+        return [self.job.name] + [f"{k}={v}" for k, v in self.params.items()]
+
+    @property
+    def slug(self) -> str:
+        """For unit and object names (export.names)."""
+        return "-".join([self.job.name, *self.params.values()])
 
 
 def entries_of(job: Job) -> list[Entry]:

@@ -30,12 +30,17 @@ MIN_INTERVAL_S = 1.0
 STATE_FILE = "every.json"
 
 
+_HEADS = {"@every": EVERY, "@at": AT, "@manual": MANUAL}
+
+
 def kind(expr: str | None) -> str | None:
     """Which kind of schedule `expr` is (None: no schedule)."""
     if not expr:
         return None
-    head = expr.split()[0].lower() if expr.split() else ""
-    return {"@every": EVERY, "@at": AT, "@manual": MANUAL}.get(head, CRON)
+    if not expr.startswith("@") and not expr[0].isspace():
+        return CRON  # the common case, asked for every job of a big registry: no split
+    words = expr.split()
+    return _HEADS.get(words[0].lower(), CRON) if words else CRON
 
 
 def interval(expr: str) -> float:

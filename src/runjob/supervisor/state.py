@@ -104,7 +104,7 @@ def worker_rows(registry: Registry) -> list[dict[str, Any]]:
 
 def _row(state_dir: str, name: str, wanted: int) -> dict[str, Any]:
     saved = _read(os.path.join(worker_dir(state_dir, name), "state.json"))
-    running = bool(saved.get("running")) and _alive(saved.get("supervisor_pid"))
+    running = bool(saved.get("running")) and procid.alive(saved.get("supervisor_pid"), saved.get("supervisor_started"))
     now = time.time()
     instances = []
     for inst in saved.get("instances", []) if running else []:
@@ -139,18 +139,6 @@ def _read(path: str) -> dict[str, Any]:
         except ValueError:
             return {}
     return data if isinstance(data, dict) else {}
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def print_workers(rows: list[dict[str, Any]]) -> None:
