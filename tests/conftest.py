@@ -344,7 +344,7 @@ class RedisServer:
         import redis
 
         client = redis.Redis(port=self.port, password=self.password)
-        assert wait_for(lambda: _pings(client), timeout=10), "redis-server did not start"
+        assert wait_for(lambda: _pings(client)), "redis-server did not start"
 
     def stop(self) -> None:
         if self.proc is not None:
