@@ -14,13 +14,24 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 T = TypeVar("T")
+
+# Property tests judge what a function returns, never how fast: on a loaded machine one
+# example may wait for a core far past Hypothesis' 200 ms deadline, and generating data may
+# be "too slow". Every test's own @settings starts from this profile.
+settings.register_profile("runjob", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("runjob")
 
 PY = sys.executable  # the venv's interpreter, not a pyenv shim: children start fast
 RUNJOB = shutil.which("runjob", path=os.path.dirname(sys.executable)) or shutil.which("runjob")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+# How long one runjob (or one awaited record) may take before the test calls it hung. Only a
+# failing test ever waits this out; a passing one on a two-core host at load 40-80 (other
+# suites in parallel) has taken over a minute for a worker draining a queue.
+GUARD = 180.0
 COMMON = ("timestamp", "level", "event", "message", "job", "run_id", "correlation_id", "host", "pid")
 
 
@@ -75,7 +86,7 @@ class Env:
         env["RUNJOB_CONFIG"] = str(self.config)
         return env | (extra or {})
 
-    def run(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> Result:
+    def run(self, *args: str, timeout: float = GUARD, env: dict[str, str] | None = None) -> Result:
         proc = subprocess.run(
             [RUNJOB, *args],
             capture_output=True,
@@ -110,7 +121,7 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.02) -> bool:
     """Poll until `predicate()` holds. `timeout` only bounds a failing test, so it is generous."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -121,20 +132,21 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:
 
 
 # A child that marks it started, then holds on until the test creates the release file.
-# The 60 s cap only keeps a failed test from leaving it behind; no test waits for it.
+# The 600 s cap only keeps a failed test from leaving it behind; no test waits for it (a
+# shorter one ended a holder before a race of fifty launches on a loaded host was over).
 HOLD = (
-    "import os, sys, time\nopen(sys.argv[1], 'a').write('x')\nend = time.time() + 60\n"
+    "import os, sys, time\nopen(sys.argv[1], 'a').write('x')\nend = time.time() + 600\n"
     "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
 )
 # The same, marking it started by writing its pid (whole: written aside, then renamed).
 HOLD_PID = (
     "import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
-    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 60\n"
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 600\n"
     "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
 )
 
 
-def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> Result:
+def finish(proc: subprocess.Popen[bytes], timeout: float = GUARD) -> Result:
     out, err = proc.communicate(timeout=timeout)
     return Result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
 
@@ -194,7 +206,7 @@ class Live:
         lines = bytes(self.out).split(b"\n")[:-1]  # only whole lines: the last may be half written
         return [r for r in map(json.loads, lines) if r["event"] == name]
 
-    def wait_event(self, name: str, count: int = 1, timeout: float = 60) -> dict:
+    def wait_event(self, name: str, count: int = 1, timeout: float = GUARD) -> dict:
         """The `count`th `name` record, once runjob has written it."""
         assert wait_for(lambda: len(self.events(name)) >= count or self.proc.poll() is not None, timeout=timeout)
         found = self.events(name)
@@ -203,7 +215,7 @@ class Live:
         )
         return found[count - 1]
 
-    def finish(self, timeout: float = 60) -> Result:
+    def finish(self, timeout: float = GUARD) -> Result:
         self.proc.wait(timeout=timeout)
         for pump in self.pumps:
             pump.join(timeout)
@@ -332,7 +344,7 @@ class RedisServer:
         import redis
 
         client = redis.Redis(port=self.port, password=self.password)
-        assert wait_for(lambda: _pings(client), timeout=10), "redis-server did not start"
+        assert wait_for(lambda: _pings(client)), "redis-server did not start"
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -15,7 +15,7 @@ from conftest import HOLD, alive, finish, py, race, wait_for
 DAEMON = (
     "import os, sys, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n"
     "    null = os.open(os.devnull, os.O_RDWR)\n    for fd in (0, 1, 2): os.dup2(null, fd)\n"
-    "    end = time.time() + 60\n"
+    "    end = time.time() + 600\n"
     "    while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
     "    os._exit(0)\nopen(sys.argv[1], 'w').write(str(pid))\n"
 )

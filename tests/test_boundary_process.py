@@ -308,7 +308,7 @@ def test_a_slow_reader_of_runjobs_stdout_gets_every_record_in_order(rj):
     printer = "for i in range(30000): print('line %06d ' % i + 'y' * 100)"
     rj.write(f"[jobs.many]\ncommand = {py(printer)}\n")
     proc = rj.popen("many")
-    out = b""
+    out = bytearray()  # grown in place: bytes += would copy all read so far on every chunk
     while chunk := proc.stdout.read(4096):  # small reads: the pipe is full most of the time
         out += chunk
     assert proc.wait(timeout=60) == 0

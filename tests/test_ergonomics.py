@@ -229,6 +229,9 @@ def _other_pythons() -> list[str]:
     return out
 
 
+# A pip install, a compileall and imports compiled from source: past the suite's 120 s
+# per test on a loaded two-core host. The limit only keeps a hung build from hanging the suite.
+@pytest.mark.timeout(900)
 def test_single_file_build_runs_on_other_python_versions(tmp_path):
     others = _other_pythons()
     if not others:

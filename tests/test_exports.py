@@ -504,7 +504,9 @@ def test_kubernetes_command_reaches_the_pod_as_written(rj):
 safe_text = st.text(st.sampled_from("a Z0%$\\'\"`;|&(){}*?#~!=:/\t.-_"), min_size=1, max_size=30)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(value=safe_text)
 def test_any_value_round_trips_through_crontab_and_kubernetes(rj, value):
     escaping_registry(rj, {"x": value})

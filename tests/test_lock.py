@@ -96,7 +96,7 @@ def test_on_busy_wait_gives_up_after_its_wait(rj):
 # Each attempt marks itself started, holds on until its own release file exists, and fails.
 ATTEMPT = (
     "import os, sys, time\nn = os.environ['RUNJOB_ATTEMPT']\nopen(sys.argv[1] + n, 'w').close()\n"
-    "end = time.time() + 60\n"
+    "end = time.time() + 600\n"
     "while not os.path.exists(sys.argv[2] + n) and time.time() < end: time.sleep(0.02)\nsys.exit(1)\n"
 )
 
@@ -143,7 +143,7 @@ def test_sigkill_of_runjob_keeps_the_lock_until_the_child_exits(rj):
     r = rj.run("s")
     assert r.code == 75, "a second run overlapped a live child"
     release.write_text("go")
-    assert wait_for(lambda: not alive(child), timeout=10)
+    assert wait_for(lambda: not alive(child))
     r = rj.run("s")
     assert r.code == 0 and r.events("run.end")
 

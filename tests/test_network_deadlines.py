@@ -130,7 +130,7 @@ def hanging_owners(rj, http, limit: str) -> None:
     started, release = rj.dir / "notifier-started", rj.dir / "release"
     notifier = (
         "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\n"
-        "end = time.time() + 120\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+        "end = time.time() + 600\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
     )
     rj.write(
         f'[defaults]\nstate_dir = {q(str(rj.state))}\nnotify_timeout = "{limit}"\n'

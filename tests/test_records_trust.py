@@ -126,7 +126,9 @@ def test_stderr_patterns_match_per_line_whatever_the_chunking(rj):
     assert rj.run("d").one("run.end")["status"] == "transient"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.one_of(

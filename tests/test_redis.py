@@ -92,7 +92,7 @@ def test_lost_lock_kills_the_job_by_default(redis_server, rj):
     proc = rj.popen("s")
     assert wait_for(lambda: (rj.dir / "started").exists())
     redis_server.stop()
-    r = finish(proc, timeout=30)
+    r = finish(proc)
     lost = r.one("lock.lost")
     assert lost["level"] == "error" and lost["on_lock_lost"] == "kill"
     end = r.one("run.end")
@@ -113,7 +113,7 @@ def test_lost_lock_with_continue_lets_the_job_finish(redis_server, rj):
         if seen[-1]["event"] == "lock.lost":
             (rj.dir / "release").write_text("go")
             break
-    r = finish(proc, timeout=30)
+    r = finish(proc)
     assert r.code == 0 and r.one("run.end")["status"] == "success"
     assert seen[-1]["event"] == "lock.lost" and seen[-1]["on_lock_lost"] == "continue"
 

@@ -62,7 +62,7 @@ def test_daemon_holding_the_pipe_past_the_timeout(rj):
     code = (
         "import os, subprocess, sys, time; d = subprocess.Popen(sys.argv[1:], start_new_session=True); "
         "open(sys.argv[-1] + '.tmp', 'w').write(str(d.pid)); os.rename(sys.argv[-1] + '.tmp', sys.argv[-1]); "
-        "print('forked', flush=True); time.sleep(60)"
+        "print('forked', flush=True); time.sleep(600)"
     )
 
     def attempt(timeout):
@@ -208,7 +208,9 @@ secret_values = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=1
 )
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(secret=secret_values)
 def test_secret_values_never_reach_a_record(tmp_path_factory, secret):
     env = Env(tmp_path_factory.mktemp("secret"))

@@ -20,7 +20,7 @@ from conftest import PY, alive, py, q, wait_for
 HOLD_INSTANCE = (
     "import os, sys, time\npath = sys.argv[1] + os.environ['RUNJOB_INSTANCE']\n"
     "open(path + '.tmp', 'w').write(str(os.getpid()))\nos.rename(path + '.tmp', path)\n"
-    "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+    "end = time.time() + 600\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
 )
 
 
@@ -70,7 +70,7 @@ def test_policy_always_restarts_a_clean_exit_too(rj):
 LEAK = (
     "import os, sys, time\nif os.environ['RUNJOB_ATTEMPT'] == '1':\n    hog = b'x' * (200 << 20)\n"
     "open(sys.argv[1] + os.environ['RUNJOB_ATTEMPT'], 'w').write('up')\n"
-    "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+    "end = time.time() + 600\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
 )
 
 
@@ -115,7 +115,7 @@ def test_a_silent_worker_is_restarted_as_stale(rj, tmp_path):
 
 
 TOUCHER = (
-    "import os, sys, time\nhb = os.environ['RUNJOB_HEARTBEAT_FILE']\nend = time.time() + 60\n"
+    "import os, sys, time\nhb = os.environ['RUNJOB_HEARTBEAT_FILE']\nend = time.time() + 600\n"
     "while not os.path.exists(sys.argv[2]) and time.time() < end:\n"
     "    if os.path.exists(sys.argv[1]):\n        os.utime(hb)\n        os.rename(sys.argv[1], sys.argv[1] + '.done')\n"
     "    time.sleep(0.02)\n"
@@ -172,7 +172,7 @@ def test_max_lifetime_recycles_without_backoff(rj, tmp_path):
 SLOW_STOP = (
     "import os, signal, sys, time\n"
     "def stop(*_):\n    open(sys.argv[1] + os.environ['RUNJOB_INSTANCE'], 'w').write('term')\n"
-    "    end = time.time() + 60\n"
+    "    end = time.time() + 600\n"
     "    while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
     "    print('drained', flush=True)\n    sys.exit(0)\n"
     "signal.signal(signal.SIGTERM, stop)\nprint('ready', flush=True)\n"
@@ -198,7 +198,7 @@ def test_sigterm_stops_every_instance_gracefully_and_exits_0(rj, tmp_path):
 
 IGNORE_TERM = (
     "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-    "print('ready', flush=True)\nend = time.time() + 60\nwhile time.time() < end: time.sleep(0.05)\n"
+    "print('ready', flush=True)\nend = time.time() + 600\nwhile time.time() < end: time.sleep(0.05)\n"
 )
 
 
@@ -352,7 +352,7 @@ def test_a_json_line_is_kept_structured_and_a_huge_line_is_cut(rj):
 
 FLOOD = (
     "import os, sys, time\npath = sys.argv[1]\nopen(path + '.tmp', 'w').write(str(os.getpid()))\n"
-    "os.rename(path + '.tmp', path)\nend = time.time() + 60\n"
+    "os.rename(path + '.tmp', path)\nend = time.time() + 600\n"
     "while not os.path.exists(sys.argv[2]) and time.time() < end: print('x' * 1000, flush=True)\n"
 )
 
@@ -393,11 +393,11 @@ def test_a_missing_program_is_exit_127_and_gives_up(rj):
 FORKER = (
     "import os, subprocess, sys, time\n"
     "subprocess.Popen([sys.executable, '-c', sys.argv[3], sys.argv[1], sys.argv[2]])\n"
-    "end = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
+    "end = time.time() + 600\nwhile not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
 )
 HELPER = (
     "import os, sys, time\nopen(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
-    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 60\n"
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\nend = time.time() + 600\n"
     "while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.02)\n"
 )
 
