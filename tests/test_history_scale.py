@@ -374,7 +374,7 @@ def test_kept_due_times_in_a_state_dir_others_can_write_are_never_read(rj: Env):
     import marshal
 
     from runjob import __version__
-    from runjob.store import due_times
+    from runjob.schedule import due_times
 
     rj.write('[jobs.five]\ncommand = ["true"]\nschedule = "*/5 * * * *"\n')
     assert rj.run("five").code == 0
