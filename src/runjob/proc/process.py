@@ -100,6 +100,27 @@ class Watch:
             self.fire()
 
 
+class Command:
+    """What one attempt runs and within what bounds: argv in cwd with env, its stdout as
+    `output` says, `pass_fds` inherited (the file lock), SIGTERM at `timeout` seconds and
+    SIGKILL `grace` seconds later. The same for every attempt of a run."""
+
+    __slots__ = ("argv", "cwd", "env", "grace", "output", "pass_fds", "timeout")
+
+    def __init__(
+        self,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        output: str,
+        pass_fds: tuple[int, ...],
+        timeout: float,
+        grace: float,
+    ) -> None:
+        self.argv, self.cwd, self.env, self.output, self.pass_fds = argv, cwd, env, output, pass_fds
+        self.timeout, self.grace = timeout, grace
+
+
 class Result:
     """How one attempt ended."""
 
@@ -112,21 +133,13 @@ class Result:
 
 
 def run(
-    argv: list[str],
-    cwd: str,
-    env: dict[str, str],
-    output: str,
-    pass_fds: tuple[int, ...],
-    timeout: float,
-    grace: float,
-    handlers: tuple[StreamHandler, StreamHandler],
-    stop: Stop,
-    watch: Watch | None = None,
+    command: Command, handlers: tuple[StreamHandler, StreamHandler], stop: Stop, watch: Watch | None = None
 ) -> Result:
     started = time.monotonic()
+    argv, cwd, env = command.argv, command.cwd, command.env
     try:
         program = executable.resolve(argv[0], cwd, env)
-        pid, streams = spawn(program, argv, cwd, env, output, pass_fds)
+        pid, streams = spawn(program, argv, cwd, env, command.output, command.pass_fds)
     except executable.Problem as e:
         return Result(e.exit_code, "failure", time.monotonic() - started, error=str(e))
     except OSError as e:
@@ -137,7 +150,8 @@ def run(
         reaper.killpg(pid, stop.signum)
     fds = {fd: handlers[0 if name == "stdout" else 1] for name, fd in streams.items()}
     try:
-        return _supervise(pid, fds, started, timeout, grace, stop, watch or Watch(None, lambda: None), handlers[0].sink)
+        loop = _Supervision(pid, fds, started, command, stop, watch or Watch(None, lambda: None), handlers[0].sink)
+        return loop.run()
     except Exception as e:  # noqa: BLE001  (a bug or an output failure: the child must not outlive its supervision)
         reaper.killpg(pid, signal.SIGKILL)
         reaper.wait_gone(pid)
@@ -149,19 +163,6 @@ def run(
             os.close(fd)
 
 
-def _supervise(
-    pid: int,
-    streams: dict[int, StreamHandler],
-    started: float,
-    timeout: float,
-    grace: float,
-    stop: Stop,
-    watch: Watch,
-    sink: Any = None,
-) -> Result:
-    return _Supervision(pid, streams, started, timeout, grace, stop, watch, sink).run()
-
-
 class _Supervision:
     """One supervise loop: what was sent to the child's group, and when the loop may end
     (the child reaped, its pipes closed or drained for DRAIN_S)."""
@@ -171,17 +172,16 @@ class _Supervision:
         pid: int,
         streams: dict[int, StreamHandler],
         started: float,
-        timeout: float,
-        grace: float,
+        command: Command,
         stop: Stop,
         watch: Watch,
         sink: Any,
     ) -> None:
-        self.pid, self.started, self.grace, self.stop, self.watch = pid, started, grace, stop, watch
+        self.pid, self.started, self.grace, self.stop, self.watch = pid, started, command.grace, stop, watch
         self.streams = dict(streams)
         self.poller, self.pidfd = _poller(pid, self.streams, stop)
         self.outflow = Outflow(sink, self.poller, self.streams)
-        self.deadline = started + timeout
+        self.deadline = started + command.timeout
         self.kill_at: float | None = None
         self.timed_out = False
         self.status: tuple[int, int] | None = None  # (wait status, max rss)

@@ -141,14 +141,13 @@ def _attempts(run: Run, held: Lock, stop: process.Stop, watch: process.Watch) ->
     patterns = _compile(plan.job.transient["stderr_patterns"])
     env = child_env(plan, run.run_id, run.correlation_id)
     inherit = (held.fd,) if held.fd >= 0 else ()  # a file lock stays held while the child lives
+    command = process.Command(plan.argv, plan.cwd, env, plan.output, inherit, plan.timeout, plan.kill_grace)
     attempt, max_rss = 0, 0
     while True:
         attempt += 1
         env["RUNJOB_ATTEMPT"] = str(attempt)
         handlers = _handlers(run, attempt, patterns)
-        result = process.run(
-            plan.argv, plan.cwd, env, plan.output, inherit, plan.timeout, plan.kill_grace, handlers, stop, watch
-        )
+        result = process.run(command, handlers, stop, watch)
         max_rss = max(max_rss, result.max_rss_kb)
         again = not result.error and not stop.signum and retry.should_retry(attempt, result.status, result.exit_code)
         delay = retry.next_delay(attempt) if again else None
