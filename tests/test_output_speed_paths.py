@@ -132,3 +132,23 @@ def test_a_kept_file_read_in_any_pieces_gives_the_records_as_written(tmp_path_fa
     got = b"".join(expander.feed(kept[a:b]) for a, b in zip([0, *cuts], [*cuts, len(kept)], strict=True))
     assert (got, expander.rest) == (written, b"")
     assert [json.loads(x)["seq"] for x in written.splitlines()] == list(range(len(written.splitlines())))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=12).map(lambda s: s + "%d"))
+def test_a_percent_in_a_common_field_is_written_and_kept_as_given(rj, correlation_id):
+    """The bulk path fills seq into a %-template: a correlation id holding `%d` (or `%%`, `%s`)
+    must come out as given on stdout, in `runjob logs` and in a quiet run's replay."""
+    rj.write(f"[jobs.pct]\ncommand = {py('print(chr(97)); print(chr(98)); raise SystemExit(3)')}\n")
+    loud = rj.run("pct", env={"RUNJOB_CORRELATION_ID": correlation_id})
+    assert loud.code == 3 and "Traceback" not in loud.err, loud.err
+    records = [json.loads(line) for line in loud.out.splitlines()]
+    assert {r["correlation_id"] for r in records} == {correlation_id}
+    assert [r["line"] for r in records if r["event"] == "run.output"] == ["a", "b"]
+    kept = rj.run("logs", records[0]["run_id"])
+    assert kept.code == 0 and kept.out == loud.out, kept.err
+    quiet = rj.run("pct", "--quiet", env={"RUNJOB_CORRELATION_ID": correlation_id})
+    assert quiet.code == 3 and [json.loads(line)["correlation_id"] for line in quiet.out.splitlines()] == [
+        correlation_id
+    ] * len(quiet.out.splitlines())
+    assert [json.loads(line).get("line") for line in quiet.out.splitlines()].count("a") == 1

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+SEQ_PLACEHOLDER = '"seq": %d'  # no common value can spell it: their quotes are escaped
+
+
 def output_pieces(common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
     """The constant text of one stream's run.output records: before the message, between
     the message and the line (with a `%d` for seq), after the line."""
@@ -86,12 +89,20 @@ def plain_output_parts(
     with no decode, escape or encode. Six parts a record: head, message, text up to seq's
     last three digits, those and the text up to the line, line, tail."""
     head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
-    before, after = ('"' + pieces[1] + '"').replace("%%", "%").encode().split(b"%d")
+    before, after = _around_seq('"' + pieces[1] + '"')
     parts = [head, b"", b"", b"", b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
     parts[1::6] = _messages(lines, max(map(len, lines), default=0) if longest is None else longest)
     parts[2::6], parts[3::6] = _seq_parts(before, after, seq, len(lines))
     parts[4::6] = lines
     return parts
+
+
+def _around_seq(template: str) -> tuple[bytes, bytes]:
+    """The text before and after seq's `%d` in a %-template. Only that `%d` is bare: the
+    common values' own `%` are doubled, and a value may well hold "%d" (a correlation id
+    of `50%done`), so split at the one placeholder, then undouble each side."""
+    at = template.index(SEQ_PLACEHOLDER) + len(SEQ_PLACEHOLDER) - 2
+    return template[:at].replace("%%", "%").encode(), template[at + 2 :].replace("%%", "%").encode()
 
 
 def write_all(fd: int, data: bytes) -> None:
