@@ -152,3 +152,24 @@ def test_a_percent_in_a_common_field_is_written_and_kept_as_given(rj, correlatio
         correlation_id
     ] * len(quiet.out.splitlines())
     assert [json.loads(line).get("line") for line in quiet.out.splitlines()].count("a") == 1
+
+
+def test_a_closed_stdout_loses_nothing_of_the_kept_run(rj):
+    """`runjob JOB | head -1`: once stdout fails the records it did not take are lost there,
+    but the kept run (SPEC section 11) still gets every record, plain and escaped lines alike."""
+    code = "for i in range(2000): print(f'line {i}' if i % 2 else f'quote \"{i}\"', flush=i % 100 == 0)"
+    rj.write(f"[jobs.cut]\ncommand = {py(code)}\n")
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first record
+    try:
+        proc = subprocess.run([RUNJOB, "cut"], stdout=w, stderr=subprocess.PIPE, env=rj.env(), cwd=rj.dir)
+    finally:
+        os.close(w)
+    assert b"Traceback" not in proc.stderr, proc.stderr
+    (kept,) = (rj.state / "runs" / "cut").glob("*.jsonl")
+    shown = rj.run("logs", kept.stem)
+    assert shown.code == 0, shown.err
+    records = [json.loads(line) for line in shown.out.splitlines()]
+    lines = [r["line"] for r in records if r["event"] == "run.output"]
+    assert lines == [f"line {i}" if i % 2 else f'quote "{i}"' for i in range(2000)]
+    assert records[-1]["event"] == "run.end" and [r["seq"] for r in records] == list(range(len(records)))

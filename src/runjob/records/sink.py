@@ -110,7 +110,7 @@ class JsonSink:
         self.write_bytes(data)
 
     def output(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
-        if self.failed:  # after a write failure records are dropped: do not build them
+        if self.failed and not self._keeping():  # nowhere left to write them: do not build them
             return
         pieces = self._pieces(common, stream, attempt)
         quoted = list(map(encode_basestring, lines))
@@ -145,7 +145,7 @@ class JsonSink:
         """run.output records for plain lines (output.is_plain): joined once and written
         whole to stdout (one join costs less than a writev of six pieces a record); the
         kept file keeps the lines themselves (kept_file.py)."""
-        if self.failed:
+        if self.failed and not self._keeping():
             return
         pieces = self._pieces(common, stream, attempt)
         longest = max(map(len, lines))
@@ -189,6 +189,10 @@ class JsonSink:
             self._to_kept(data)
         if not self.hold:
             self._out(data)
+
+    def _keeping(self) -> bool:
+        """Is the run's kept file still written? It gets every record even after stdout failed."""
+        return self.kept is not None and self.kept.fd >= 0
 
     def _to_kept(self, data: bytes) -> None:
         assert self.kept is not None
