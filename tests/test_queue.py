@@ -228,3 +228,21 @@ def test_bad_queue_backend_is_a_config_error(rj):
     setup(rj, 'queue_backend = "http://example.com"')
     r = rj.run("enqueue", "mark", "n=1")
     assert r.code == 78 and "defaults.queue_backend" in r.err and "Traceback" not in r.err
+
+
+def test_a_forked_run_does_not_hold_the_queue_gate(rj):
+    """The writers' gate is an flock on queue.sqlite3.lock: a forked run that kept its
+    descriptor would keep it held after its worker died inside a transaction."""
+    fds = rj.dir / "fds"
+    probe = (
+        "import os, sys\nparent = os.getppid()\n"
+        "names = [os.readlink(f'/proc/{parent}/fd/{fd}') for fd in os.listdir(f'/proc/{parent}/fd')]\n"
+        "open(sys.argv[1], 'w').write('\\n'.join(names))\n"
+    )
+    setup(rj, extra=f"[jobs.probe]\ncommand = {py(probe, str(fds))}\n")
+    enqueue(rj, "probe")
+    r = rj.run("worker", "--burst")
+    assert r.code == 0, r.err
+    held = fds.read_text().splitlines()  # what the forked runjob (the probe's parent) has open
+    assert any(name.endswith("history.sqlite3") for name in held), held  # it is the run's process
+    assert not [name for name in held if name.endswith("queue.sqlite3.lock")], held

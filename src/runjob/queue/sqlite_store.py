@@ -181,6 +181,12 @@ class SqliteStore:
         self.db.close()
         os.close(self.gate)
 
+    def private_fds(self) -> tuple[int, ...]:
+        """What a forked run must close: an flock belongs to the open file, so a fork that kept
+        the gate's descriptor would hold the gate of a worker killed inside a transaction
+        until that run ended, and every writer would wait for it."""
+        return (self.gate,)
+
     def _change(self, sql: str, *args: Any) -> bool:
         return self._write(sql, *args) == 1
 

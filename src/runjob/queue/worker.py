@@ -74,7 +74,7 @@ class Worker:
         self.taken += 1
         run_id = new_run_id()
         env = dict(os.environ, RUNJOB_CLAIM_RUN_ID=run_id, RUNJOB_QUEUE_ID=entry["id"])
-        proc = Forked(outcome.args(self.registry.path, entry), env, self.wake, self.path)
+        proc = Forked(outcome.args(self.registry.path, entry), env, self.wake + self.store.private_fds(), self.path)
         self.running[entry["id"]] = (proc, run_id, entry)
         self.records.emit(
             "queue.taken",
