@@ -128,7 +128,10 @@ def _set_up(db: sqlite3.Connection, state_dir: str) -> None:
     """WAL mode and migrations, one process at a time (many runs may create the store at once)."""
     from runjob.locks.lock import exclusive
 
-    with exclusive(os.path.join(state_dir, FILENAME + ".setup.lock")):
+    # A migration rebuilds summaries over every row (schema 4's run_latest: seconds on a
+    # history of millions): runs that open the store meanwhile wait for it, as they wait
+    # for SQLite's own write lock, rather than fail after the short set-up wait.
+    with exclusive(os.path.join(state_dir, FILENAME + ".setup.lock"), wait_s=BUSY_TIMEOUT_MS / 1000):
         if _scalar(db, "PRAGMA journal_mode") != "wal":
             _scalar(db, "PRAGMA journal_mode = WAL")
         from runjob.store import history_schema
