@@ -435,3 +435,22 @@ def test_a_second_signal_skips_the_rest_of_stop_grace(rj):
     r = live.finish()
     assert r.code == 0 and r.one("worker.exit")["exit_code"] == 128 + signal.SIGKILL
     assert len(r.events("worker.stop")) == 2
+
+
+def test_the_rest_of_a_cut_line_is_no_record_however_the_pipe_chunks_it(rj, tmp_path):
+    """A worker that writes more than a line may hold, waits, then ends the line: the cut comes
+    first, and what follows up to the newline is dropped, as for jobs, never a record of its own."""
+    release = tmp_path / "release"
+    code = (
+        "import os, sys, time\nsys.stdout.write('y' * 70000); sys.stdout.flush()\n"
+        "end = time.time() + 600\nwhile not os.path.exists(sys.argv[1]) and time.time() < end: time.sleep(0.02)\n"
+        "print('z' * 5000); print('after')\n"
+    )
+    worker(rj, f'command = {json.dumps([PY, "-c", code, str(release)])}\nrestart = {{ policy = "on-failure" }}\n')
+    live = rj.live("supervise", "w")
+    cut = live.wait_event("run.output")  # the line's first 64 KiB arrived without its end
+    release.write_text("go")
+    r = live.finish()
+    assert r.code == 0, r.err
+    assert cut["truncated"] is True and set(cut["line"]) == {"y"}
+    assert [o["line"] for o in r.events("run.output")][1:] == ["after"]

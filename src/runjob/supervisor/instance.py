@@ -14,6 +14,8 @@ import signal
 import subprocess
 import time
 
+from runjob.records.output import LineSplitter
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -56,7 +58,7 @@ class Instance:
         self.restart_at: float | None = None  # when a waiting slot starts again
         self.finished = False  # exited and not to be restarted (policy on-failure, exit 0)
         self.rss = 0
-        self.pipes: dict[int, list[Any]] = {}  # read fd -> [stream name, partial line]
+        self.pipes: dict[int, list[Any]] = {}  # read fd -> [stream name, its LineSplitter]
         self.proc: Any = None
 
     def spawn(self, argv: list[str], cwd: str | None, env: dict[str, str]) -> None:
@@ -85,7 +87,7 @@ class Instance:
         self.pid = proc.pid
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
-            self.pipes[fd] = [stream, b""]
+            self.pipes[fd] = [stream, LineSplitter(LINE_MAX)]
         now = time.monotonic()
         self.started = self.progress = now
         self.started_at = self.progress_at = time.time()
@@ -97,25 +99,25 @@ class Instance:
     def read(self, fd: int, emit: Callable[[Instance, str, str, bool], None]) -> bool:
         """Read what `fd` has now; each whole line goes to `emit`. True if anything was read
         (at end of file the fd is closed and dropped from `pipes`)."""
-        stream, partial = self.pipes[fd]
+        stream, splitter = self.pipes[fd]
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
             return False
         if not data:
-            if partial:
-                emit(self, stream, partial.decode("utf-8", "replace"), False)
+            rest = splitter.finish()
+            if rest:
+                emit(self, stream, rest.decode("utf-8", "replace"), False)
             self.close(fd)
             return False
-        lines = (partial + data).split(b"\n")
-        partial = lines.pop()
-        for line in lines:
-            emit(self, stream, line.rstrip(b"\r").decode("utf-8", "replace"), False)
-        if len(partial) > LINE_MAX:  # a line without end: cut it here, never hold more
-            emit(self, stream, partial[:LINE_MAX].decode("utf-8", "replace"), True)
-            partial = b""
-        self.pipes[fd][1] = partial
-        if lines:
+        # The jobs' splitter: a cut line's rest is dropped up to its newline (never a record of
+        # its own, however the pipe chunks it), and a bare CR ends a redraw, as for jobs.
+        whole = False
+        for lines, cut, _ in splitter.feed(data):
+            for line in lines:
+                emit(self, stream, line.decode("utf-8", "replace"), cut)
+            whole = whole or not cut
+        if whole:
             self.mark_progress()
         return True
 
