@@ -291,35 +291,19 @@ def tick(work: Path, env: dict[str, str], rounds: int, anchor: str) -> None:
 
 def fleet_claims(work: Path, env: dict[str, str], rounds: int) -> None:
     """Occurrence claims per second against a local redis-server, beside file-lock takes."""
-    import socket
     from datetime import datetime, timedelta
 
-    if not shutil.which("redis-server"):
+    import queue_bench as qb
+
+    started = qb.redis_url(work)  # the queue section's local redis-server, on a free port
+    if started is None:
         print("|   claims: no redis-server here (apt-get install redis-server)")
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(work),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    url, server = started
     try:
         os.environ["RUNJOB_STATE_DIR"] = str(work / "state")
         (work / "jobs.toml").write_text(
-            f'[jobs.j]\ncommand = ["true"]\nschedule = "* * * * *"\nlock_backend = "redis://127.0.0.1:{port}/0"\n'
+            f'[jobs.j]\ncommand = ["true"]\nschedule = "* * * * *"\nlock_backend = "{url}"\n'
         )
         from runjob.locks import lock  # the very functions tick and a run call
         from runjob.registry import loader
