@@ -16,6 +16,7 @@ as it always has.
 from __future__ import annotations
 
 from runjob import __version__
+from runjob.startup import config_option
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
 
 def answer(args: list[str], tty: bool) -> int | None:
     """The exit code of the command in `args` if answered here, else None (typer's turn)."""
-    config, rest = _config(args)
+    config, rest = config_option(args)
     if rest == ["--version"]:
         print(f"runjob {__version__}")
         return 0
@@ -43,15 +44,6 @@ def answer(args: list[str], tty: bool) -> int | None:
         return None
     values, positional = parsed
     return _run(rest[0], config, values, positional)
-
-
-def _config(args: list[str]) -> tuple[str | None, list[str]]:
-    """(the root --config value, the words after it), as the typer app's root reads them."""
-    if args[:1] in (["--config"], ["-c"]) and len(args) >= 2:
-        return args[1], args[2:]
-    if args and args[0].startswith("--config="):
-        return args[0].partition("=")[2], args[1:]
-    return None, args
 
 
 def parse(command: str, words: list[str]) -> tuple[dict[str, Any], list[str]] | None:

@@ -10,6 +10,8 @@ is left to the typer app, which gives the usual usage error; None says so.
 
 from __future__ import annotations
 
+from runjob.startup import config_option
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runjob.queue.forked import RunPath
@@ -18,17 +20,8 @@ FLAGS = ("--priority", "--delay", "--at")
 WORKER_OPTIONS = ("--concurrency", "--max-jobs", "--max-time")
 
 
-def _config(args: list[str]) -> tuple[str | None, list[str]]:
-    """(the root --config value, the words after it), as the typer app's root reads them."""
-    if args[:1] in (["--config"], ["-c"]) and len(args) >= 2:
-        return args[1], args[2:]
-    if args and args[0].startswith("--config="):
-        return args[0].partition("=")[2], args[1:]
-    return None, list(args)
-
-
 def enqueue_args(args: list[str]) -> int | None:
-    config, rest = _config(args)
+    config, rest = config_option(args)
     if rest[:1] != ["enqueue"] or len(rest) < 2 or rest[1].startswith("-"):
         return None
     name, words, flags = rest[1], [], dict.fromkeys(FLAGS)
@@ -77,7 +70,7 @@ def parse_worker(words: list[str]) -> dict[str, str | bool] | None:
 
 
 def worker_args(args: list[str], path: RunPath) -> int | None:
-    config, rest = _config(args)
+    config, rest = config_option(args)
     if rest[:1] != ["worker"]:
         return None
     values = parse_worker(rest[1:])
