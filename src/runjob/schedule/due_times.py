@@ -27,6 +27,7 @@ from bisect import bisect_right
 
 from runjob import __version__, safefs
 from runjob.errors import RunjobError
+from runjob.triggers import timers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ FILENAME = "next-due.cache"
 FORMAT = 1
 WANT = 16  # fire times worked out at a miss: `*/5` lasts 80 minutes, a daily job 16 days ...
 MAX_AGE_S = 86400.0  # ... but never more than a day
-NOT_CRON = ("@every", "@at", "@manual")  # timers.kind: every other schedule is a cron expression
 
 Entry = tuple[float, tuple[float, ...], bool]  # (computed at, fire times after it, no more to come)
 
@@ -58,9 +58,10 @@ class DueTimes:
     def next(self, job: Job, after: float, count: int) -> list[float]:
         """The job's next `count` due times after `after` (a Unix time), as `scheduled.next_times` gives them."""
         words = (job.schedule or "").split()
-        if not words or not job.enabled or words[0].lower() == "@manual":
+        what = timers.kind(job.schedule) if words else None
+        if what in (None, timers.MANUAL) or not job.enabled:
             return []  # never due (scheduled.next_times says the same)
-        if words[0].lower() in NOT_CRON:
+        if what != timers.CRON:  # @every and @at depend on the runs: never kept
             return self._compute(job, after, count)
         if job.timezone not in self.zones:  # one stat of /etc/localtime per call, not per job
             self.zones[job.timezone] = _zone_key(job.timezone)

@@ -8,6 +8,7 @@ one entry too: `runjob NAME` runs the whole pipeline.
 from __future__ import annotations
 
 from runjob.schedule.entry import Entry, entries_of
+from runjob.triggers import timers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,11 +31,9 @@ def entries(registry: Registry) -> list[Entry]:
 
 def disabled(registry: Registry) -> list[Entry]:
     """The entries `enabled = false` keeps from being due (crontab shows them as comments)."""
-    from runjob.triggers.timers import MANUAL, kind
-
     out = []
     for job in [*registry.jobs.values(), *registry.pipelines.values()]:
-        if job.schedule and not job.enabled and kind(job.schedule) != MANUAL:
+        if job.schedule and not job.enabled and timers.kind(job.schedule) != timers.MANUAL:
             out += entries_of(job)
     return out
 
@@ -42,7 +41,7 @@ def disabled(registry: Registry) -> list[Entry]:
 def next_times(job: Job, now: datetime, count: int, state_dir: str | None = None) -> list[datetime]:
     """The job's next `count` due times after `now` (none when it is never due)."""
     from runjob.schedule import due
-    from runjob.triggers import cron, timers
+    from runjob.triggers import cron
 
     what = timers.kind(job.schedule)
     if what is None or not job.enabled or what == timers.MANUAL:
@@ -57,12 +56,10 @@ def schedule_state(job: Job, state_dir: str | None) -> dict[str, Any]:
     from runjob.registry.config import Pipeline
 
     out: dict[str, Any] = {"enabled": job.enabled}
-    if (job.schedule or "").lstrip()[:3].lower() == "@at":  # status and list load these (json, re) only then
+    if timers.kind(job.schedule) == timers.AT:  # status and list load due.py (json, the store) only then
         from runjob.schedule import due
-        from runjob.triggers import timers
 
-        if timers.kind(job.schedule) == timers.AT:
-            out["done"] = state_dir is not None and due.done(job, state_dir)
+        out["done"] = state_dir is not None and due.done(job, state_dir)
     if isinstance(job, Pipeline):
         out |= {"pipeline": True, "stages": job.stages, "params": sorted(job.pass_params)}
     return out

@@ -6,10 +6,12 @@ state dir (schedule/due.py decides when a job with one of them is due).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
 
-from runjob.durations import parse_duration
-
+# `kind` is asked of every job by status and list: the module imports nothing for it
+# (datetime and the duration parser, with `re`, load only where a form is read).
 EVERY, AT, MANUAL, CRON = "every", "at", "manual", "cron"
 MIN_INTERVAL_S = 1.0
 
@@ -32,6 +34,8 @@ def interval(expr: str) -> float:
     words = expr.split()
     if len(words) != 2:
         raise ValueError(f'"{expr}": write `@every DURATION`, e.g. `@every 90s`')
+    from runjob.durations import parse_duration
+
     seconds = parse_duration(words[1])
     if seconds < MIN_INTERVAL_S:
         raise ValueError(f'"{expr}": the interval must be at least 1s')
@@ -41,6 +45,8 @@ def interval(expr: str) -> float:
 def moment(expr: str) -> datetime:
     """The instant of `@at T` (RFC 3339 with `Z` or an offset); ValueError says what is wrong."""
     words = expr.split()
+    from datetime import UTC, datetime
+
     hint = "write `@at 2026-12-01T03:00:00Z` (RFC 3339, with Z or an offset)"
     if len(words) != 2:
         raise ValueError(f'"{expr}": {hint}')
