@@ -105,6 +105,21 @@ class Env:
     def live(self, *args: str, env: dict[str, str] | None = None) -> Live:
         return Live(self.popen(*args, env=env))
 
+    def imported(self, *args: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
+        """(the modules the installed runjob imports for `args`, its stdout), from
+        python -X importtime: which modules load does not depend on timing."""
+        proc = subprocess.run(
+            [PY, "-X", "importtime", RUNJOB, *args],
+            capture_output=True,
+            env=self.env(env),
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        lines = [line for line in proc.stderr.decode().splitlines() if line.startswith("import time:")]
+        return {line.split("|")[-1].strip() for line in lines}, proc.stdout.decode()
+
 
 @pytest.fixture
 def rj(tmp_path: Path) -> Env:

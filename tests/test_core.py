@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ast
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HOLD, PY, RUNJOB, finish, py, q, wait_for
+from conftest import HOLD, finish, py, q, wait_for
 
 from runjob.registry import lock_keys
 from runjob.registry.validate import parse_string
@@ -159,12 +158,7 @@ def test_the_crontab_form_loads_no_typing_machinery(rj):
     """`runjob NAME`: the Plan, the Status literal and the Lock protocol cost no import at run time."""
     rj.write('[jobs.t]\ncommand = ["true"]\n')
     assert rj.run("t").code == 0  # warm the registry cache
-    proc = subprocess.run(
-        [PY, "-X", "importtime", RUNJOB, "t"], capture_output=True, env=rj.env(), cwd=rj.dir, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    lines = proc.stderr.decode().splitlines()
-    modules = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    modules, _ = rj.imported("t")
     assert not modules & {"typing", "dataclasses", "enum", "re", "inspect", "runjob.locks.protocol"}
     assert "runjob.run.plan" in modules  # the check looked at the run path
 

@@ -104,26 +104,10 @@ def test_the_fast_path_prints_the_same_bytes_as_the_typer_path(shop):
     assert [r["params"] for r in json.loads(fast.stdout)] == [{"code": "3"}]
 
 
-def imported(rj, *args: str) -> tuple[set[str], str]:
-    """(the modules the installed runjob imports for `args`, its stdout): python -X importtime,
-    which does not depend on timing."""
-    proc = subprocess.run(
-        [PY, "-X", "importtime", RUNJOB, *args],
-        capture_output=True,
-        env=rj.env(),
-        cwd=rj.dir,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    lines = [line.split("|")[-1] for line in proc.stderr.decode().splitlines() if line.startswith("import time:")]
-    return {line.strip() for line in lines}, proc.stdout.decode()
-
-
 @pytest.mark.parametrize("args", [["--version"], ["list"], ["status"], ["history"], ["history", "a", "--limit", "3"]])
 def test_everyday_commands_off_a_terminal_load_no_typer_and_with_a_warm_cache_no_toml(shop, args):
     assert shop.run("list").code == 0  # a parse with the schedule check: the cache entry says so
-    modules, _ = imported(shop, *args)
+    modules, _ = shop.imported(*args)
     assert not modules & {"typer", "click", "rich", "tomllib", "runjob.cli.app", "runjob.registry.validate"}
     if args[0] in ("--version", "history"):  # no schedule to evaluate: no cronsim, and no json, re or enum
         assert not modules & {"cronsim", "json", "re", "enum"}
@@ -141,7 +125,7 @@ def test_a_run_s_cache_entry_does_not_spare_list_the_schedule_check(rj):
 
 def test_tick_starts_its_runs_without_subprocess(rj):
     rj.write('[jobs.t]\ncommand = ["true"]\nschedule = "0 3 * * *"\n')
-    modules, out = imported(rj, "tick", "--at", "2026-11-09T03:00:00Z")
+    modules, out = rj.imported("tick", "--at", "2026-11-09T03:00:00Z")
     assert "subprocess" not in modules
     (record,) = [json.loads(line) for line in out.splitlines() if '"event": "tick"' in line]
     assert [s["job"] for s in record["started"]] == ["t"]

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import time
 
-from conftest import HOLD, PY, RUNJOB, Env, finish, py, wait_for
+from conftest import HOLD, Env, finish, py, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -276,22 +276,12 @@ enabled = false
 """
 
 
-def imported(rj: Env, *args: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
-    """(the modules runjob imports for `args`, its stdout), from python -X importtime (no timing)."""
-    proc = subprocess.run(
-        [PY, "-X", "importtime", RUNJOB, *args], capture_output=True, env=rj.env(env), cwd=rj.dir, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    lines = [line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines() if "import time:" in line]
-    return set(lines), proc.stdout.decode()
-
-
 def test_status_and_list_with_kept_due_times_load_no_schedule_code(rj: Env):
     rj.write(SCHEDULES.replace('"@every 90s"', '"@manual"'))
     assert rj.run("five").code == 0  # the store exists
     for args in (["status", "--json"], ["list", "--json"]):
         assert rj.run(*args).code == 0  # the first call works the times out and keeps them
-        modules, out = imported(rj, *args)
+        modules, out = rj.imported(*args)
         assert not modules & {"cronsim", "zoneinfo", "datetime", "json", "re", "enum", "typing"}, args
         assert [row["next_due"] if "next_due" in row else row["next"] for row in json.loads(out)]
     assert os.stat(rj.state / "next-due.cache").st_mode & 0o777 == 0o600
@@ -364,7 +354,7 @@ def test_the_short_since_form_reads_as_the_duration_parser_does(text):
 def test_history_with_the_usual_filters_loads_no_regex_engine(rj: Env):
     rj.write('[jobs.f]\ncommand = ["false"]\n')
     assert rj.run("f").code == 1
-    modules, out = imported(rj, "history", "f", "--status", "failure", "--since", "7d", "--json")
+    modules, out = rj.imported("history", "f", "--status", "failure", "--since", "7d", "--json")
     assert not modules & {"re", "enum", "json", "datetime", "typing", "cronsim"}
     assert [r["status"] for r in json.loads(out)] == ["failure"]
 

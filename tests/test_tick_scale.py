@@ -214,26 +214,11 @@ def test_does_it_fire_this_minute_agrees_with_the_walk_of_the_time_line(fields, 
     assert cron.fires_at(expr, zone, minute) == walk
 
 
-def imported(rj: Env, *args: str) -> set[str]:
-    """The modules the installed runjob imports for `args` (python -X importtime: no timing involved)."""
-    proc = subprocess.run(
-        [PY, "-X", "importtime", RUNJOB, *args],
-        capture_output=True,
-        env=rj.env(),
-        cwd=rj.dir,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    lines = [line.split("|")[-1] for line in proc.stderr.decode().splitlines() if line.startswith("import time:")]
-    return {line.strip() for line in lines}
-
-
 @pytest.mark.parametrize("words", [["worker", "--burst"], ["worker", "--burst", "--concurrency", "2", "--max-jobs=3"]])
 def test_a_worker_on_sqlite_loads_no_cli_framework_no_redis_no_templates(rj, words):
     rj.write('[jobs.t]\ncommand = ["true"]\n')
     assert rj.run("enqueue", "t").code == 0
-    modules = imported(rj, *words)
+    modules, _ = rj.imported(*words)
     assert not modules & {"typer", "click", "rich", "jinja2", "redis", "runjob.cli.app"}
     assert queued(rj) == []  # and it did run the entry
 
