@@ -52,11 +52,17 @@ class KeptFile:
             return False
         return True
 
-    def write_plain(self, lines: list[bytes], seq: int, ts: str, stream: str, attempt: int) -> bool:
-        """run.output records of plain lines, kept as the lines (see the module's docstring)."""
-        block = b"\n".join(lines) + b"\n"
-        head = b"%s%d %d %s %s %d\n" % (MARK, len(block), seq, ts.encode(), stream.encode(), attempt)
-        return self.write(head + block)
+    def write_plain(self, block: bytes, seq: int, ts: str, stream: str, attempt: int) -> bool:
+        """run.output records of plain lines, kept as the lines (`block`: them joined with
+        newlines; see the module's docstring). One writev: the block is not copied again."""
+        head = b"%s%d %d %s %s %d\n" % (MARK, len(block) + 1, seq, ts.encode(), stream.encode(), attempt)
+        try:
+            done = os.writev(self.fd, (head, block, b"\n"))
+        except OSError:
+            done = 0  # tried again below, where a failure is handled
+        if done == len(head) + len(block) + 1:
+            return True
+        return self.write((head + block + b"\n")[done:])
 
     def pieces(self) -> Any:
         """The file's bytes from its start, a piece at a time, read through our own fd (a

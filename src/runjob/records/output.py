@@ -42,6 +42,18 @@ def is_plain(block: bytes) -> bool:
     return b"{" not in block or not (block.startswith(b"{") or b"\n{" in block)
 
 
+def has_longer(block: bytes, limit: int) -> bool:
+    """Does a line of `block` run over `limit` bytes? A search back for a newline from the
+    end of each window of `limit` bytes: a few memrchr calls a chunk instead of a len() a line."""
+    start = 0
+    while len(block) - start > limit:
+        newline = block.rfind(b"\n", start, start + limit + 1)
+        if newline < 0:
+            return True
+        start = newline + 1
+    return False
+
+
 def _segment(line: bytes) -> bytes:
     """What a terminal would show of a line: trailing CRs dropped, then the last redraw."""
     return line.rstrip(b"\r").rpartition(b"\r")[2]
@@ -69,7 +81,10 @@ class LineSplitter:
             lines = block.split(b"\n")
             if b"\r" in block:
                 lines, block = list(map(_segment, lines)), b""
-            out = self._cut_long(lines) if max(map(len, lines)) > self.max_line else [(lines, False, block)]
+                long = max(map(len, lines)) > self.max_line
+            else:
+                long = len(block) > self.max_line and has_longer(block, self.max_line)
+            out = self._cut_long(lines) if long else [(lines, False, block)]
         else:
             self.partial = data
         if b"\r" in self.partial:  # a redraw in progress: only its last state can matter
@@ -128,6 +143,8 @@ class StreamHandler:
         self.splitter = LineSplitter(self.line_max + slack)
         self.fd_out = 1 if stream == "stdout" else 2
         self.split = mode == "json" or bool(self.patterns) or self.tail is not None
+        # The JSON sink also takes the lines' bytes as read (the run's kept copy writes them as they are).
+        self.output_block = getattr(sink, "output_block", None)
 
     def feed(self, chunk: bytes) -> None:
         if self.mode == "passthrough" and self.fd_out >= 0:
@@ -160,7 +177,10 @@ class StreamHandler:
             block = block or b"\n".join(lines)
             if is_plain(block):  # the fast path: nothing to mask, escape or match
                 self._keep_tail(block)
-                self.sink.output_plain(self.records.common, self.stream, lines, self.attempt)
+                if self.output_block is not None:
+                    self.output_block(self.records.common, self.stream, lines, self.attempt, block)
+                else:
+                    self.sink.output_plain(self.records.common, self.stream, lines, self.attempt)
                 return
         texts = [line.decode("utf-8", "replace") for line in lines]
         if self.redactor:

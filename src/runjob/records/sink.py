@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 # Records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read.
 PENDING_MAX = 1 << 16
 PIPE_SIZE = 1 << 20
+BATCH_BYTES = 1 << 16  # run.output records are joined and written about this many bytes at a time
 FINAL_FLUSH_S = 5.0  # at the end, how long we wait for a stalled stdout reader before dropping the rest
 
 
@@ -142,9 +143,12 @@ class JsonSink:
             self.record(fields)
 
     def output_plain(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int) -> None:
-        """run.output records for plain lines (output.is_plain): joined once and written
-        whole to stdout (one join costs less than a writev of six pieces a record); the
-        kept file keeps the lines themselves (kept_file.py)."""
+        """run.output records for plain lines (output.is_plain)."""
+        self.output_block(common, stream, lines, attempt, b"\n".join(lines))
+
+    def output_block(self, common: dict[str, Any], stream: str, lines: list[bytes], attempt: int, block: bytes) -> None:
+        """output_plain with the lines joined at hand (`block`, as read from the child): the
+        kept file keeps the block itself (kept_file.py), stdout gets the records."""
         if self.failed and not self._keeping():
             return
         pieces = self._pieces(common, stream, attempt)
@@ -154,10 +158,16 @@ class JsonSink:
             return
         seq, ts = self.seq, timestamp()
         self.seq += len(lines)
-        if self.kept is not None and self.kept.fd >= 0 and not self.kept.write_plain(lines, seq, ts, stream, attempt):
+        if self.kept is not None and self.kept.fd >= 0 and not self.kept.write_plain(block, seq, ts, stream, attempt):
             self._kept_lost()
         if not self.hold:
-            self._out(b"".join(plain_output_parts(pieces, lines, ts, seq, longest)))
+            parts = plain_output_parts(pieces, lines, ts, seq, longest)
+            # Joined and written some 64 KiB at a time: a chunk's records (six times its
+            # bytes) joined at once would be a new allocation past malloc's trim threshold,
+            # so the heap would grow and shrink every chunk, each time zeroing fresh pages.
+            step = 6 * max(1, BATCH_BYTES // (sum(map(len, parts[:6])) + 2 * (longest - len(lines[0]))))
+            for at in range(0, len(parts), step):
+                self._out(b"".join(parts[at : at + step]))
 
     def _wait(self, data: bytes) -> None:
         """`data` waits for the pipe to take it."""
