@@ -12,6 +12,7 @@ from runjob.records.output_records import encode_output, output_pieces, plain_ou
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from runjob.records.kept_file import KeptFile
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 # Records waiting for a slow stdout reader (a pipe's worth); above it the child's pipes are not read.
 PENDING_MAX = 1 << 16
 PIPE_SIZE = 1 << 20
-BATCH_BYTES = 1 << 16  # run.output records are joined and written about this many bytes at a time
+BATCH_BYTES = 1 << 15  # run.output records are joined and written about this many bytes at a time
 FINAL_FLUSH_S = 5.0  # at the end, how long we wait for a stalled stdout reader before dropping the rest
 
 
@@ -162,12 +163,12 @@ class JsonSink:
             self._kept_lost()
         if not self.hold:
             parts = plain_output_parts(pieces, lines, ts, seq, longest)
-            # Joined and written some 64 KiB at a time: a chunk's records (six times its
-            # bytes) joined at once would be a new allocation past malloc's trim threshold,
-            # so the heap would grow and shrink every chunk, each time zeroing fresh pages.
+            # Joined and written some 32 KiB at a time: a chunk's records (six times its
+            # bytes) joined at once, or 64 KiB of them, free a block that takes the heap's top
+            # past glibc's trim threshold (128 KiB), so the heap would shrink and grow again
+            # every chunk, the kernel zeroing fresh pages each time (8x the page faults).
             step = 6 * max(1, BATCH_BYTES // (sum(map(len, parts[:6])) + 2 * (longest - len(lines[0]))))
-            for at in range(0, len(parts), step):
-                self._out(b"".join(parts[at : at + step]))
+            self._out_all(b"".join(parts[at : at + step]) for at in range(0, len(parts), step))
 
     def _wait(self, data: bytes) -> None:
         """`data` waits for the pipe to take it."""
@@ -232,6 +233,24 @@ class JsonSink:
             return
         if written < len(data):
             self._wait(data[written:])
+
+    def _out_all(self, batches: Iterator[bytes]) -> None:
+        """_out for each batch of records in turn, with the checks of a blocking fd made once
+        (a chunk read gives a dozen batches)."""
+        if self.nonblocking or self.failed or self.pending:
+            for data in batches:
+                self._out(data)
+            return
+        if self.log is not None:
+            self.log.writing()
+        try:
+            for data in batches:
+                write_all(self.fd, data)
+        except OSError as e:
+            self._lost(e)
+        finally:
+            if self.log is not None:
+                self.log.done()
 
     def _write_whole(self, data: bytes) -> None:
         if self.log is None:
