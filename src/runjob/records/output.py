@@ -173,9 +173,11 @@ class StreamHandler:
                 del self.tail[:-TAIL_BYTES]
 
     def _lines(self, lines: list[bytes], truncated: bool, block: bytes = b"") -> None:
-        if not truncated and not self.redactor and not self.patterns and self.mode == "json":
+        if not truncated and not self.patterns and self.mode == "json":
             block = block or b"\n".join(lines)
-            if is_plain(block):  # the fast path: nothing to mask, escape or match
+            # The fast path: nothing to escape, match or mask (a job's secrets are searched
+            # for in the block as a whole).
+            if is_plain(block) and not (self.redactor and self.redactor.in_plain(block)):
                 self._keep_tail(block)
                 if self.output_block is not None:
                     self.output_block(self.records.common, self.stream, lines, self.attempt, block)
@@ -183,7 +185,7 @@ class StreamHandler:
                     self.sink.output_plain(self.records.common, self.stream, lines, self.attempt)
                 return
         texts = [line.decode("utf-8", "replace") for line in lines]
-        if self.redactor:
+        if self.redactor.may_change("\n".join(texts)):
             texts = [self.redactor.text(t) for t in texts]
         if truncated:
             texts = [texts[0][: self.line_max]]

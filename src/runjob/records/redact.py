@@ -62,9 +62,21 @@ class Redactor:
     def __init__(self, values: list[str]) -> None:
         self.values = needles(values)
         self._escaped: Any = None  # compiled on first need: `re` stays off the hot path
+        # Only an ASCII value can be spelled in ASCII text, and only as itself without a backslash.
+        self._ascii = [v.encode() for v in self.values if v.isascii()]
 
     def __bool__(self) -> bool:
         return bool(self.values)
+
+    def in_plain(self, block: bytes) -> bool:
+        """Would masking change a line of `block`, which is printable ASCII without a
+        backslash (output.is_plain)? One search per value in the whole block instead of a
+        text() per line: a value within a line is within the block."""
+        return any(v in block for v in self._ascii)
+
+    def may_change(self, text: str) -> bool:
+        """Could text() change a line of `text` (lines joined with newlines)? False is sure."""
+        return bool(self.values) and ("\\" in text or any(v in text for v in self.values))
 
     def text(self, text: str) -> str:
         """`text` with every secret masked, plain or JSON-escaped."""
