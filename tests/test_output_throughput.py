@@ -152,3 +152,39 @@ def test_a_chatty_job_through_a_pipe_gives_every_record_whole(rj, tmp_path: Path
     assert [rec["line"] for rec in records if rec["event"] == "run.output"] == [
         f"{i} " + "y" * (i % 300) for i in range(count)
     ]
+
+
+any_line = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120) | st.sampled_from(
+    ["é" * 81, "\t" * 90, '"' * 79, "\x1d\x1e", "a\u2028b", "ü" * 80 + "x"]
+)
+
+
+@settings(max_examples=60, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.lists(any_line, min_size=1, max_size=20), min_size=1, max_size=5))
+def test_escaped_lines_are_written_as_their_records_and_kept_compactly(tmp_path_factory, blocks):
+    """Lines that need escaping (quotes, tabs, control characters, any script): built from
+    their JSON strings as bytes, each record is what encoding its fields gives; the kept
+    file holds the JSON strings after a GS header and gives the records back byte for byte."""
+    from runjob.records.logs import encode
+
+    tmp = tmp_path_factory.mktemp("q")
+    log, runs = tmp / "out.log", tmp / "state" / "runs"
+    runs.parent.mkdir(mode=0o700)
+    sink = JsonSink(str(log), keep=(str(runs), 5))
+    records = Records(sink, "job-ü", RUN_ID)
+    records.emit("run.start", "started")
+    for i, lines in enumerate(blocks):
+        sink.output(records.common, "stderr", lines, 1 + i % 2)
+    sink.close()
+    out = log.read_bytes().decode().split("\n")
+    assert out.pop() == ""
+    texts = [line for lines in blocks for line in lines]
+    attempts = [1 + i % 2 for i, lines in enumerate(blocks) for _ in lines]
+    for seq, (text, attempt, got) in enumerate(zip(texts, attempts, out[1:], strict=True), 1):
+        fields = {"timestamp": strict(got)["timestamp"], "level": "info", "event": "run.output", "message": text[:80]}
+        fields |= records.common | {"seq": seq, "stream": "stderr", "line": text, "attempt": attempt}
+        assert got == encode(fields)
+    [kept] = runs.glob("*/*.jsonl")
+    data = kept.read_bytes()
+    assert data.count(b"\n\x1d") == len(blocks) and len(data) < len(log.read_bytes())
+    assert Expander().feed(data) == log.read_bytes()

@@ -1,15 +1,17 @@
 """The run's kept file (SPEC section 11): state_dir/runs/JOB/RUN_ID.jsonl holds every record
 of the run, and only the newest `keep_runs` of a job stay.
 
-Records are kept as written, one JSON object a line, except run.output records of plain
-lines (output.is_plain: printable ASCII, no quote or backslash), which are kept as the
-lines themselves after a header line: RS (0x1e, which a JSON record never holds: it would
-be escaped), then `BYTES SEQ TIMESTAMP STREAM ATTEMPT`, then BYTES bytes of lines, each
-newline-terminated. Such records differ only in their seq, timestamp, line and message
-(a prefix of the line), so `Expander` rebuilds them byte for byte from the header and the
-run's common fields (in its first record, always a whole one). A child that prints a lot
-then costs a sixth of the bytes on disk and of the copying: records are about six times
-the size of a short line, and a run's copy was written once more beside stdout.
+Records are kept as written, one JSON object a line, except run.output records of text
+lines, which are kept as the lines themselves after a header line: RS (0x1e, which a JSON
+record never holds: it would be escaped), then `BYTES SEQ TIMESTAMP STREAM ATTEMPT`, then
+BYTES bytes of lines, each newline-terminated: plain lines (output.is_plain: printable
+ASCII, no quote or backslash) as they are; other lines as their JSON strings (quotes
+included), after GS (0x1d) instead of RS. Such records differ only in their seq,
+timestamp, line and message (a prefix of the line), so `Expander` rebuilds them byte for
+byte from the header and the run's common fields (in its first record, always a whole
+one). A child that prints a lot then costs a sixth of the bytes on disk and of the
+copying: records are about six times the size of a short line, and a run's copy was
+written once more beside stdout.
 `runjob logs` and a quiet run's replay read kept files through `Expander`.
 """
 
@@ -17,7 +19,13 @@ from __future__ import annotations
 
 import os
 
-from runjob.records.output_records import output_pieces, plain_output_parts, write_all
+from runjob.records.output_records import (
+    output_pieces,
+    plain_output_parts,
+    quoted_messages,
+    quoted_output_parts,
+    write_all,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
 
 PIECE = 1 << 16  # a replay reads the file in pieces this big, never whole into memory
 MARK = b"\x1e"  # starts the header of kept plain lines
+QUOTED = b"\x1d"  # starts the header of kept quoted lines (GS: escaped in a JSON string too)
 
 
 class KeptFile:
@@ -52,10 +61,12 @@ class KeptFile:
             return False
         return True
 
-    def write_plain(self, block: bytes, seq: int, ts: str, stream: str, attempt: int) -> bool:
+    def write_plain(self, block: bytes, seq: int, ts: str, stream: str, attempt: int, quoted: bool = False) -> bool:
         """run.output records of plain lines, kept as the lines (`block`: them joined with
-        newlines; see the module's docstring). One writev: the block is not copied again."""
-        head = b"%s%d %d %s %s %d\n" % (MARK, len(block) + 1, seq, ts.encode(), stream.encode(), attempt)
+        newlines; see the module's docstring), or of `quoted` lines (each a JSON string).
+        One writev: the block is not copied again."""
+        mark = QUOTED if quoted else MARK
+        head = b"%s%d %d %s %s %d\n" % (mark, len(block) + 1, seq, ts.encode(), stream.encode(), attempt)
         try:
             done = os.writev(self.fd, (head, block, b"\n"))
         except OSError:
@@ -95,6 +106,12 @@ def prune(directory: str, keep: int) -> None:
             pass  # a concurrent run pruned it first
 
 
+def _next_mark(data: bytes, start: int) -> int:
+    """Where the next line that starts a header of kept lines begins, less one (-1: none)."""
+    found = [at for at in (data.find(b"\n" + MARK, start), data.find(b"\n" + QUOTED, start)) if at >= 0]
+    return min(found, default=-1)
+
+
 class Expander:
     """A kept file's bytes in, in pieces of any size; its records as they were written out."""
 
@@ -108,10 +125,10 @@ class Expander:
         data, start = self.rest + chunk, 0
         out: list[bytes] = []
         while start < len(data):
-            if data[start : start + 1] == MARK:
+            if data[start : start + 1] in (MARK, QUOTED):
                 end = self._plain(data, start, out)
             else:
-                end = data.find(b"\n" + MARK, start) + 1 or data.rfind(b"\n", start) + 1
+                end = _next_mark(data, start) + 1 or data.rfind(b"\n", start) + 1
                 if end > start:
                     self._learn(data[start:end])
                     out.append(data[start:end])
@@ -138,7 +155,11 @@ class Expander:
         if key not in self.made:
             self.made[key] = output_pieces(self.common or {}, *key)
         lines = data[eol + 1 : end - 1].split(b"\n")
-        out.append(b"".join(plain_output_parts(self.made[key], lines, ts.decode(), int(seq))))
+        if data[start : start + 1] == QUOTED:
+            parts = quoted_output_parts(self.made[key], lines, quoted_messages(lines), ts.decode(), int(seq))
+        else:
+            parts = plain_output_parts(self.made[key], lines, ts.decode(), int(seq))
+        out.append(b"".join(parts))
         return end
 
     def _learn(self, records: bytes) -> None:

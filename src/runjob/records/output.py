@@ -190,9 +190,11 @@ class StreamHandler:
         if truncated:
             texts = [texts[0][: self.line_max]]
         self._match(texts)
-        self._keep_tail("\n".join(texts).encode())
+        if self.tail is not None:
+            self._keep_tail("\n".join(texts).encode())
         if self.mode != "json":
             return
+        block = block or b"\n".join(lines)
         if truncated:
             self.records.emit(
                 "run.output",
@@ -203,14 +205,15 @@ class StreamHandler:
                 truncated=True,
             )
         else:
-            self._emit(texts)
+            # A line that may be a JSON object starts with a brace: one search in the block.
+            self._emit(texts, block.startswith(b"{") or b"\n{" in block)
 
     def _match(self, texts: list[str]) -> None:
         if self.patterns and not self.matched:
             self.matched = any(p.search(t) for t in texts for p in self.patterns)
 
-    def _emit(self, texts: list[str]) -> None:
-        if not any(t.startswith("{") for t in texts):
+    def _emit(self, texts: list[str], braces: bool) -> None:
+        if not braces:
             self.sink.output(self.records.common, self.stream, texts, self.attempt)
             return
         from runjob.records import child_json

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 
 SEQ_PLACEHOLDER = '"seq": %d'  # no common value can spell it: their quotes are escaped
+UTF8 = ("utf-8", "surrogateescape")  # as JsonSink.write encodes records
 
 
 def output_pieces(common: dict[str, Any], stream: str, attempt: int) -> tuple[str, str, str]:
@@ -88,10 +89,53 @@ def plain_output_parts(
     quotes or backslashes; see output.is_plain), as the pieces to join: the same bytes,
     with no decode, escape or encode. Six parts a record: head, message, text up to seq's
     last three digits, those and the text up to the line, line, tail."""
-    head = ('{"timestamp": "' + ts + '"' + pieces[0] + '"').encode()
-    before, after = _around_seq('"' + pieces[1] + '"')
-    parts = [head, b"", b"", b"", b"", ('"' + pieces[2] + "\n").encode()] * len(lines)
-    parts[1::6] = _messages(lines, max(map(len, lines), default=0) if longest is None else longest)
+    messages = _messages(lines, max(map(len, lines), default=0) if longest is None else longest)
+    return _parts(pieces, '"', messages, lines, ts, seq)
+
+
+def quoted_output_parts(
+    pieces: tuple[str, str, str], quoted: list[bytes], messages: list[bytes], ts: str, seq: int
+) -> list[bytes]:
+    """plain_output_parts for lines already JSON strings (quotes included, UTF-8), each with
+    its message likewise: the same bytes as encode_output, with only the lines encoded."""
+    return _parts(pieces, "", messages, quoted, ts, seq)
+
+
+def quoted_messages(quoted: list[bytes], texts: list[str] | None = None) -> list[bytes]:
+    """The message of each quoted line: itself when its text is at most MESSAGE_PREFIX
+    characters, else its text's prefix quoted. `texts` are the lines' texts if at hand (a
+    kept file has only the quoted lines: they are decoded, rarely, when long)."""
+    if texts is not None:
+        if max(map(len, texts), default=0) <= MESSAGE_PREFIX:  # the common case: no per-line work
+            return quoted
+        return [q if len(t) <= MESSAGE_PREFIX else _quoted_prefix(t) for q, t in zip(quoted, texts, strict=True)]
+    # At most MESSAGE_PREFIX bytes, so characters, between the quotes: the message is the line.
+    return [q if len(q) <= MESSAGE_PREFIX + 2 else _quoted_prefix(_decoded(q), q) for q in quoted]
+
+
+def _quoted_prefix(text: str, quoted: bytes = b"") -> bytes:
+    if quoted and len(text) <= MESSAGE_PREFIX:
+        return quoted
+    return encode_basestring(text[:MESSAGE_PREFIX]).encode(*UTF8)
+
+
+def _decoded(quoted: bytes) -> str:
+    import json  # only to read a kept file back
+
+    try:
+        text = json.loads(quoted)
+    except ValueError:
+        return ""
+    return text if isinstance(text, str) else ""
+
+
+def _parts(
+    pieces: tuple[str, str, str], quote: str, messages: list[Any], lines: list[Any], ts: str, seq: int
+) -> list[bytes]:
+    head = ('{"timestamp": "' + ts + '"' + pieces[0] + quote).encode()
+    before, after = _around_seq(quote + pieces[1] + quote)
+    parts = [head, b"", b"", b"", b"", (quote + pieces[2] + "\n").encode()] * len(lines)
+    parts[1::6] = messages
     parts[2::6], parts[3::6] = _seq_parts(before, after, seq, len(lines))
     parts[4::6] = lines
     return parts

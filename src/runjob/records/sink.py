@@ -8,7 +8,15 @@ import stat  # already loaded by os: costs nothing
 import time
 
 from runjob.records.encoding import MESSAGE_PREFIX, encode, encode_basestring, record_max, timestamp
-from runjob.records.output_records import encode_output, output_pieces, plain_output_parts, write_all
+from runjob.records.output_records import (
+    UTF8,
+    encode_output,
+    output_pieces,
+    plain_output_parts,
+    quoted_messages,
+    quoted_output_parts,
+    write_all,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,14 +123,28 @@ class JsonSink:
         if self.failed and not self._keeping():  # nowhere left to write them: do not build them
             return
         pieces = self._pieces(common, stream, attempt)
-        quoted = list(map(encode_basestring, lines))
-        room = self._line_room(pieces)
-        # A character is at most 4 bytes in UTF-8: only long lines need their bytes counted.
-        if max(map(len, quoted)) > room // 4 and any(len(q.encode()) > room for q in quoted):
+        # The lines as JSON strings, encoded at once (a JSON string holds no raw newline): the
+        # records are then built of bytes like plain lines', and the kept file keeps these.
+        block = "\n".join(map(encode_basestring, lines)).encode(*UTF8)
+        quoted = block.split(b"\n")
+        if len(quoted) != len(lines):  # a lone surrogate spelled a newline byte: the long way
+            self.seq += len(lines)
+            self.write(encode_output(pieces, lines, timestamp(), self.seq - len(lines)))
+            return
+        if max(map(len, quoted)) > self._line_room(pieces):
             self._one_by_one(common, stream, lines, attempt)
             return
+        seq, ts = self.seq, timestamp()
         self.seq += len(lines)
-        self.write(encode_output(pieces, lines, timestamp(), self.seq - len(lines), quoted))
+        if (
+            self.kept is not None
+            and self.kept.fd >= 0
+            and not self.kept.write_plain(block, seq, ts, stream, attempt, True)
+        ):
+            self._kept_lost()
+        if not self.hold:
+            parts = quoted_output_parts(pieces, quoted, quoted_messages(quoted, lines), ts, seq)
+            self._out_all(_batches(parts, max(map(len, quoted))))
 
     def _one_by_one(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
         """run.output records for lines some of which are too long once escaped: each such line
@@ -162,13 +184,7 @@ class JsonSink:
         if self.kept is not None and self.kept.fd >= 0 and not self.kept.write_plain(block, seq, ts, stream, attempt):
             self._kept_lost()
         if not self.hold:
-            parts = plain_output_parts(pieces, lines, ts, seq, longest)
-            # Joined and written some 32 KiB at a time: a chunk's records (six times its
-            # bytes) joined at once, or 64 KiB of them, free a block that takes the heap's top
-            # past glibc's trim threshold (128 KiB), so the heap would shrink and grow again
-            # every chunk, the kernel zeroing fresh pages each time (8x the page faults).
-            step = 6 * max(1, BATCH_BYTES // (sum(map(len, parts[:6])) + 2 * (longest - len(lines[0]))))
-            self._out_all(b"".join(parts[at : at + step]) for at in range(0, len(parts), step))
+            self._out_all(_batches(plain_output_parts(pieces, lines, ts, seq, longest), longest))
 
     def _wait(self, data: bytes) -> None:
         """`data` waits for the pipe to take it."""
@@ -331,6 +347,16 @@ class JsonSink:
             self._out(expander.feed(chunk))
             if self.pending:
                 self._final_flush()
+
+
+def _batches(parts: list[bytes], longest: int) -> Iterator[bytes]:
+    """Records (six parts each, their longest line `longest` bytes) joined some 32 KiB at a
+    time: a chunk's records (six times its bytes) joined at once, or 64 KiB of them, free a
+    block that takes the heap's top past glibc's trim threshold (128 KiB), so the heap would
+    shrink and grow again every chunk, the kernel zeroing fresh pages each time (8x the page
+    faults)."""
+    step = 6 * max(1, BATCH_BYTES // (sum(map(len, parts[:6])) - 2 * len(parts[4]) + 2 * longest))
+    return (b"".join(parts[at : at + step]) for at in range(0, len(parts), step))
 
 
 def note(text: str) -> None:
