@@ -226,6 +226,7 @@ def add_history_rows(rj: Env, n: int) -> list[str]:
     import time
 
     now = time.time()
+    assert rj.run("history").code == 0  # the real run's rows, folded in from the journal
     db = sqlite3.connect(rj.state / "history.sqlite3")
     statuses = ["success"] * 17 + ["failure", "timeout", "transient"]
     rows = []
