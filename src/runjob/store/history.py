@@ -28,7 +28,7 @@ import os
 from runjob import safefs
 from runjob.errors import InternalError
 from runjob.proc import procid
-from runjob.store import history_fold, journal
+from runjob.store import journal
 from runjob.store.journal import COLUMNS as COLUMNS  # re-exported: readers name the columns from here
 
 TYPE_CHECKING = False
@@ -75,7 +75,10 @@ def connect(state_dir: str) -> sqlite3.Connection:
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         if _scalar(db, "PRAGMA user_version") != SCHEMA_VERSION:
             _set_up(db, state_dir)
-        history_fold.fold(db, state_dir)  # the rows runs wrote since the last reader
+        if journal.has_lines(state_dir):  # the usual case right after another reader: two lstats
+            from runjob.store import history_fold
+
+            history_fold.fold(db, state_dir)  # the rows runs wrote since the last reader
         return db
     except sqlite3.DatabaseError as e:
         raise InternalError(f"history store {path} is unusable: {e} (move it aside to start afresh)") from None

@@ -13,7 +13,7 @@ file and, after COMMIT, to cut it, so a run's start or end never waits for SQLit
 
 A crash between 2 and 3 leaves the lines in the journal, to be folded again: an upsert
 of the same row is the same row. A line torn by a crash mid-write is skipped. The file
-an older runjob kept run ends in (`history.pending`, the same line format) is folded the
+an older runjob kept run ends in (journal.LEGACY, the same line format) is folded the
 same way and removed.
 """
 
@@ -23,7 +23,7 @@ import os
 import time
 
 from runjob.proc import procid
-from runjob.store.journal import COLUMNS, FILENAME, KEEP_FIELD, Locked, read_all
+from runjob.store.journal import COLUMNS, FILENAME, KEEP_FIELD, LEGACY, Locked, read_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ else:
     except ImportError:  # pragma: no cover
         import sqlite3
 
-LEGACY = "history.pending"
 PURGE_BATCH = 500
 WAL_TRUNCATE_BYTES = 256 << 10  # about 64 pages: what a reader's WAL recovery reads at most
 FOLD_WAIT_S = 60.0  # another reader's fold: a few ms, or a migration's seconds before it
@@ -44,21 +43,12 @@ FOLD_WAIT_S = 60.0  # another reader's fold: a few ms, or a migration's seconds 
 def fold(db: sqlite3.Connection, state_dir: str) -> None:
     """Every journal line into the store (sqlite3.Error if it refuses them: they stay)."""
     paths = [os.path.join(state_dir, name) for name in (LEGACY, FILENAME)]
-    if not any(_size(p) for p in paths):
-        return  # the usual case for a reader right after another: nothing to fold, no lock
     from runjob.locks.lock import exclusive
 
     with exclusive(os.path.join(state_dir, FILENAME + ".fold"), wait_s=FOLD_WAIT_S):
         for path in paths:
             if os.path.lexists(path):
                 _fold_file(db, path, legacy=path == paths[0])
-
-
-def _size(path: str) -> int:
-    try:
-        return os.lstat(path).st_size  # a symlink planted there is refused when opened
-    except FileNotFoundError:
-        return 0
 
 
 def _fold_file(db: sqlite3.Connection, path: str, legacy: bool) -> None:

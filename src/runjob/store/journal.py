@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 
 FILENAME = "history.journal"
+LEGACY = "history.pending"  # where an older runjob kept the run ends its store refused (same lines)
 FOLD_BYTES = 256 << 10  # about 300 runs: a run folds (and pays for SQLite) once in that many
 LOCK_WAIT_S = 30.0
 KEEP_FIELD = "history_keep"  # an end row carries the registry's history_keep, for the fold's purge
@@ -67,6 +68,17 @@ COLUMNS = (  # a history row's fields: a journal line's, and the store's `runs` 
 
 def path_in(state_dir: str) -> str:
     return os.path.join(state_dir, FILENAME)
+
+
+def has_lines(state_dir: str) -> bool:
+    """Is there anything to fold: a journal, or an older runjob's pending file, not empty?"""
+    for name in (LEGACY, FILENAME):
+        try:
+            if os.lstat(os.path.join(state_dir, name)).st_size:  # a symlink is refused when opened
+                return True
+        except FileNotFoundError:
+            pass
+    return False
 
 
 def _ended(line: bytes, data: bytes, end: int) -> bool:
