@@ -130,7 +130,8 @@ def fill_history(work: Path, env: dict[str, str], count: int, param_jobs: int = 
     the store's own schema (created by a real run first), so its triggers keep run_latest."""
     import json
 
-    check([RUNJOB, "job0"], env, work)  # creates the store with its current schema
+    check([RUNJOB, "job0"], env, work)  # a run writes the journal;
+    check([RUNJOB, "history", "--limit", "1"], env, work)  # a reader creates the store with its schema
     db = sqlite3.connect(work / "state" / "history.sqlite3")
     columns = [c[1] for c in db.execute("PRAGMA table_info(runs)")]
     host, now = os.uname().nodename, time.time()

@@ -129,6 +129,7 @@ def test_a_reused_pid_is_not_taken_for_a_crashed_run(rj):
     assert wait_for(lambda: not json.loads(rj.run("locks", "--json").out))
     # An unrelated live process (this test) now has the dead runjob's pid: what the kernel
     # does once pids wrap around. Its start time is not the run's.
+    assert rj.run("history").code == 0  # the run's `running` row, folded into the store
     with sqlite3.connect(rj.state / "history.sqlite3") as db:
         db.execute("UPDATE runs SET pid = ?", (os.getpid(),))
     (row,) = json.loads(rj.run("history", "--json").out)

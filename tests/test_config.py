@@ -214,3 +214,13 @@ def test_registry_cache_never_serves_an_old_file(rj, tmp_path):
     assert rj.run("e", env=env).one("run.output")["line"] == "two"
     rj.config.write_text(rj.config.read_text().replace('"two"', '"x"\ntimeout = "soon"'))
     assert rj.run("e", env=env).code == 78  # a broken edit is caught, not hidden by the cache
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_the_default_state_dir_is_named_by_zlib_s_crc32(data):
+    """The default state dir's name is zlib.crc32 of the registry's real path; computing it
+    without zlib must give the same name, or an upgrade would move every job's locks and history."""
+    import zlib
+
+    assert config.crc32(data) == zlib.crc32(data)

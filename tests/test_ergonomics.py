@@ -104,7 +104,7 @@ def test_runjob_state_dir_wins_over_the_registry_state_dir(rj, tmp_path):
     r = rj.run("t", env={"RUNJOB_STATE_DIR": str(state)})
     assert r.code == 0, r.err
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    assert (state / "history.sqlite3").exists() and not rj.state.exists()
+    assert (state / "history.journal").exists() and not rj.state.exists()
     h = rj.run("history", "--json", env={"RUNJOB_STATE_DIR": str(state)})
     assert h.code == 0 and '"t"' in h.out
 

@@ -117,9 +117,10 @@ def test_history_filters(rj):
     assert rj.run("history", "nope").code == 2
 
 
-def test_retention_purges_old_rows_on_write(rj):
+def test_retention_purges_old_rows_when_the_journal_is_folded(rj):
     rj.write('[defaults]\nstate_dir = "state"\nhistory_keep = "1d"\n[jobs.t]\ncommand = ["true"]\n')
     rj.run("t")
+    rj.run("history")  # the store, with the first run's row
     db = sqlite3.connect(rj.state / "history.sqlite3")
     old = time.time() - 3 * 86400
     db.executemany(
@@ -128,6 +129,8 @@ def test_retention_purges_old_rows_on_write(rj):
     )
     db.commit()
     rj.run("t")
+    assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 51  # the run wrote only its journal
+    rj.run("history")  # its fold purges with the history_keep the run's end carried
     assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
     db.close()
 
@@ -139,24 +142,31 @@ def test_schema_is_versioned_and_migrates(rj):
     db.execute("CREATE TABLE unrelated (x)")  # an old file with user_version 0
     db.commit()
     assert rj.run("t").code == 0
+    assert rj.run("history").code == 0  # readers open the store (runs write the journal)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 4  # 2: pid start times, 3: pipeline runs, 4: run_latest
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()
-    r = rj.run("t")
+    r = rj.run("history")
     assert r.code == 125 and "newer than this runjob knows" in r.err and str(rj.state / "history.sqlite3") in r.err
 
 
-def test_corrupt_history_is_a_clear_error_and_nothing_runs(rj):
+def test_a_corrupt_store_is_a_clear_error_for_its_readers_and_loses_no_run(rj):
+    """The store is the readers' business: a run still runs and keeps its row in the journal;
+    `history` says what is wrong in one line, and shows the run once the file is moved aside."""
     touch = py("open('ran', 'w')")
     rj.write(f"[jobs.t]\ncommand = {touch}\n")
     rj.state.mkdir()
     (rj.state / "history.sqlite3").write_bytes(b"this is not a database" * 100)
-    r = rj.run("t")
+    run = rj.run("t")
+    assert run.code == 0 and (rj.dir / "ran").exists()
+    r = rj.run("history", "--json")
     assert r.code == 125 and "history store" in r.err and "history.sqlite3" in r.err
-    assert len(r.err.strip().splitlines()) == 1
-    assert not (rj.dir / "ran").exists() and not r.events("run.start")
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    (rj.state / "history.sqlite3").rename(rj.state / "broken.sqlite3")
+    rows = json.loads(rj.run("history", "--json").out)
+    assert [(row["run_id"], row["status"]) for row in rows] == [(run.one("run.end")["run_id"], "success")]
 
 
 def test_status_shows_last_run_next_due_stale_and_locks(rj):
@@ -189,6 +199,7 @@ def test_stale_watchdog(rj):
     )
     for job in ("fresh", "late", "never", "free"):
         rj.run(job)
+    rj.run("history")  # the runs' rows folded into the store
     db = sqlite3.connect(rj.state / "history.sqlite3")  # late's success, made ten seconds old
     db.execute("UPDATE runs SET started = started - 10, ended = ended - 10 WHERE job = 'late'")
     db.commit()
@@ -217,25 +228,27 @@ def test_locks_command(rj):
     assert json.loads(rj.run("locks", "--json").out) == []
 
 
-def test_a_run_end_the_store_refuses_is_kept_and_folded_in_never_left_running(rj):
-    """Finishing the row fails after the run ended (here a trigger refuses every UPDATE): the
-    run's end is kept in history.pending, and the next connection writes it into the store."""
+def test_a_run_end_the_store_refuses_is_kept_in_the_journal_never_left_running(rj):
+    """Folding the run's end fails (here a trigger refuses every UPDATE): the reader says so
+    in one line, the end stays in the journal, and the next reader writes it into the store."""
     started, release = rj.dir / "started", rj.dir / "release"
     rj.write(f"[jobs.s]\ncommand = {py(HOLD, str(started), str(release))}\n")
     proc = rj.popen("s")
     assert wait_for(started.exists, timeout=60)  # the run's `running` row is written before the child starts
+    assert [row["status"] for row in json.loads(rj.run("history", "--json").out)] == ["running"]
     db = sqlite3.connect(rj.state / "history.sqlite3", isolation_level=None)
     db.execute("CREATE TRIGGER refuse BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END")
     release.write_text("go")
     r = finish(proc)
-    assert r.code == 0 and r.one("run.end")["status"] == "success"
-    assert "history.pending" in r.err and "Traceback" not in r.err
-    pending = rj.state / "history.pending"
-    assert stat.S_IMODE(pending.stat().st_mode) == 0o600 and r.one("run.end")["run_id"] in pending.read_text()
+    assert r.code == 0 and r.one("run.end")["status"] == "success" and r.err == ""
+    refused = rj.run("history", "--json")
+    assert refused.code == 125 and "refused" in refused.err and "Traceback" not in refused.err
+    journal = rj.state / "history.journal"
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600 and r.one("run.end")["run_id"] in journal.read_text()
     db.execute("DROP TRIGGER refuse")
     db.close()
     rows = json.loads(rj.run("history", "--json").out)
     assert [(row["run_id"], row["status"], row["exit_code"]) for row in rows] == [
         (r.one("run.end")["run_id"], "success", 0)
     ]
-    assert pending.read_text() == ""
+    assert journal.read_text() == ""

@@ -124,7 +124,7 @@ def test_an_existing_store_is_migrated_once_and_status_reads_the_same(rj: Env):
     before = db.execute("SELECT * FROM run_latest ORDER BY job, params").fetchall()
     db.close()
     assert rj.run("status", "--json").out == results[0].out  # opening it again changes nothing
-    assert rj.run("plain").code == 0
+    assert rj.run("plain").code == 0 and rj.run("history").code == 0  # the run's rows, folded in
     db = sqlite3.connect(rj.state / "history.sqlite3")
     assert db.execute("PRAGMA user_version").fetchone()[0] == len(history_schema.MIGRATIONS)
     after = db.execute("SELECT * FROM run_latest ORDER BY job, params").fetchall()
@@ -133,8 +133,8 @@ def test_an_existing_store_is_migrated_once_and_status_reads_the_same(rj: Env):
 
 
 def test_run_latest_follows_every_way_a_row_changes(rj: Env):
-    """Runs of runjob (start, end, skip), a row inserted by hand, an end folded in from
-    history.pending, and the purge: after each, run_latest says what the rows say."""
+    """Runs of runjob (start, end, skip) folded in from the journal, an end the store first
+    refused, a row inserted by hand, and the purge: after each, run_latest says what the rows say."""
     started, release = rj.dir / "started", rj.dir / "release"
     rj.write(
         '[defaults]\nstate_dir = "state"\nhistory_keep = "1d"\n'
@@ -147,15 +147,17 @@ def test_run_latest_follows_every_way_a_row_changes(rj: Env):
     assert rj.run("fail").code == 1 and rj.run("p", "n=1").code == 0 and rj.run("p", "n=2").code == 0
     proc = rj.popen("hold")
     assert wait_for(started.exists)
+    assert rj.run("history").code == 0  # folds the journal
     db = sqlite3.connect(path, isolation_level=None)
     assert latest(db) == expected_latest(db)  # `hold` is running: its row is the newest, no success yet
-    assert rj.run("busy").code == 0  # skipped: a pair with no run that counts
+    assert rj.run("busy").code == 0 and rj.run("history").code == 0  # skipped: a pair with no run that counts
     assert latest(db) == expected_latest(db)
     assert latest(db)[("busy", "{}")] == (None, None)
-    # The end is refused, so it goes through history.pending and is folded in by the next reader.
+    # The end is refused by the store at first: it stays in the journal for the next reader.
     db.execute("CREATE TRIGGER refuse BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END")
     release.write_text("go")
     assert finish(proc).code == 0
+    assert rj.run("history", "--json").code == 125
     db.execute("DROP TRIGGER refuse")
     assert rj.run("history", "--json").code == 0
     assert latest(db) == expected_latest(db)
@@ -170,7 +172,7 @@ def test_run_latest_follows_every_way_a_row_changes(rj: Env):
     # A success changed by hand into a failure, then the purge (history_keep 1d) on the next run's end.
     db.execute("UPDATE runs SET status = 'failure' WHERE job = 'p' AND params = ?", (text["2"],))
     assert latest(db) == expected_latest(db) and latest(db)[("p", text["2"])][1] is None
-    assert rj.run("fail").code == 1
+    assert rj.run("fail").code == 1 and rj.run("history").code == 0
     assert db.execute("SELECT COUNT(*) FROM runs WHERE run_id IN ('by-hand', 'gone')").fetchone()[0] == 0
     assert latest(db) == expected_latest(db)
     assert ("p", '{"n": "9"}') not in latest(db)  # its only row was purged: no such param set any more
@@ -197,6 +199,7 @@ def test_status_and_stale_look_up_keys_and_never_scan_the_runs(rj: Env):
     rj.write('[jobs.p]\ncommand = ["true", "{n}"]\nmax_age = "1h"\n[jobs.p.params.n]\npattern = "[0-9]+"\n')
     for n in ("1", "2"):
         assert rj.run("p", f"n={n}").code == 0
+    assert rj.run("history").code == 0  # the runs' rows, folded in
     db = sqlite3.connect(rj.state / "history.sqlite3")
 
     def status_queries(db: sqlite3.Connection) -> None:
@@ -228,13 +231,14 @@ def test_status_and_stale_look_up_keys_and_never_scan_the_runs(rj: Env):
 
 def test_a_status_reader_never_blocks_or_breaks_the_runs_writing_beside_it(rj: Env):
     """Runs and `status` at the same time against one store: every run is recorded once and
-    run_latest still matches the rows (triggers write in the run's own transaction)."""
+    run_latest still matches the rows (triggers write in the fold's own transaction)."""
     rj.write('[jobs.t]\ncommand = ["true", "{n}"]\n[jobs.t.params.n]\npattern = "[0-9]+"\n')
     assert rj.run("t", "n=0").code == 0
     runs = [rj.popen("t", f"n={i % 3}", stdout=subprocess.DEVNULL) for i in range(12)]
     readers = [rj.popen("status", "--json") for _ in range(4)]
     assert all(p.wait(timeout=120) == 0 for p in runs)
     assert all(finish(r).code == 0 for r in readers)
+    assert rj.run("history").code == 0  # what the last runs wrote after the readers
     db = sqlite3.connect(rj.state / "history.sqlite3")
     assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 13
     assert latest(db) == expected_latest(db) and len(latest(db)) == 3

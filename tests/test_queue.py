@@ -244,5 +244,5 @@ def test_a_forked_run_does_not_hold_the_queue_gate(rj):
     r = rj.run("worker", "--burst")
     assert r.code == 0, r.err
     held = fds.read_text().splitlines()  # what the forked runjob (the probe's parent) has open
-    assert any(name.endswith("history.sqlite3") for name in held), held  # it is the run's process
+    assert any(name.endswith("locks/probe.lock") for name in held), held  # it is the run's process
     assert not [name for name in held if name.endswith("queue.sqlite3.lock")], held

@@ -44,7 +44,8 @@ def test_a_symlink_in_place_of_the_history_store_is_refused(rj):
     quick_job(rj)
     rj.state.mkdir(mode=0o700)
     (rj.state / "history.sqlite3").symlink_to(victim)
-    r = rj.run("s")
+    assert rj.run("s").code == 0  # a run writes the journal; the store is its readers'
+    r = rj.run("history")
     assert r.code == 125 and "history.sqlite3 is a symlink" in r.err
     assert victim.read_text() == "precious"
 
@@ -85,9 +86,11 @@ def test_state_files_are_private(rj):
     quick_job(rj, f"log_file = {q(str(log))}")
     r = rj.run("s", env={"XDG_STATE_HOME": str(rj.dir / "xdg")})
     assert r.code == 0, r.err
+    assert rj.run("s").code == 0 and rj.run("history").code == 0  # the store, and a fold
     assert mode(rj.state) == 0o700 and mode(rj.state / "locks") == 0o700
-    assert mode(rj.state / "locks" / "s.lock") == 0o600
-    for name in ("history.sqlite3", "history.sqlite3-wal", "history.sqlite3-shm", "history.sqlite3.setup.lock"):
+    assert mode(rj.state / "locks" / "s.lock") == 0o600 and mode(rj.state / "history.journal") == 0o600
+    names = ("history.sqlite3", "history.sqlite3-wal", "history.sqlite3-shm", "history.sqlite3.setup.lock")
+    for name in (*names, "history.journal.fold"):
         if (rj.state / name).exists():
             assert mode(rj.state / name) == 0o600, name
     assert mode(log) == 0o640  # readable by the log shipper's group, never by others

@@ -36,7 +36,9 @@ def test_kept_runs_are_bounded_per_job_oldest_pruned(rj: Env) -> None:
         f"[defaults]\nstate_dir = {q(str(rj.state))}\nkeep_runs = 3\n\n"
         f"[jobs.a]\ncommand = {py('pass')}\n[jobs.b]\ncommand = {py('pass')}\n"
     )
-    ids = [rj.run("a").one("run.end")["run_id"] for _ in range(5)]
+    ids = [rj.run("a").one("run.end")["run_id"] for _ in range(4)]
+    assert [p.stem for p in kept_files(rj, "a")] == sorted(ids)  # 3 and the slack of one: no prune yet
+    ids.append(rj.run("a").one("run.end")["run_id"])  # one over the slack: pruned back to 3
     b_id = rj.run("b").one("run.end")["run_id"]
     assert [p.stem for p in kept_files(rj, "a")] == sorted(ids[2:])
     assert [p.stem for p in kept_files(rj, "b")] == [b_id]
@@ -226,6 +228,7 @@ def add_history_rows(rj: Env, n: int) -> list[str]:
     import time
 
     now = time.time()
+    assert rj.run("history").code == 0  # the real run's rows, folded in from the journal
     db = sqlite3.connect(rj.state / "history.sqlite3")
     statuses = ["success"] * 17 + ["failure", "timeout", "transient"]
     rows = []

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def open_store(state_dir: str) -> sqlite3.Connection | None:
     """The history store, or None when no run has written one yet."""
-    if not os.path.exists(history.path_in(state_dir)):
+    if not history.exists(state_dir):
         return None
     return history.connect(state_dir)
 

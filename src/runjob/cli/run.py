@@ -84,9 +84,9 @@ def _pipeline(registry: config.Registry, name: str, words: list[str], flags: Fla
 
 def observers(registry: config.Registry, the_plan: plan.Plan) -> list[Observer]:
     """The after-run steps, in order: history first (its failure must stop the run)."""
-    from runjob.store.history import History
+    from runjob.store.recorder import HistoryRecorder
 
-    steps: list[Observer] = [History(the_plan.state_dir, registry.history_keep)]
+    steps: list[Observer] = [HistoryRecorder(the_plan.state_dir, registry.history_keep)]
     if the_plan.job.ping_url:
         from runjob.ops.ping import Pinger
 
@@ -167,11 +167,10 @@ def run_words(args: list[str]) -> int:
 
 def preload() -> None:
     """Import the run path once, in a queue worker: every run forked from it starts with it loaded (`resource`
-    and `warnings` are what os.wait4 and os.get_exec_path import on first use)."""
+    is what os.wait4 imports on first use)."""
     import resource  # noqa: F401
-    import warnings  # noqa: F401
 
     import runjob.cli.run  # noqa: F401
     import runjob.records.kept_file  # noqa: F401  (each run keeps its records: imported on first write)
     import runjob.run.runner  # noqa: F401
-    import runjob.store.history  # noqa: F401
+    import runjob.store.recorder  # noqa: F401

@@ -18,7 +18,7 @@ a daemon the job left with the descriptor; the real holders are then found in /p
 Deleted or renamed lock files (a tmp cleaner): after the flock, the path must still name
 the locked inode, else runjob tries again. A holder re-checks its path every CHECK_S from
 its supervise loop (Guard) and re-creates and re-takes the file; a run that starts in that
-gap is stopped by the history's `running` row for the key (history.History.start).
+gap is stopped by the journal's `running` row for the key (store/recorder.py).
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class Store:
 
 def open_store(state_dir: str) -> Store | None:
     """The store for reading, or None when no run has written one yet."""
-    return Store(state_dir) if os.path.exists(history.path_in(state_dir)) else None
+    return Store(state_dir) if history.exists(state_dir) else None
 
 
 RUN_COLUMNS = (

@@ -43,7 +43,9 @@ def _on_path(name: str, env: dict[str, str]) -> str | None:
     """The first executable `name` on the child's PATH (not runjob's), as execvp finds it;
     a non-executable match if that is all there is (so the problem says "not executable")."""
     denied = None
-    for directory in os.get_exec_path(env):
+    # os.get_exec_path(env) without its import of `warnings` (a bytes PATH key, which it
+    # warns about, cannot occur: the child's env is built from str keys)
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
         path = os.path.join(directory, name)
         if os.path.isfile(path):
             if os.access(path, os.X_OK):

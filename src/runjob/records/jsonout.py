@@ -93,7 +93,9 @@ def loads(text: str) -> Any:
     """`json.loads(text)` for the compact JSON runjob itself wrote (anything else goes to `json`)."""
     try:
         value, end = _scan(text, 0)
-    except StopIteration:
+    except (StopIteration, SystemError, ValueError):
+        # SystemError: the bare C scanner, given a torn string, fails without an exception
+        # set (it expects json.decoder loaded); json.loads then says what is wrong
         end = -1
     if end != len(text):
         import json

@@ -91,10 +91,12 @@ class KeptFile:
 
 
 def prune(directory: str, keep: int) -> None:
-    """Only the newest `keep` kept runs of a job stay (by modification time: a running one is new)."""
+    """The newest `keep` kept runs of a job stay (by modification time: a running one is new).
+    Pruned in batches: only once `slack` more have piled up are the files stat'ed and the
+    oldest removed, so a run at the end of a full directory does one scandir, not `keep` stats."""
     try:
         kept = [e for e in os.scandir(directory) if e.name.endswith(".jsonl")]
-        if len(kept) <= keep:  # the usual case at the end of a run: no stat of every kept file
+        if len(kept) <= keep + slack(keep):  # the usual case at the end of a run
             return
         entries = [(e.stat().st_mtime_ns, e.name) for e in kept]
     except OSError:
@@ -104,6 +106,11 @@ def prune(directory: str, keep: int) -> None:
             os.unlink(os.path.join(directory, name))
         except OSError:
             pass  # a concurrent run pruned it first
+
+
+def slack(keep: int) -> int:
+    """How many more than `keep` kept runs wait for the next batch of pruning."""
+    return max(1, keep // 10)
 
 
 def _next_mark(data: bytes, start: int) -> int:

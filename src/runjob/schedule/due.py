@@ -83,7 +83,7 @@ def done(job: Job, state_dir: str) -> bool:
     """Has a run of the one-time job, started at or after its moment, succeeded?"""
     from runjob.store import history
 
-    if not os.path.exists(history.path_in(state_dir)):
+    if not history.exists(state_dir):
         return False
     table, column = ("pipeline_runs", "pipeline") if hasattr(job, "stages") else ("runs", "job")
     db = history.connect(state_dir)

@@ -8,8 +8,8 @@ Version 4 adds `run_latest`: per job and param set, the newest run that was not 
 and the newest success, kept by triggers on `runs`. `status`, `stale` and the metrics ask
 for exactly these rows, and without it `status` ran a DISTINCT over all of a job's rows
 to find its param sets. Triggers, not the writer, keep it: every way a row gets in (a
-run's start and end, history.pending folded in, a row an operator inserts by hand) and
-out (the purge) keeps the summary true, and a run pays one small keyed write per row
+run's start and end folded in from the journal, a row an operator inserts by hand) and
+out (the purge) keeps the summary true, and a fold pays one small keyed write per row
 write, in the same transaction (no extra fsync).
 """
 

@@ -33,7 +33,7 @@ def since_seconds(text: str | None) -> float | None:
 
 def load(state_dir: str, job: str | None, since_s: float | None, now: float) -> list[dict[str, Any]]:
     """History rows (a dead `running` run shown as crashed), oldest first."""
-    if not os.path.exists(history.path_in(state_dir)):
+    if not history.exists(state_dir):
         return []
     db = history.connect(state_dir)
     try:
