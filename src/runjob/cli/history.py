@@ -13,7 +13,7 @@ import time
 from runjob.cli import answer
 from runjob.errors import UsageError
 from runjob.records import jsonout
-from runjob.records.logs import timestamp
+from runjob.records.encoding import timestamp
 from runjob.registry import loader
 from runjob.run.model import ROW_STATUSES
 from runjob.store import history
