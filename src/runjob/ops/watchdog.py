@@ -6,7 +6,6 @@ import os
 import sys
 
 from runjob.locks import lock
-from runjob.registry.templating import placeholders
 from runjob.store import history
 
 TYPE_CHECKING = False
@@ -82,6 +81,8 @@ def stale_jobs(
 def lock_pattern(job: Job) -> re.Pattern[str]:
     """A regex matching every lock key the job's template can produce."""
     import re  # only when a lock is held: `status` and `history` load no regex engine otherwise
+
+    from runjob.registry.templating import placeholders
 
     out, rest = "", job.lock_key
     for name in placeholders(job.lock_key):
