@@ -7,7 +7,7 @@ import os
 from runjob.errors import EXIT_OK
 from runjob.locks import lock
 from runjob.proc import executable
-from runjob.records.logs import encode
+from runjob.records.encoding import encode
 from runjob.records.redact import Redactor
 from runjob.run.plan import Plan
 from runjob.run.runner import child_env

@@ -13,9 +13,8 @@ import time
 from runjob.cli import answer
 from runjob.errors import UsageError
 from runjob.records import jsonout
-from runjob.records.logs import timestamp
+from runjob.records.encoding import timestamp
 from runjob.registry import loader
-from runjob.run.model import ROW_STATUSES
 from runjob.store import history
 
 TYPE_CHECKING = False
@@ -48,8 +47,11 @@ def show_history(
         return _pipeline_history(registry, job, limit, as_json)
     if job is not None:
         registry.job(job)
-    if status is not None and status not in ROW_STATUSES:
-        raise UsageError(f'--status must be one of {", ".join(ROW_STATUSES)}, got "{status}"')
+    if status is not None:
+        from runjob.run.model import ROW_STATUSES  # the run package, only to check a --status given
+
+        if status not in ROW_STATUSES:
+            raise UsageError(f'--status must be one of {", ".join(ROW_STATUSES)}, got "{status}"')
     if limit < 1:
         raise UsageError("--limit must be at least 1")
     db = open_store(registry.state_dir)

@@ -12,7 +12,7 @@ import sys
 from runjob.cli import answer
 from runjob.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from runjob.records import jsonout
-from runjob.records.logs import timestamp
+from runjob.records.encoding import timestamp
 from runjob.registry import config, loader, schema
 from runjob.schedule.scheduled import schedule_state
 

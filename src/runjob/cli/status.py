@@ -15,7 +15,7 @@ import time
 from runjob.cli.history import open_store
 from runjob.ops import watchdog
 from runjob.records import jsonout
-from runjob.records.logs import timestamp
+from runjob.records.encoding import timestamp
 from runjob.registry import loader
 from runjob.schedule.due_times import DueTimes
 from runjob.schedule.scheduled import schedule_state
@@ -39,7 +39,7 @@ def show_status(config_path: str | None, as_json: bool, at: float | None = None)
     rows = [
         _job_status(seen, job, latest.get(job.name, {}), params, text)
         for job in registry.jobs.values()
-        for params, text in watchdog.instances(job, db)
+        for params, text in watchdog.instances(job, db, latest.get(job.name, {}) if db else None)
     ]
     due.save()
     if registry.pipelines:

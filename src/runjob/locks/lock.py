@@ -31,7 +31,7 @@ import time
 from runjob import safefs
 from runjob.errors import InternalError, RunjobError
 from runjob.proc import procid
-from runjob.records.logs import encode
+from runjob.records.encoding import encode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ import os
 import time
 
 from runjob.errors import ConfigError
-from runjob.records.logs import encode
+from runjob.records.encoding import encode
 from runjob.records.redact import shown_url
 
 TYPE_CHECKING = False

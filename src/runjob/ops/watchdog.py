@@ -6,13 +6,13 @@ import os
 import sys
 
 from runjob.locks import lock
-from runjob.registry.templating import placeholders
 from runjob.store import history
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re
     import sqlite3
+    from collections.abc import Iterable
     from typing import Any
 
     from runjob.registry.config import Job, Registry
@@ -35,14 +35,22 @@ def staleness(job: Job, last_success_end: float | None, now: float) -> dict[str,
     }
 
 
-def instances(job: Job, db: sqlite3.Connection | None) -> list[tuple[dict[str, str], str | None]]:
+def instances(
+    job: Job, db: sqlite3.Connection | None, texts: Iterable[str] | None = None
+) -> list[tuple[dict[str, str], str | None]]:
     """The job's instances as (params, their text in the history or None if never run).
 
     A job with `instances` has those (defaults filled in, as a run resolves them); a job with
-    params but no instances has each param set it has run with; any other job, one."""
+    params but no instances has each param set it has run with; any other job, one. `texts`:
+    the param sets as stored, when the caller has read them already (status: latest_runs)."""
     if not job.params:  # the usual case: one instance, and no scan of the job's rows for param sets
         return [({}, None)]
-    seen = history.param_sets(db, job.name) if db is not None else {}
+    if texts is not None:
+        from runjob.records import jsonout
+
+        seen = {text: jsonout.loads(text or "{}") for text in texts}
+    else:
+        seen = history.param_sets(db, job.name) if db is not None else {}
     if job.instances:
         defaults = {k: spec["default"] for k, spec in job.params.items() if spec["default"] is not None}
         wanted = [defaults | i for i in job.instances]
@@ -73,6 +81,8 @@ def stale_jobs(
 def lock_pattern(job: Job) -> re.Pattern[str]:
     """A regex matching every lock key the job's template can produce."""
     import re  # only when a lock is held: `status` and `history` load no regex engine otherwise
+
+    from runjob.registry.templating import placeholders
 
     out, rest = "", job.lock_key
     for name in placeholders(job.lock_key):

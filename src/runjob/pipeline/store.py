@@ -15,7 +15,7 @@ from datetime import UTC
 
 from runjob.errors import InternalError, UsageError
 from runjob.proc import procid
-from runjob.records.logs import timestamp
+from runjob.records.encoding import timestamp
 from runjob.store import history
 
 TYPE_CHECKING = False

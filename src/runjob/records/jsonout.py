@@ -27,28 +27,50 @@ def dumps(value: Any) -> str:
 
 
 def _write(value: Any, out: list[str], newline: str) -> None:
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         out.append(_string(value))
-    elif isinstance(value, dict):
-        _container("{", "}", [_key(k) + ": " for k in value], list(value.values()), out, newline)
-    elif isinstance(value, (list, tuple)):
-        _container("[", "]", [""] * len(value), list(value), out, newline)
+    elif kind is dict or isinstance(value, dict):
+        _dict(value, out, newline)
+    elif kind is list or isinstance(value, (list, tuple)):
+        _list(value, out, newline)
+    elif isinstance(value, str):
+        out.append(_string(value))
     else:
         out.append(_scalar(value))
 
 
-def _container(
-    opening: str, closing: str, prefixes: list[str], values: list[Any], out: list[str], newline: str
-) -> None:
-    if not values:
-        out.append(opening + closing)
+def _dict(value: dict[Any, Any], out: list[str], newline: str) -> None:
+    if not value:
+        out.append("{}")
         return
     inner = newline + "  "
-    out.append(opening)
-    for i, (prefix, item) in enumerate(zip(prefixes, values, strict=True)):
-        out.append((inner if i == 0 else "," + inner) + prefix)
+    separator = "{" + inner
+    for key, item in value.items():
+        # a string or a scalar inline (most values): one append, no call to _write
+        kind = type(item)
+        if kind is str:
+            out.append(separator + _key(key) + ": " + _string(item))
+        elif item is None or kind is int or kind is bool or kind is float:
+            out.append(separator + _key(key) + ": " + _scalar(item))
+        else:
+            out.append(separator + _key(key) + ": ")
+            _write(item, out, inner)
+        separator = "," + inner
+    out.append(newline + "}")
+
+
+def _list(value: list[Any] | tuple[Any, ...], out: list[str], newline: str) -> None:
+    if not value:
+        out.append("[]")
+        return
+    inner = newline + "  "
+    separator = "[" + inner
+    for item in value:
+        out.append(separator)
         _write(item, out, inner)
-    out.append(newline + closing)
+        separator = "," + inner
+    out.append(newline + "]")
 
 
 def _scalar(value: Any) -> str:
@@ -68,7 +90,7 @@ def _scalar(value: Any) -> str:
 
 def _key(key: Any) -> str:
     """A dict key as `json` writes it: strings as they are, scalars by their JSON spelling."""
-    if isinstance(key, str):
+    if type(key) is str or isinstance(key, str):
         return _string(key)
     if key is None or isinstance(key, (bool, int, float)):
         return _string(_scalar(key))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 
-from runjob.records.logs import Records, timestamp
+from runjob.records.encoding import timestamp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal
 
     from runjob.proc import process
+    from runjob.records.logs import Records
     from runjob.run.plan import Plan
 
     # How a run ended (run.end's `status`, the history's row). An attempt's own status

@@ -18,7 +18,7 @@ import json
 from datetime import UTC
 
 from runjob.locks import redis_lock
-from runjob.records.logs import encode, timestamp
+from runjob.records.encoding import encode, timestamp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import time
 from runjob import safefs
 from runjob.errors import InternalError
 from runjob.proc import procid
-from runjob.records.logs import timestamp
+from runjob.records.encoding import timestamp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
