@@ -20,7 +20,6 @@ from runjob.records.output_records import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import Any
 
     from runjob.records.kept_file import KeptFile
@@ -144,7 +143,7 @@ class JsonSink:
             self._kept_lost()
         if not self.hold:
             parts = quoted_output_parts(pieces, quoted, quoted_messages(quoted, lines), ts, seq)
-            self._out_all(_batches(parts, max(map(len, quoted))))
+            self._out_all(parts, max(map(len, quoted)))
 
     def _one_by_one(self, common: dict[str, Any], stream: str, lines: list[str], attempt: int) -> None:
         """run.output records for lines some of which are too long once escaped: each such line
@@ -184,7 +183,7 @@ class JsonSink:
         if self.kept is not None and self.kept.fd >= 0 and not self.kept.write_plain(block, seq, ts, stream, attempt):
             self._kept_lost()
         if not self.hold:
-            self._out_all(_batches(plain_output_parts(pieces, lines, ts, seq, longest), longest))
+            self._out_all(plain_output_parts(pieces, lines, ts, seq, longest), longest)
 
     def _wait(self, data: bytes) -> None:
         """`data` waits for the pipe to take it."""
@@ -250,18 +249,23 @@ class JsonSink:
         if written < len(data):
             self._wait(data[written:])
 
-    def _out_all(self, batches: Iterator[bytes]) -> None:
-        """_out for each batch of records in turn, with the checks of a blocking fd made once
-        (a chunk read gives a dozen batches)."""
+    def _out_all(self, parts: list[bytes], longest: int) -> None:
+        """Records (six parts each, their longest line `longest` bytes) out in batches of
+        whole records (_batch_step), with the checks of a blocking fd made once a chunk read."""
+        step, join = _batch_step(parts, longest), b"".join
         if self.nonblocking or self.failed or self.pending:
-            for data in batches:
-                self._out(data)
+            for at in range(0, len(parts), step):
+                self._out(join(parts[at : at + step]))
             return
         if self.log is not None:
             self.log.writing()
+        write, fd = os.write, self.fd
         try:
-            for data in batches:
-                write_all(self.fd, data)
+            for at in range(0, len(parts), step):
+                data = join(parts[at : at + step])
+                done = write(fd, data)
+                if done < len(data):  # a short write (a signal, a full disk): the rest, or the error
+                    write_all(fd, data[done:])
         except OSError as e:
             self._lost(e)
         finally:
@@ -349,14 +353,12 @@ class JsonSink:
                 self._final_flush()
 
 
-def _batches(parts: list[bytes], longest: int) -> Iterator[bytes]:
-    """Records (six parts each, their longest line `longest` bytes) joined some 32 KiB at a
-    time: a chunk's records (six times its bytes) joined at once, or 64 KiB of them, free a
-    block that takes the heap's top past glibc's trim threshold (128 KiB), so the heap would
-    shrink and grow again every chunk, the kernel zeroing fresh pages each time (8x the page
-    faults)."""
-    step = 6 * max(1, BATCH_BYTES // (sum(map(len, parts[:6])) - 2 * len(parts[4]) + 2 * longest))
-    return (b"".join(parts[at : at + step]) for at in range(0, len(parts), step))
+def _batch_step(parts: list[bytes], longest: int) -> int:
+    """How many parts a batch of some 32 KiB of records holds. A chunk's records (six times
+    its bytes) joined at once, or 64 KiB of them, free a block that takes the heap's top past
+    glibc's trim threshold (128 KiB), so the heap would shrink and grow again every chunk,
+    the kernel zeroing fresh pages each time (8x the page faults)."""
+    return 6 * max(1, BATCH_BYTES // (sum(map(len, parts[:6])) - 2 * len(parts[4]) + 2 * longest))
 
 
 def note(text: str) -> None:
