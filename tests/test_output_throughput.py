@@ -188,3 +188,25 @@ def test_escaped_lines_are_written_as_their_records_and_kept_compactly(tmp_path_
     data = kept.read_bytes()
     assert data.count(b"\n\x1d") == len(blocks) and len(data) < len(log.read_bytes())
     assert Expander().feed(data) == log.read_bytes()
+
+
+def test_a_child_that_fills_its_pipe_gets_a_bigger_one_and_a_quiet_one_does_not(rj):
+    """runjob grows a chatty child's pipe after its first full read (the child writes ahead
+    while runjob builds records). The child's 200 KiB write returns only once runjob has read
+    more than one full chunk, so the size it reads afterwards is the grown one: no timing."""
+    report = (
+        "import fcntl, sys\n"
+        "if sys.argv[1] == 'chatty':\n    sys.stdout.buffer.write((b'x' * 75 + b'\\n') * 2800)\n"
+        "    sys.stdout.buffer.flush()\n"
+        "print('pipe', fcntl.fcntl(1, fcntl.F_GETPIPE_SZ), flush=True)\n"
+    )
+    rj.write(f"[jobs.chatty]\ncommand = {py(report, 'chatty')}\n[jobs.quiet]\ncommand = {py(report, 'quiet')}\n")
+    sizes = {}
+    for job in ("chatty", "quiet"):
+        r = rj.run(job)
+        assert r.code == 0, r.err
+        (line,) = [o["line"] for o in r.events("run.output") if o["line"].startswith("pipe ")]
+        sizes[job] = int(line.split()[1])
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    assert sizes["quiet"] == 64 * 1024
+    assert sizes["chatty"] == min(1 << 20, limit) > sizes["quiet"]
