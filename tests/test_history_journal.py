@@ -107,16 +107,21 @@ def test_a_journal_past_its_limit_is_folded_by_a_run(rj):
     assert len(store_rows(rj, "job = 't' AND status = 'success'")) == 702
 
 
-def test_a_torn_or_foreign_line_is_skipped_and_the_rest_is_folded(rj):
-    rj.write('[jobs.t]\ncommand = ["true"]\n')
+def test_a_torn_or_foreign_line_is_skipped_and_the_rest_is_folded(rj, tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+    rj.write(f'[jobs.t]\ncommand = ["true"]\n[jobs.slow]\ncommand = {py(HOLD, str(started), str(release))}\n')
     assert rj.run("t").code == 0
     with open(rj.state / JOURNAL, "ab") as f:
         f.write(b'{"run_id": "x", "job": ["not", "a", "row"]}\n\x00\xff garbage\n')
     assert rj.run("t").code == 0
     with open(rj.state / JOURNAL, "ab") as f:
         f.write(b'{"run_id": "torn-by-a-cra')  # a crash mid-write: no newline
+    proc = rj.popen("slow")  # its `running` line starts a line of its own, never glued to the torn one
+    assert wait_for(started.exists)
     shown = json.loads(rj.run("history", "--json").out)
-    assert [r["status"] for r in shown] == ["success", "success"]
+    release.write_text("go")
+    assert finish(proc).code == 0
+    assert [(r["job"], r["status"]) for r in shown] == [("slow", "running"), ("t", "success"), ("t", "success")]
 
 
 def test_a_symlink_planted_as_the_journal_stops_the_run(rj, tmp_path):

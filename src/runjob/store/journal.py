@@ -127,6 +127,8 @@ def append(fd: int, rows: list[dict[str, Any]]) -> int:
     """Append whole lines at the end (the caller holds the flock); the file's new size."""
     data = "".join(encode(row) + "\n" for row in rows).encode("utf-8", "replace")  # never a lone surrogate
     end = os.lseek(fd, 0, os.SEEK_END)
+    if end and os.pread(fd, 1, end - 1) != b"\n":
+        data = b"\n" + data  # a line a crash tore stays alone, and is skipped: never glued to ours
     os.pwrite(fd, data, end)
     return end + len(data)
 
