@@ -227,23 +227,26 @@ def acquire(path: str, wait_s: float, holder: dict[str, Any] | None = None) -> F
 
 class exclusive:  # noqa: N801  (used like a function: `with exclusive(path):`)
     """An exclusive flock on `path` (created 0600 if missing) for a short critical section:
-    tick's minute, the metrics file, history set-up. Waits at most `wait_s`, then
-    InternalError naming who holds it (a local user must not freeze tick or runs)."""
+    tick's minute, the metrics file, history set-up, a write to the history journal. Waits at
+    most `wait_s`, then InternalError naming who holds it (a local user must not freeze tick
+    or runs). `with exclusive(path) as fd`: the locked file, to read or write under the lock."""
 
     def __init__(self, path: str, wait_s: float = STATE_LOCK_WAIT_S) -> None:
         self.path, self.wait_s = path, wait_s
         self.fd = safefs.open_private(path, os.O_RDWR | os.O_CREAT)
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> int:
         deadline = time.monotonic() + self.wait_s
+        pause = 0.001  # most holders (a journal write) keep it for microseconds: look again soon
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                return self.fd
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     break
-            time.sleep(POLL_S)
+            time.sleep(pause)
+            pause = min(pause * 2, POLL_S)
         st = os.fstat(self.fd)
         pids = procid.holders_of((st.st_dev, st.st_ino))
         os.close(self.fd)

@@ -78,7 +78,7 @@ def connect(state_dir: str) -> sqlite3.Connection:
         if journal.has_lines(state_dir):  # the usual case right after another reader: two lstats
             from runjob.store import history_fold
 
-            history_fold.fold(db, state_dir)  # the rows runs wrote since the last reader
+            history_fold.fold(db, state_dir, path + "-wal")  # the rows runs wrote since the last reader
         return db
     except sqlite3.DatabaseError as e:
         raise InternalError(f"history store {path} is unusable: {e} (move it aside to start afresh)") from None

@@ -22,8 +22,9 @@ from __future__ import annotations
 import os
 import time
 
+from runjob.locks.lock import exclusive
 from runjob.proc import procid
-from runjob.store.journal import COLUMNS, FILENAME, KEEP_FIELD, LEGACY, Locked, read_all
+from runjob.store.journal import COLUMNS, FILENAME, KEEP_FIELD, LEGACY, LOCK_WAIT_S, read_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,21 +41,20 @@ WAL_TRUNCATE_BYTES = 256 << 10  # about 64 pages: what a reader's WAL recovery r
 FOLD_WAIT_S = 60.0  # another reader's fold: a few ms, or a migration's seconds before it
 
 
-def fold(db: sqlite3.Connection, state_dir: str) -> None:
-    """Every journal line into the store (sqlite3.Error if it refuses them: they stay)."""
+def fold(db: sqlite3.Connection, state_dir: str, wal: str) -> None:
+    """Every journal line into the store (sqlite3.Error if it refuses them: they stay); `wal`
+    is the store's -wal file."""
     paths = [os.path.join(state_dir, name) for name in (LEGACY, FILENAME)]
-    from runjob.locks.lock import exclusive
-
     with exclusive(os.path.join(state_dir, FILENAME + ".fold"), wait_s=FOLD_WAIT_S):
         for path in paths:
             if os.path.lexists(path):
-                _fold_file(db, path, legacy=path == paths[0])
+                _fold_file(db, path, wal, legacy=path == paths[0])
 
 
-def _fold_file(db: sqlite3.Connection, path: str, legacy: bool) -> None:
+def _fold_file(db: sqlite3.Connection, path: str, wal: str, legacy: bool) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
-        with Locked(path) as fd:
+        with exclusive(path, LOCK_WAIT_S) as fd:
             data = read_all(fd)
         lines = [(line, row) for line in data.split(b"\n") if (row := _row(line)) is not None]
         _upsert(db, [row for _, row in lines])
@@ -63,12 +63,12 @@ def _fold_file(db: sqlite3.Connection, path: str, legacy: bool) -> None:
         db.execute("ROLLBACK")
         raise
     _purge(db, lines)
-    _checkpoint_big_wal(db, os.path.dirname(path))
+    _checkpoint_big_wal(db, wal)
     if legacy:
         os.unlink(path)
         return
     live = _live(lines)
-    with Locked(path) as fd:
+    with exclusive(path, LOCK_WAIT_S) as fd:
         tail = read_all(fd, len(data))
         os.ftruncate(fd, 0)
         os.pwrite(fd, b"".join(line + b"\n" for line in live) + tail, 0)
@@ -115,14 +115,14 @@ def _purge(db: sqlite3.Connection, lines: list[tuple[bytes, dict[str, Any]]]) ->
         pass  # housekeeping: the next fold tries again
 
 
-def _checkpoint_big_wal(db: sqlite3.Connection, state_dir: str) -> None:
+def _checkpoint_big_wal(db: sqlite3.Connection, wal: str) -> None:
     """Copy a WAL past WAL_TRUNCATE_BYTES into the store and empty it. Each reader is the
     store's only connection and ends with os._exit, so the next one rebuilds the WAL index
     from the file (recovery), which forgets what was checkpointed: without this the WAL only
     grows, and every reader reads all of it. TRUNCATE waits (busy_timeout) for readers that
     hold an older snapshot; our readers hold one for milliseconds."""
     try:
-        if os.path.getsize(os.path.join(state_dir, "history.sqlite3-wal")) > WAL_TRUNCATE_BYTES:
+        if os.path.getsize(wal) > WAL_TRUNCATE_BYTES:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except (OSError, sqlite3.Error):
         pass  # housekeeping: the next fold tries again

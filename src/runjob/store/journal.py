@@ -20,18 +20,15 @@ only this file: under an exclusive flock, it looks for a live run of its lock ke
 host, and appends its own row only if there is none, in one critical section.
 
 Mode 0600, never through a symlink (safefs). Every write and the fold's rewrite hold an
-exclusive flock for a few microseconds; a process that keeps it longer (stopped with
-SIGSTOP) is waited for at most LOCK_WAIT_S, then the run fails with exit 125 naming it.
+exclusive flock (locks.lock.exclusive) for a few microseconds; a process that keeps it
+longer (stopped with SIGSTOP) is waited for at most LOCK_WAIT_S, then the run fails with
+exit 125 naming it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import time
 
-from runjob import safefs
-from runjob.errors import InternalError
 from runjob.proc import procid
 from runjob.records.encoding import dumps, encode, timestamp
 
@@ -43,7 +40,7 @@ if TYPE_CHECKING:
 FILENAME = "history.journal"
 LEGACY = "history.pending"  # where an older runjob kept the run ends its store refused (same lines)
 FOLD_BYTES = 256 << 10  # about 300 runs: a run folds (and pays for SQLite) once in that many
-LOCK_WAIT_S = 30.0
+LOCK_WAIT_S = 30.0  # a write holds the flock for microseconds; only a stopped process longer
 KEEP_FIELD = "history_keep"  # an end row carries the registry's history_keep, for the fold's purge
 RUN_ID_HEAD = b'{"run_id": "'
 COLUMNS = (  # a history row's fields: a journal line's, and the store's `runs` columns
@@ -88,31 +85,6 @@ def _ended(line: bytes, data: bytes, end: int) -> bool:
     if not run_id.startswith(RUN_ID_HEAD) or not run_id.endswith(b'"'):
         return False  # not a row this runjob wrote: parsed and judged by its fields
     return data.find(b'"run_id": ' + run_id[len(RUN_ID_HEAD) - 1 :], end) != -1
-
-
-class Locked:
-    """The journal opened (created 0600 if missing) and flocked exclusively: `with Locked(path) as fd`."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = safefs.open_private(path, os.O_RDWR | os.O_CREAT)
-
-    def __enter__(self) -> int:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        pause = 0.001
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self.fd
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(self.fd)
-                    raise InternalError(f"{self.path} stayed locked for {LOCK_WAIT_S:g}s; giving up") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # closing drops the flock
 
 
 def read_all(fd: int, start: int = 0) -> bytes:

@@ -13,10 +13,11 @@ import os
 
 from runjob import safefs
 from runjob.errors import InternalError
+from runjob.locks.lock import exclusive
 from runjob.proc import procid
 from runjob.records.encoding import encode
 from runjob.run.model import Observer
-from runjob.store.journal import FOLD_BYTES, KEEP_FIELD, Locked, append, live_holder, path_in, read_all
+from runjob.store.journal import FOLD_BYTES, KEEP_FIELD, LOCK_WAIT_S, append, live_holder, path_in, read_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class HistoryRecorder(Observer):
         self.state_dir = state_dir
         self.keep_s = keep_s
         self.path = path_in(state_dir)
+        self.base: dict[str, Any] | None = None  # one recorder a run (cli/run.observers)
 
     def start(self, run: Run) -> None:
         """The `running` row, unless a live run on this host holds the lock key (Busy): one
@@ -40,7 +42,7 @@ class HistoryRecorder(Observer):
         row = self._row(run, status="running")
         try:
             safefs.ensure_dir(self.state_dir, top=True)
-            with Locked(self.path) as fd:
+            with exclusive(self.path, LOCK_WAIT_S) as fd:
                 other = live_holder(read_all(fd), row["lock_key"], row["host"])
                 if other is None:
                     append(fd, [row])
@@ -85,7 +87,7 @@ class HistoryRecorder(Observer):
     def _write(self, row: dict[str, Any]) -> int:
         try:
             safefs.ensure_dir(self.state_dir, top=True)
-            with Locked(self.path) as fd:
+            with exclusive(self.path, LOCK_WAIT_S) as fd:
                 return append(fd, [row])
         except OSError as e:
             raise self._error(e) from None
@@ -94,15 +96,19 @@ class HistoryRecorder(Observer):
         return InternalError(f"cannot write history journal {self.path}: {e.strerror}")
 
     def _row(self, run: Run, **fields: Any) -> dict[str, Any]:
-        plan = run.plan
-        return {
-            "run_id": run.run_id,
-            "job": plan.name,
-            "params": encode(plan.params),
-            "correlation_id": run.correlation_id,
-            "host": run.records.common["host"],
-            "pid": os.getpid(),
-            "pid_start": procid.start_time(os.getpid()),
-            "lock_key": plan.redact(plan.lock_key),
-            "started": run.started,
-        } | fields
+        """The run's row: what every line of it repeats (made once: its pid's start time is a
+        read of /proc), then `fields`."""
+        if self.base is None:
+            plan = run.plan
+            self.base = {
+                "run_id": run.run_id,
+                "job": plan.name,
+                "params": encode(plan.params),
+                "correlation_id": run.correlation_id,
+                "host": run.records.common["host"],
+                "pid": os.getpid(),
+                "pid_start": procid.start_time(os.getpid()),
+                "lock_key": plan.redact(plan.lock_key),
+                "started": run.started,
+            }
+        return self.base | fields
